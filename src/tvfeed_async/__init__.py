@@ -1,0 +1,66 @@
+"""tvfeed_async: an asyncio-native TradingView market data client.
+
+The public API is exactly what ``__all__`` lists; everything else is private.
+"""
+
+from __future__ import annotations
+
+from .config import Endpoints, Limits, RetryPolicy, Timeouts
+from .errors import (
+    AuthError,
+    CaptchaRequired,
+    ConnectionLost,
+    ConsumerTooSlow,
+    EntitlementError,
+    FramingError,
+    GapError,
+    InvalidCredentials,
+    InvalidInterval,
+    InvalidRequest,
+    InvalidSymbol,
+    ProtocolError,
+    RateLimited,
+    RequestTimeout,
+    SymbolNotFound,
+    TokenExpired,
+    TvFeedError,
+    TwoFactorRequired,
+)
+from .protocol.bars import Bar
+from .protocol.intervals import Interval
+from .protocol.symbols import Symbol, parse_symbol
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # values
+    "Bar",
+    "Interval",
+    "Symbol",
+    "parse_symbol",
+    # configuration
+    "Endpoints",
+    "Limits",
+    "RetryPolicy",
+    "Timeouts",
+    # errors
+    "AuthError",
+    "CaptchaRequired",
+    "ConnectionLost",
+    "ConsumerTooSlow",
+    "EntitlementError",
+    "FramingError",
+    "GapError",
+    "InvalidCredentials",
+    "InvalidInterval",
+    "InvalidRequest",
+    "InvalidSymbol",
+    "ProtocolError",
+    "RateLimited",
+    "RequestTimeout",
+    "SymbolNotFound",
+    "TokenExpired",
+    "TvFeedError",
+    "TwoFactorRequired",
+    "__version__",
+]

@@ -1,0 +1,107 @@
+"""Configuration values: where to connect, how long to wait, how hard to retry, how much to hold.
+
+All are frozen dataclasses with defaults that suit the real TradingView service.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+__all__ = ["Endpoints", "Limits", "RetryPolicy", "Timeouts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the client connects.
+
+    Attributes:
+        ws_url: the chart-data WebSocket (``wss://data.tradingview.com/socket.io/websocket``).
+        www_url: base URL for sign-in, two-factor and the home page that embeds the token.
+        symbol_search_url: the symbol search v3 endpoint.
+        origin: the ``Origin`` header sent on the WebSocket upgrade and to symbol search.
+    """
+
+    ws_url: str = "wss://data.tradingview.com/socket.io/websocket"
+    www_url: str = "https://www.tradingview.com"
+    symbol_search_url: str = "https://symbol-search.tradingview.com/symbol_search/v3/"
+    origin: str = "https://www.tradingview.com"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Endpoints:
+        """Defaults overridden by ``TVFEED_WS_URL``, ``TVFEED_WWW_URL``,
+        ``TVFEED_SYMBOL_SEARCH_URL`` and ``TVFEED_ORIGIN`` when set."""
+        env = os.environ if environ is None else environ
+        base = cls()
+        return replace(
+            base,
+            ws_url=env.get("TVFEED_WS_URL") or base.ws_url,
+            www_url=env.get("TVFEED_WWW_URL") or base.www_url,
+            symbol_search_url=env.get("TVFEED_SYMBOL_SEARCH_URL") or base.symbol_search_url,
+            origin=env.get("TVFEED_ORIGIN") or base.origin,
+        )
+
+    @property
+    def prodata_ws_url(self) -> str:
+        """The paid-plan host for the same path (``prodata.`` instead of ``data.``)."""
+        return self.ws_url.replace("//data.", "//prodata.", 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Deadlines, in seconds.
+
+    Attributes:
+        connect: opening the WebSocket (TCP, TLS and upgrade).
+        request: cumulative deadline of one historical request, paging included.
+        idle: a connection with no data and no heartbeat for this long is considered dead
+            (real servers send a heartbeat every 10 s).
+        close: how long the shutdown may wait for the closing handshake.
+        http: one HTTP request (sign-in, search).
+    """
+
+    connect: float = 15.0
+    request: float = 60.0
+    idle: float = 30.0
+    close: float = 5.0
+    http: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Reconnect back-off: exponential with full jitter, capped, reset after a success.
+
+    Attributes:
+        initial: first delay.
+        maximum: cap on a single delay.
+        multiplier: growth per failed attempt.
+        max_attempts: consecutive failed attempts before giving up (``None``: never).
+    """
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    multiplier: float = 2.0
+    max_attempts: int | None = 8
+
+    def delay(self, attempt: int, random_fraction: float) -> float:
+        """Delay before attempt number ``attempt`` (0-based), with ``random_fraction`` in [0, 1)."""
+        ceiling = min(self.maximum, self.initial * self.multiplier**attempt)
+        return ceiling * (0.5 + 0.5 * random_fraction)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one feed holds at once.
+
+    Attributes:
+        max_in_flight: historical requests running on the socket at the same time.
+        bars_per_request: per-request cap used for paging when the token does not say
+            (5,000 anonymous/free).
+        stream_queue: per-subscription queue size (closed bars are never dropped; forming
+            updates are coalesced when it is full).
+    """
+
+    max_in_flight: int = 16
+    bars_per_request: int = 5_000
+    stream_queue: int = 1_000

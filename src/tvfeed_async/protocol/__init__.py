@@ -1,0 +1,84 @@
+"""The pure TradingView protocol core: no sockets, no event loop, no Polars.
+
+Everything here can be run and tested synchronously (and fuzzed). A test enforces that this
+package imports none of asyncio, aiohttp, websockets, anyio or polars.
+"""
+
+from __future__ import annotations
+
+from .bars import Bar, BarMerger, Gap, MergeResult
+from .connection import ClientProtocol, new_session_id
+from .framing import (
+    FrameDecoder,
+    Heartbeat,
+    Packet,
+    decode_packets,
+    encode_heartbeat,
+    encode_json,
+    encode_packet,
+    utf16_len,
+)
+from .intervals import Interval, IntervalLike
+from .messages import (
+    ANONYMOUS_TOKEN,
+    ClientMessage,
+    CriticalError,
+    ProtocolErrorMessage,
+    QuoteCompleted,
+    QuoteData,
+    SeriesCompleted,
+    SeriesData,
+    SeriesError,
+    SeriesLoading,
+    SeriesPayload,
+    ServerMessage,
+    SessionInfo,
+    SymbolError,
+    SymbolResolved,
+    UnknownMessage,
+    bar_from_values,
+    parse_client_message,
+    parse_message,
+)
+from .symbols import Symbol, SymbolLike, parse_symbol
+
+__all__ = [
+    "ANONYMOUS_TOKEN",
+    "Bar",
+    "BarMerger",
+    "ClientMessage",
+    "ClientProtocol",
+    "CriticalError",
+    "FrameDecoder",
+    "Gap",
+    "Heartbeat",
+    "Interval",
+    "IntervalLike",
+    "MergeResult",
+    "Packet",
+    "ProtocolErrorMessage",
+    "QuoteCompleted",
+    "QuoteData",
+    "SeriesCompleted",
+    "SeriesData",
+    "SeriesError",
+    "SeriesLoading",
+    "SeriesPayload",
+    "ServerMessage",
+    "SessionInfo",
+    "Symbol",
+    "SymbolError",
+    "SymbolLike",
+    "SymbolResolved",
+    "UnknownMessage",
+    "bar_from_values",
+    "decode_packets",
+    "encode_heartbeat",
+    "encode_json",
+    "encode_packet",
+    "new_session_id",
+    "parse_client_message",
+    "parse_message",
+    "parse_symbol",
+    "utf16_len",
+]

@@ -1,0 +1,70 @@
+"""The client side of one protocol conversation, without I/O (python-websockets style).
+
+Feed it the text of every WebSocket message with :meth:`ClientProtocol.receive_data`; it returns
+the parsed server messages and queues the heartbeat echoes. Queue client messages with
+:meth:`ClientProtocol.send`. Whatever must go out is returned by
+:meth:`ClientProtocol.data_to_send`, one packet per WebSocket message (as every client and the
+browser send them). The I/O layer only moves text between this object and the socket.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+
+from .framing import FrameDecoder, Heartbeat, encode_heartbeat
+from .messages import ClientMessage, ServerMessage, SessionInfo, parse_message
+
+__all__ = ["ClientProtocol", "new_session_id"]
+
+_ID_ALPHABET = string.ascii_lowercase
+
+
+def new_session_id(prefix: str, rng: random.Random | None = None) -> str:
+    """A client-chosen session id: ``prefix`` + ``_`` + 12 random lowercase letters (§3)."""
+    chooser = rng or random
+    return f"{prefix}_" + "".join(chooser.choice(_ID_ALPHABET) for _ in range(12))
+
+
+class ClientProtocol:
+    """State of one client connection: decoding, heartbeat echo, outgoing packets.
+
+    Attributes:
+        session_info: the server's first packet, once received.
+        heartbeats: number of heartbeats received (and echoed).
+    """
+
+    __slots__ = ("_decoder", "_outgoing", "heartbeats", "session_info")
+
+    def __init__(self) -> None:
+        self._decoder = FrameDecoder()
+        self._outgoing: list[str] = []
+        self.session_info: SessionInfo | None = None
+        self.heartbeats = 0
+
+    def receive_data(self, data: str | bytes) -> list[ServerMessage]:
+        """Decode one WebSocket message into server messages; queue heartbeat echoes.
+
+        Raises:
+            FramingError: the text is not valid protocol.
+        """
+        messages: list[ServerMessage] = []
+        for packet in self._decoder.feed(data):
+            if isinstance(packet, Heartbeat):
+                self.heartbeats += 1
+                self._outgoing.append(encode_heartbeat(packet))
+                continue
+            message = parse_message(packet)
+            if isinstance(message, SessionInfo):
+                self.session_info = message
+            messages.append(message)
+        return messages
+
+    def send(self, message: ClientMessage) -> None:
+        """Queue a client message."""
+        self._outgoing.append(message.encode())
+
+    def data_to_send(self) -> list[str]:
+        """Take every queued packet (each to be sent as its own WebSocket text message)."""
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing

@@ -1,0 +1,219 @@
+"""The ``~m~<length>~m~<payload>`` packet codec (PROTOCOL.md §2).
+
+Facts this module is built on:
+
+* One WebSocket message may carry several packets; heartbeats (``~h~<n>``) may sit anywhere
+  among them, including between two data packets (§2.2, §2.5, §10.2).
+* The length counts **UTF-16 code units** (JavaScript ``String.length``), not bytes and not
+  Python code points: a Korean description is one unit per character, an emoji two (§2.3).
+  Python's ``len()`` agrees whenever the text has no character beyond U+FFFF, which is the
+  fast path here; otherwise the text is viewed as UTF-16 units.
+* The parser is length-driven, never a regex split, so a payload containing ``~m~12~m~`` is
+  fine (§10.3).
+* The server's first packet is a JSON object without ``m`` (handled in ``messages``); very old
+  servers prefixed JSON with ``~j~``, which is stripped here.
+* Client packets are ASCII-only JSON, so every length convention agrees (§2.3).
+
+The decoder buffers an incomplete trailing packet until more text arrives, so any split of a
+stream into messages decodes to the same packets. Whatever the input, the only error it raises
+is :class:`~tvfeed_async.errors.FramingError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from array import array
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FramingError
+
+__all__ = [
+    "FrameDecoder",
+    "Heartbeat",
+    "Packet",
+    "decode_packets",
+    "encode_heartbeat",
+    "encode_json",
+    "encode_packet",
+    "utf16_len",
+]
+
+_MARK = "~m~"
+_HEARTBEAT_PREFIX = "~h~"
+_JSON_PREFIX = "~j~"
+# Real packets are at most a few MB; ten digits is far beyond that and bounds garbage headers.
+_MAX_LENGTH_DIGITS = 10
+# An incomplete header at the end of the buffer: "~", "~m", "~m~", "~m~12", "~m~12~", "~m~12~m".
+_PARTIAL_HEADER = re.compile(r"~(?:m(?:~(?:\d{0,10}(?:~m?)?)?)?)?\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A heartbeat packet ``~h~<number>``; the client must echo it unchanged.
+
+    Attributes:
+        number: the text after ``~h~`` (a decimal counter on real servers).
+    """
+
+    number: str
+
+    @property
+    def payload(self) -> str:
+        """The packet payload, ``~h~<number>``."""
+        return _HEARTBEAT_PREFIX + self.number
+
+
+#: What the decoder yields: the JSON text of a message, or a heartbeat.
+Packet = str | Heartbeat
+
+
+def utf16_len(text: str) -> int:
+    """Length of ``text`` in UTF-16 code units, as JavaScript's ``String.length`` counts it."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def encode_packet(payload: str) -> str:
+    """Frame one payload as ``~m~<utf16 length>~m~<payload>``."""
+    return f"~m~{utf16_len(payload)}~m~{payload}"
+
+
+def encode_json(message: dict[str, Any]) -> str:
+    """Serialise a client message as ASCII-only compact JSON and frame it."""
+    return encode_packet(json.dumps(message, ensure_ascii=True, separators=(",", ":")))
+
+
+def encode_heartbeat(heartbeat: Heartbeat | str | int) -> str:
+    """Frame a heartbeat (to echo one received, pass the :class:`Heartbeat` itself)."""
+    number = heartbeat.number if isinstance(heartbeat, Heartbeat) else str(heartbeat)
+    return encode_packet(_HEARTBEAT_PREFIX + number)
+
+
+def _classify(payload: str) -> Packet:
+    if payload.startswith("~"):
+        if payload.startswith(_HEARTBEAT_PREFIX):
+            return Heartbeat(payload[3:])
+        if payload.startswith(_JSON_PREFIX):
+            return payload[3:]
+    return payload
+
+
+def _has_astral(text: str) -> bool:
+    return len(text.encode("utf-16-le", "surrogatepass")) != 2 * len(text)
+
+
+def _to_units(text: str) -> str:
+    """A string with one Python character per UTF-16 unit (astral chars become pairs)."""
+    return "".join(map(chr, array("H", text.encode("utf-16-le", "surrogatepass"))))
+
+
+def _from_units(units: str) -> str:
+    try:
+        return units.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError as exc:
+        raise FramingError(
+            "packet length splits a character in two (is the length counted in bytes?)"
+        ) from exc
+
+
+def _garbage(text: str, position: int) -> FramingError:
+    excerpt = text[position : position + 40]
+    return FramingError(f"not a ~m~<length>~m~ packet at offset {position}: {excerpt!r}")
+
+
+def _split(text: str, units: bool) -> tuple[list[Packet], int]:
+    """Cut complete packets off ``text``; return them and where the incomplete rest begins.
+
+    With ``units`` set, ``text`` holds one character per UTF-16 unit and payloads are turned
+    back into ordinary strings.
+    """
+    packets: list[Packet] = []
+    position = 0
+    size = len(text)
+    while position < size:
+        if not text.startswith(_MARK, position):
+            if _PARTIAL_HEADER.match(text, position):
+                break
+            raise _garbage(text, position)
+        digits_start = position + 3
+        digits_end = text.find(_MARK, digits_start, digits_start + _MAX_LENGTH_DIGITS + 3)
+        if digits_end < 0:
+            if _PARTIAL_HEADER.match(text, position):
+                break
+            raise _garbage(text, position)
+        digits = text[digits_start:digits_end]
+        if not digits or not digits.isascii() or not digits.isdigit():
+            raise _garbage(text, position)
+        start = digits_end + 3
+        stop = start + int(digits)
+        if stop > size:
+            break
+        payload = text[start:stop]
+        packets.append(_classify(_from_units(payload) if units else payload))
+        position = stop
+    return packets, position
+
+
+class FrameDecoder:
+    """Incremental decoder: feed it WebSocket text messages, get packets back.
+
+    Example::
+
+        decoder = FrameDecoder()
+        for packet in decoder.feed(message):
+            if isinstance(packet, Heartbeat):
+                await ws.send(encode_heartbeat(packet))
+            else:
+                handle(parse_message(packet))
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    @property
+    def pending(self) -> str:
+        """Text of an incomplete packet waiting for the rest of its data."""
+        return self._pending
+
+    def feed(self, data: str | bytes) -> list[Packet]:
+        """Decode every complete packet in the buffered text plus ``data``.
+
+        Args:
+            data: one WebSocket message; binary messages are taken as UTF-8 text
+                (some clients and servers send the same packets in binary frames).
+
+        Raises:
+            FramingError: the text is not a sequence of packets (the decoder is then unusable).
+        """
+        if isinstance(data, bytes | bytearray | memoryview):
+            try:
+                data = bytes(data).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise FramingError("binary message is not UTF-8 text") from exc
+        text = self._pending + data if self._pending else data
+        if text.isascii() or not _has_astral(text):
+            packets, rest = _split(text, units=False)
+            self._pending = text[rest:]
+        else:
+            unit_text = _to_units(text)
+            packets, rest = _split(unit_text, units=True)
+            self._pending = _from_units(unit_text[rest:])
+        return packets
+
+
+def decode_packets(message: str | bytes) -> list[Packet]:
+    """Decode one complete WebSocket message; a trailing incomplete packet is an error.
+
+    Raises:
+        FramingError: the message is not a whole number of valid packets.
+    """
+    decoder = FrameDecoder()
+    packets = decoder.feed(message)
+    if decoder.pending:
+        raise FramingError(f"message ends inside a packet: {decoder.pending[:40]!r}")
+    return packets
