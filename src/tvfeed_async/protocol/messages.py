@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 #: The token anonymous clients send with set_auth_token (§3.1).
-ANONYMOUS_TOKEN = "unauthorized_user_token"
+ANONYMOUS_TOKEN = "unauthorized_user_token"  # noqa: S105 (a public constant, not a secret)
 
 
 # --------------------------------------------------------------------------- server messages
@@ -165,11 +165,13 @@ class SeriesData:
         method: ``"timescale_update"`` or ``"du"``.
         session: chart session id.
         series: series id -> payload; study and pointset entries (no ``s`` rows) are left out.
+        server_time: the envelope's ``t_ms``/``t`` as unix seconds, when the server sent one.
     """
 
     method: str
     session: str
     series: dict[str, SeriesPayload]
+    server_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +268,7 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
 
-def _series_data(method: str, params: list[Any]) -> SeriesData:
+def _series_data(method: str, params: list[Any], server_time: float | None) -> SeriesData:
     session = _text(params[0])
     raw_series = params[1]
     series: dict[str, SeriesPayload] = {}
@@ -284,7 +286,7 @@ def _series_data(method: str, params: list[Any]) -> SeriesData:
             rows,
             None if close_time is None else int(close_time),
         )
-    return SeriesData(method, session, series)
+    return SeriesData(method, session, series, server_time)
 
 
 def _series_completed(params: list[Any]) -> SeriesCompleted:
@@ -311,8 +313,6 @@ def _quote_data(params: list[Any]) -> QuoteData:
 
 
 _PARSERS: dict[str, Callable[[list[Any]], ServerMessage]] = {
-    "du": lambda p: _series_data("du", p),
-    "timescale_update": lambda p: _series_data("timescale_update", p),
     "series_completed": _series_completed,
     "series_loading": lambda p: SeriesLoading(_text(p[0]), _text(p[1]), _text(p[2])),
     "symbol_resolved": lambda p: SymbolResolved(
@@ -331,6 +331,16 @@ _PARSERS: dict[str, Callable[[list[Any]], ServerMessage]] = {
     "qsd": _quote_data,
     "quote_completed": lambda p: QuoteCompleted(_text(p[0]), _text(p[1])),
 }
+
+
+def _envelope_time(message: dict[str, Any]) -> float | None:
+    milliseconds = message.get("t_ms")
+    if isinstance(milliseconds, int | float):
+        return milliseconds / 1000.0
+    seconds = message.get("t")
+    if isinstance(seconds, int | float):
+        return float(seconds)
+    return None
 
 
 def _load_object(text: str) -> dict[str, Any]:
@@ -366,10 +376,12 @@ def parse_message(text: str) -> ServerMessage:
     params = message.get("p")
     if not isinstance(method, str) or not isinstance(params, list):
         raise FramingError(f"message has a bad 'm' or 'p': {text[:60]!r}")
-    parser = _PARSERS.get(method)
-    if parser is None:
-        return UnknownMessage(method, params)
     try:
+        if method == "du" or method == "timescale_update":
+            return _series_data(method, params, _envelope_time(message))
+        parser = _PARSERS.get(method)
+        if parser is None:
+            return UnknownMessage(method, params)
         return parser(params)
     except FramingError:
         raise
@@ -521,9 +533,7 @@ def quote_set_fields(session: str, fields: Sequence[str]) -> ClientMessage:
 
 def quote_add_symbols(session: str, symbols: Sequence[str]) -> ClientMessage:
     """``quote_add_symbols [qs, sym..., {"flags": ["force_permission"]}]`` (§3.15)."""
-    return ClientMessage(
-        "quote_add_symbols", [session, *symbols, {"flags": ["force_permission"]}]
-    )
+    return ClientMessage("quote_add_symbols", [session, *symbols, {"flags": ["force_permission"]}])
 
 
 def quote_remove_symbols(session: str, symbols: Sequence[str]) -> ClientMessage:
