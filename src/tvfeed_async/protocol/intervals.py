@@ -156,8 +156,14 @@ def _parse(value: str | int) -> tuple[str, int]:
         multiplier = int(digits)
     limit = _LIMITS[unit]
     if not 1 <= multiplier <= limit:
-        name = {"S": "seconds", "": "minutes", "H": "hours", "D": "days", "W": "weeks",
-                "M": "months"}[unit]
+        name = {
+            "S": "seconds",
+            "": "minutes",
+            "H": "hours",
+            "D": "days",
+            "W": "weeks",
+            "M": "months",
+        }[unit]
         raise InvalidInterval(f"{value!r}: {name} must be between 1 and {limit}")
     if unit == "H":
         return "", multiplier * 60

@@ -112,8 +112,7 @@ def parse_symbol(
             raise InvalidSymbol(f"fut_contract must be 1 (front) or higher, not {fut_contract}")
         if "!" in clean_ticker:
             raise InvalidSymbol(
-                f"{original!r} is already a continuous future; drop fut_contract="
-                f"{fut_contract}"
+                f"{original!r} is already a continuous future; drop fut_contract={fut_contract}"
             )
         clean_ticker = f"{clean_ticker}{fut_contract}!"
     return Symbol(clean_exchange, clean_ticker)
