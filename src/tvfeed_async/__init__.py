@@ -26,15 +26,22 @@ from .errors import (
     TvFeedError,
     TwoFactorRequired,
 )
-from .protocol.bars import Bar
+from .feed import TvFeed
+from .history import HistoryResult, SymbolInfo
+from .protocol.bars import Bar, Gap
 from .protocol.intervals import Interval
 from .protocol.symbols import Symbol, parse_symbol
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # the session manager
+    "TvFeed",
     # values
     "Bar",
+    "Gap",
+    "HistoryResult",
+    "SymbolInfo",
     "Interval",
     "Symbol",
     "parse_symbol",

@@ -1,0 +1,322 @@
+"""The connection supervisor: one WebSocket at a time, routing, liveness, reconnects.
+
+One task (the supervisor) owns the socket: it connects, authenticates the protocol session,
+reads every message, echoes heartbeats, routes each chart/quote message to the route
+registered for its session id, watches liveness, and reconnects with exponential back-off and
+jitter when anything goes wrong. Writes all go through :meth:`Supervisor.send`, which holds
+one lock, so there is exactly one write path.
+
+Routes are plain objects with three callbacks, called from the supervisor task only:
+``handle(message)`` for a message of their session, ``connection_lost(error)`` when the
+socket that carried them died, and ``connected(link)`` after a new socket is ready (streams
+use it to re-create their series; history requests fail over instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import anyio
+
+from .config import Endpoints, RetryPolicy, Timeouts
+from .errors import (
+    AuthError,
+    ConnectionLost,
+    FramingError,
+    ProtocolError,
+    RateLimited,
+    TvFeedError,
+)
+from .protocol.connection import ClientProtocol
+from .protocol.messages import (
+    ClientMessage,
+    ProtocolErrorMessage,
+    ServerMessage,
+    SessionInfo,
+    UnknownMessage,
+    set_auth_token,
+    set_locale,
+)
+from .transport import WebSocketTransport, open_transport
+
+__all__ = ["Link", "Route", "Supervisor"]
+
+logger = logging.getLogger("tvfeed_async.connection")
+
+
+class Route(Protocol):
+    """Receiver of the messages of one chart or quote session."""
+
+    def handle(self, message: ServerMessage) -> None:
+        """A message for this route's session arrived (called from the reader; never block)."""
+
+    def connection_lost(self, error: TvFeedError) -> None:
+        """The socket carrying this route died."""
+
+    def connected(self, link: Link) -> None:
+        """A new socket is ready; the route may re-create its session on it."""
+
+
+class Link:
+    """One open, authenticated socket (one generation of the connection)."""
+
+    __slots__ = ("_lock", "_transport", "closed", "generation")
+
+    def __init__(self, transport: WebSocketTransport, generation: int) -> None:
+        self._transport = transport
+        self._lock = anyio.Lock()
+        self.generation = generation
+        self.closed = False
+
+    async def send_text(self, text: str) -> None:
+        """Send one framed packet (the single write path; serialised by a lock).
+
+        Raises:
+            ConnectionLost: the socket is closed.
+        """
+        if self.closed:
+            raise ConnectionLost("the connection was lost before the message could be sent")
+        async with self._lock:
+            await self._transport.send(text)
+
+    async def send(self, message: ClientMessage) -> None:
+        """Encode and send one client message (see :meth:`send_text`)."""
+        await self.send_text(message.encode())
+
+
+TokenProvider = Callable[[bool], Awaitable[str]]
+
+
+class Supervisor:
+    """Owns the socket across reconnects. Run :meth:`run` in the feed's task group.
+
+    Args:
+        endpoints: where to connect.
+        timeouts: connect and idle deadlines.
+        retry: reconnect back-off.
+        token: ``await token(refresh)`` gives the auth token; ``refresh=True`` after the server
+            rejected the previous one.
+    """
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        token: TokenProvider,
+    ) -> None:
+        self._endpoints = endpoints
+        self._timeouts = timeouts
+        self._retry = retry
+        self._token = token
+        self._routes: dict[str, Route] = {}
+        self._link: Link | None = None
+        self._ready = anyio.Event()
+        self._first_attempt = anyio.Event()
+        self._fatal: TvFeedError | None = None
+        self._first_error: TvFeedError | None = None
+        self._generation = 0
+        self._rng = random.Random()
+        self.connections_opened = 0
+        self.session_info: SessionInfo | None = None
+
+    # ------------------------------------------------------------------ used by requests
+
+    @property
+    def link(self) -> Link | None:
+        """The current socket, or None while (re)connecting."""
+        return self._link
+
+    @property
+    def fatal_error(self) -> TvFeedError | None:
+        """Set when the supervisor gave up; every later request fails with it."""
+        return self._fatal
+
+    async def wait_link(self) -> Link:
+        """Wait until a socket is ready and return it.
+
+        Raises:
+            TvFeedError: the supervisor gave up (too many failed attempts, rejected auth).
+        """
+        while True:
+            if self._fatal is not None:
+                raise self._fatal
+            link = self._link
+            if link is not None and not link.closed:
+                return link
+            await self._ready.wait()
+
+    def add_route(self, session_id: str, route: Route) -> None:
+        """Deliver messages of ``session_id`` to ``route``."""
+        self._routes[session_id] = route
+
+    def remove_route(self, session_id: str) -> None:
+        """Stop delivering messages of ``session_id`` (unknown ids are ignored)."""
+        self._routes.pop(session_id, None)
+
+    async def wait_first_attempt(self) -> None:
+        """Wait for the first connection attempt; raise its error if it failed."""
+        await self._first_attempt.wait()
+        if self._first_error is not None:
+            raise self._first_error
+
+    # ------------------------------------------------------------------ the supervisor task
+
+    async def run(self) -> None:
+        """Connect, read, reconnect, until cancelled or out of attempts."""
+        failures = 0
+        refresh_token = False
+        while True:
+            try:
+                await self._run_once(refresh_token)
+                failures = 0  # not reached: _run_once only returns by raising
+            except RateLimited as error:
+                self._note_failure(error)
+                failures += 1
+                refresh_token = False
+                delay = max(error.retry_after or 0.0, self._delay(failures + 2))
+            except AuthError as error:
+                self._give_up(error)
+                return
+            except (ConnectionLost, ProtocolError) as error:
+                self._note_failure(error)
+                refresh_token = isinstance(error, _TokenRejected)
+                if isinstance(error, _TokenRejected) and error.after_refresh:
+                    self._give_up(
+                        AuthError(
+                            "TradingView rejected the auth token even after a refresh; "
+                            "sign in again (the session may have been revoked)"
+                        )
+                    )
+                    return
+                failures = 0 if self._generation_had_data else failures + 1
+                delay = self._delay(failures)
+            if not self._first_attempt.is_set():
+                self._first_attempt.set()
+                if self._first_error is not None:
+                    self._give_up(self._first_error)
+                    return
+            if self._retry.max_attempts is not None and failures > self._retry.max_attempts:
+                self._give_up(
+                    ConnectionLost(
+                        f"gave up after {failures} failed connection attempts; "
+                        "TradingView (or the configured server) is unreachable"
+                    )
+                )
+                return
+            logger.info("reconnecting in %.2f s", delay)
+            await anyio.sleep(delay)
+
+    _generation_had_data = False
+
+    def _delay(self, failures: int) -> float:
+        return self._retry.delay(max(0, failures - 1), self._rng.random())
+
+    def _note_failure(self, error: TvFeedError) -> None:
+        logger.warning("connection problem: %s", error)
+        if not self._first_attempt.is_set():
+            self._first_error = error
+
+    def _give_up(self, error: TvFeedError) -> None:
+        self._fatal = error
+        self._first_attempt.set()
+        self._ready.set()
+        for route in list(self._routes.values()):
+            route.connection_lost(error)
+
+    async def _run_once(self, refresh_token: bool) -> None:
+        self._generation_had_data = False
+        token = await self._token(refresh_token)
+        transport = await open_transport(
+            self._endpoints.ws_url,
+            origin=self._endpoints.origin,
+            open_timeout=self._timeouts.connect,
+            close_timeout=self._timeouts.close,
+        )
+        self.connections_opened += 1
+        self._generation += 1
+        link = Link(transport, self._generation)
+        protocol = ClientProtocol()
+        error: TvFeedError = ConnectionLost("connection closed")
+        try:
+            await link.send(set_auth_token(token))
+            await link.send(set_locale("en", "US"))
+            self._link = link
+            self._ready.set()
+            self._first_attempt.set()
+            logger.info("connected (generation %d)", link.generation)
+            for route in list(self._routes.values()):
+                route.connected(link)
+            await self._read(transport, protocol, link, refresh_token)
+        except TvFeedError as exc:
+            error = exc
+            raise
+        finally:
+            link.closed = True
+            self._link = None
+            self._ready = anyio.Event()
+            for route in list(self._routes.values()):
+                route.connection_lost(
+                    error if isinstance(error, ConnectionLost) else ConnectionLost(str(error))
+                )
+            with anyio.move_on_after(self._timeouts.close, shield=True):
+                await transport.close()
+
+    async def _read(
+        self,
+        transport: WebSocketTransport,
+        protocol: ClientProtocol,
+        link: Link,
+        after_refresh: bool,
+    ) -> None:
+        routes = self._routes
+        idle = self._timeouts.idle
+        while True:
+            try:
+                with anyio.fail_after(idle):
+                    data = await transport.receive()
+            except TimeoutError:
+                raise ConnectionLost(
+                    f"no data and no heartbeat for {idle:g} s: the connection is stalled"
+                ) from None
+            try:
+                messages = protocol.receive_data(data)
+            except FramingError as exc:
+                raise ConnectionLost(f"server sent malformed data: {exc}") from exc
+            self._generation_had_data = True
+            for text in protocol.data_to_send():
+                await link.send_text(text)
+            for message in messages:
+                session = getattr(message, "session", None)
+                if session is not None:
+                    route = routes.get(session)
+                    if route is not None:
+                        route.handle(message)
+                elif isinstance(message, ProtocolErrorMessage):
+                    raise _protocol_error(message.message, after_refresh)
+                elif isinstance(message, SessionInfo):
+                    self.session_info = message
+                elif isinstance(message, UnknownMessage):
+                    logger.debug("ignoring %s", message.method)
+
+
+class _TokenRejected(ConnectionLost):
+    """The server said ``bad auth token``; reconnect with a refreshed token (once)."""
+
+    def __init__(self, after_refresh: bool) -> None:
+        self.after_refresh = after_refresh
+        super().__init__("TradingView rejected the auth token (it may have expired)")
+
+
+def _protocol_error(text: str, after_refresh: bool) -> TvFeedError:
+    lowered = text.lower()
+    if "auth token" in lowered:
+        return _TokenRejected(after_refresh)
+    if "rate" in lowered or "banned" in lowered:
+        return RateLimited(
+            f"TradingView is throttling this client ({text!r}); slowing down before reconnecting"
+        )
+    return ConnectionLost(f"server closed the protocol session: {text}")

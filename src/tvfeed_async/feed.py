@@ -1,0 +1,749 @@
+"""``TvFeed``: the session manager that owns authentication and the one multiplexed WebSocket.
+
+Lifecycle: ``async with TvFeed(...) as feed`` signs in (if credentials were given), opens the
+socket at once (so a wrong URL or a refused upgrade fails at the ``async with`` line, not at
+the first request) and starts the connection supervisor in the feed's own task group. Every
+request and stream of the feed rides on that socket, routed by chart session id; the feed is
+safe to use from many tasks at once. Leaving the block cancels every background task, ends
+every stream, closes the socket and the HTTP session. A ``TvFeed`` is single-use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import zoneinfo
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, date, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import aiohttp
+import anyio
+import polars as pl
+from anyio.abc import TaskGroup
+
+from .config import Endpoints, Limits, RetryPolicy, Timeouts
+from .connection import Supervisor
+from .errors import ConnectionLost, InvalidRequest, RequestTimeout, TvFeedError
+from .frames import frame_from_bars
+from .history import HistoryRequest, HistoryResult, SymbolInfo, fetch_history, fetch_symbol_info
+from .protocol.bars import Bar
+from .protocol.intervals import Interval, IntervalLike
+from .protocol.messages import ANONYMOUS_TOKEN
+from .protocol.symbols import Symbol, SymbolLike, parse_symbol
+from .stream import Consumer, GapPolicy, StreamKey, StreamManager
+
+if TYPE_CHECKING:
+    from .auth import AuthSession, SessionCache
+    from .search import SearchResult
+
+__all__ = ["StreamSpec", "TimeLike", "TvFeed"]
+
+logger = logging.getLogger("tvfeed_async.feed")
+
+TimeLike = datetime | date | int | float
+#: One entry of ``stream_many``: ``(ticker, exchange, interval)`` or
+#: ``("EXCHANGE:TICKER", interval)``.
+StreamSpec = tuple[str, str, IntervalLike] | tuple[str, IntervalLike]
+_ADJUSTMENTS = ("splits", "dividends")
+_HISTORY_ATTEMPTS = 3
+_ENV_CREDENTIALS = (
+    "TV_USERNAME",
+    "TV_PASSWORD",
+    "TV_TOTP_SECRET",
+    "TV_AUTH_TOKEN",
+    "TV_SESSIONID",
+    "TV_SESSIONID_SIGN",
+)
+
+
+class TvFeed:
+    """One authenticated, multiplexed connection to TradingView.
+
+    Args:
+        username, password: sign in with a password (``totp_secret`` or ``totp_code`` for 2FA).
+        auth_token: a token copied from a browser instead of signing in.
+        sessionid, sessionid_sign: a browser session cookie instead of signing in.
+        endpoints: where to connect (defaults to the real TradingView; pass
+            ``sim.endpoints`` for the bundled simulator).
+        timeouts, retry, limits: tuning; see :mod:`tvfeed_async.config`.
+        session_cache: reuse signed-in sessions across processes (True: the default file in
+            the user's cache directory; False/None: off; or a ``SessionCache``).
+        use_env: read ``TV_USERNAME``, ``TV_PASSWORD``, ``TV_TOTP_SECRET``, ``TV_AUTH_TOKEN``,
+            ``TV_SESSIONID``, ``TV_SESSIONID_SIGN`` for credentials not given as arguments.
+
+    Example::
+
+        async with TvFeed() as feed:
+            df = await feed.get_hist("BINANCE:BTCUSDT", interval="60", n_bars=1000)
+    """
+
+    def __init__(
+        self,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        totp_secret: str | None = None,
+        totp_code: str | None = None,
+        auth_token: str | None = None,
+        sessionid: str | None = None,
+        sessionid_sign: str | None = None,
+        endpoints: Endpoints | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        session_cache: SessionCache | bool | None = True,
+        use_env: bool = True,
+    ) -> None:
+        self._credential_args = {
+            "username": username,
+            "password": password,
+            "totp_secret": totp_secret,
+            "totp_code": totp_code,
+            "auth_token": auth_token,
+            "sessionid": sessionid,
+            "sessionid_sign": sessionid_sign,
+        }
+        self._use_env = use_env
+        self._session_cache = session_cache
+        self.endpoints = endpoints or Endpoints()
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.limits = limits or Limits()
+        self._http: aiohttp.ClientSession | None = None
+        self._authenticator: Any = None
+        self._auth: AuthSession | None = None
+        self._task_group: TaskGroup | None = None
+        self._limiter = anyio.CapacityLimiter(self.limits.max_in_flight)
+        self._supervisor = Supervisor(self.endpoints, self.timeouts, self.retry, self._token)
+        self._streams: StreamManager | None = None
+        self._state = "new"
+
+    def __repr__(self) -> str:
+        return f"<TvFeed {self._state} {self.endpoints.ws_url} plan={self.plan!r}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError("a TvFeed can be entered only once; create a new one")
+        self._state = "opening"
+        try:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeouts.http)
+            )
+            await self._authenticate()
+            task_group = anyio.create_task_group()
+            await task_group.__aenter__()
+            self._task_group = task_group
+            self._streams = StreamManager(self._supervisor, task_group, lambda: self.bar_limit)
+            task_group.start_soon(self._supervisor.run)
+            await self._supervisor.wait_first_attempt()
+        except BaseException:
+            await self._shutdown()
+            raise
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._shutdown()
+
+    async def aclose(self) -> None:
+        """Close the feed (same as leaving ``async with``)."""
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        if self._streams is not None:
+            self._streams.close()
+        task_group, self._task_group = self._task_group, None
+        try:
+            if task_group is not None:
+                # Cancelling the group's own scope ends every background task; its exit waits
+                # for their (shielded, time-bounded) cleanup.
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
+        finally:
+            http, self._http = self._http, None
+            if http is not None:
+                with anyio.CancelScope(shield=True):
+                    await http.close()
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(
+                f"use the feed inside 'async with TvFeed(...) as feed:' (it is {self._state})"
+            )
+
+    # ------------------------------------------------------------------ authentication
+
+    def _has_credentials(self) -> bool:
+        if any(value for value in self._credential_args.values()):
+            return True
+        return self._use_env and any(os.environ.get(name) for name in _ENV_CREDENTIALS)
+
+    async def _authenticate(self) -> None:
+        if not self._has_credentials():
+            return
+        from .auth import Authenticator, Credentials, default_cache
+
+        if self._use_env:
+            credentials = Credentials.from_env(None, **self._credential_args)
+        else:
+            credentials = Credentials(**self._credential_args)
+        cache: SessionCache | None
+        if self._session_cache is True:
+            cache = default_cache()
+        elif self._session_cache is False or self._session_cache is None:
+            cache = None
+        else:
+            cache = self._session_cache
+        assert self._http is not None
+        self._authenticator = Authenticator(
+            self._http, self.endpoints, credentials, cache=cache, timeout=self.timeouts.http
+        )
+        self._auth = await self._authenticator.authenticate()
+
+    async def _token(self, refresh: bool) -> str:
+        if self._authenticator is None:
+            return ANONYMOUS_TOKEN
+        if refresh or self._auth is None or self._auth.expires_within(60.0):
+            self._auth = await self._authenticator.refresh()
+        assert self._auth is not None
+        token: str = self._auth.token
+        return token
+
+    @property
+    def plan(self) -> str:
+        """The account's plan (``""`` when anonymous)."""
+        return self._auth.plan if self._auth is not None else ""
+
+    @property
+    def bar_limit(self) -> int:
+        """Bars one request may return: the plan's limit, else ``limits.bars_per_request``."""
+        if self._auth is not None and self._auth.bar_limit:
+            return int(self._auth.bar_limit)
+        return self.limits.bars_per_request
+
+    @property
+    def connections_opened(self) -> int:
+        """How many WebSockets this feed has opened (1 unless it had to reconnect)."""
+        return self._supervisor.connections_opened
+
+    # ------------------------------------------------------------------ history
+
+    async def get_hist(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        interval: IntervalLike = Interval.in_daily,
+        n_bars: int | None = None,
+        *,
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+        timezone: str | None = None,
+        include_partial: bool = False,
+    ) -> pl.DataFrame:
+        """Historical bars as a Polars frame (tvdatafeed's ``get_hist``, asynchronous).
+
+        Args:
+            symbol: ``"BINANCE:BTCUSDT"``, ``"BTCUSDT"`` with ``exchange``, or a tuple.
+            exchange: the exchange when ``symbol`` is a bare ticker.
+            interval: ``Interval.in_1_hour``, ``"60"``, ``"1H"``, ``"1D"``, ...
+            n_bars: how many of the most recent bars (default 10 when no ``start``); paged past
+                the per-request cap automatically. With ``end`` and no ``start``: the
+                ``n_bars`` bars before ``end``.
+            fut_contract: 1 for the front continuous futures contract (``NQ`` -> ``NQ1!``).
+            extended_session: include pre- and post-market bars.
+            start, end: a date range (``start <= time < end``); datetimes without a timezone
+                are taken as UTC; ints/floats are unix seconds; ``end`` defaults to now.
+            adjustment: ``"splits"`` (default) or ``"dividends"``.
+            back_adjusted: back-adjust continuous futures.
+            timezone: convert the ``time`` column to this IANA zone for display.
+            include_partial: keep the newest bar even if it is still forming.
+
+        Returns:
+            Columns ``time`` (Datetime us, UTC unless ``timezone``), ``symbol``, ``open``,
+            ``high``, ``low``, ``close``, ``volume`` (null when the symbol has none); sorted
+            by time, unique times.
+
+        Raises:
+            InvalidRequest: bad arguments (nothing was sent).
+            SymbolNotFound: the server could not resolve the symbol.
+            EntitlementError: the plan does not include this interval or data.
+            RequestTimeout: no completing answer within ``timeouts.request``.
+            ConnectionLost: the connection failed and retrying did not help.
+
+        Cancelling the call deletes its chart session on the server (best effort).
+        """
+        result = await self.fetch_history(
+            symbol,
+            exchange,
+            interval,
+            n_bars,
+            fut_contract=fut_contract,
+            extended_session=extended_session,
+            start=start,
+            end=end,
+            adjustment=adjustment,
+            back_adjusted=back_adjusted,
+            timezone=timezone,
+            include_partial=include_partial,
+        )
+        return result.frame
+
+    async def fetch_history(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        interval: IntervalLike = Interval.in_daily,
+        n_bars: int | None = None,
+        *,
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+        timezone: str | None = None,
+        include_partial: bool = False,
+    ) -> HistoryResult:
+        """Like :meth:`get_hist`, but also says whether history ran out and what the symbol is.
+
+        Returns:
+            A :class:`~tvfeed_async.history.HistoryResult`: ``frame``, ``exhausted`` (the
+            server had fewer bars than asked for), ``symbol_info``, ``chunks``.
+
+        Raises:
+            The same errors as :meth:`get_hist`.
+        """
+        request = self._history_request(
+            symbol,
+            exchange,
+            interval,
+            n_bars,
+            fut_contract=fut_contract,
+            extended_session=extended_session,
+            start=start,
+            end=end,
+            adjustment=adjustment,
+            back_adjusted=back_adjusted,
+            timezone=timezone,
+            include_partial=include_partial,
+        )
+        self._check_open()
+        return await self._run_history(request)
+
+    async def _run_history(self, request: HistoryRequest) -> HistoryResult:
+        try:
+            with anyio.fail_after(self.timeouts.request):
+                async with self._limiter:
+                    for attempt in range(_HISTORY_ATTEMPTS):
+                        try:
+                            return await fetch_history(self._supervisor, request, self.bar_limit)
+                        except ConnectionLost:
+                            if attempt == _HISTORY_ATTEMPTS - 1 or self._state != "open":
+                                raise
+                            logger.info("retrying %s after a lost connection", request.describe())
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no complete answer for {request.describe()} within "
+                f"{self.timeouts.request:g} s (the server went quiet); try again or raise "
+                "Timeouts.request"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def get_hist_many(
+        self,
+        symbols: Iterable[SymbolLike],
+        interval: IntervalLike = Interval.in_daily,
+        n_bars: int | None = None,
+        **options: Any,
+    ) -> dict[str, pl.DataFrame | TvFeedError]:
+        """Fetch several symbols at once on the one socket, failures isolated per symbol.
+
+        At most ``limits.max_in_flight`` requests run at the same time.
+
+        Args:
+            symbols: anything :meth:`get_hist` accepts as ``symbol`` (tuples are
+                ``(ticker, exchange)``).
+            options: the keyword options of :meth:`get_hist`.
+
+        Returns:
+            ``EXCHANGE:TICKER`` (or the input as text, if it could not be parsed) -> the frame,
+            or the :class:`TvFeedError` that symbol failed with. Order follows the input.
+        """
+        self._check_open()
+        results: dict[str, pl.DataFrame | TvFeedError] = {}
+        jobs: list[tuple[str, Symbol]] = []
+        for item in symbols:
+            try:
+                parsed = parse_symbol(item, fut_contract=options.get("fut_contract"))
+            except TvFeedError as error:
+                results[str(item)] = error
+                continue
+            results[parsed.full] = pl.DataFrame()  # placeholder keeps the input order
+            jobs.append((parsed.full, parsed))
+
+        async def one(key: str, parsed: Symbol) -> None:
+            try:
+                results[key] = await self.get_hist(
+                    parsed,
+                    interval=interval,
+                    n_bars=n_bars,
+                    **{k: v for k, v in options.items() if k != "fut_contract"},
+                )
+            except TvFeedError as error:
+                results[key] = error
+
+        async with anyio.create_task_group() as task_group:
+            for key, parsed in jobs:
+                task_group.start_soon(one, key, parsed)
+        return results
+
+    async def resolve(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        *,
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+    ) -> SymbolInfo:
+        """What the server knows about a symbol (``symbol_resolved``).
+
+        Raises:
+            InvalidSymbol: the symbol is malformed.
+            SymbolNotFound: the server could not resolve it.
+            RequestTimeout: no answer within ``timeouts.request``.
+        """
+        parsed = parse_symbol(symbol, exchange, fut_contract)
+        self._check_open()
+        session = "extended" if extended_session else "regular"
+        try:
+            with anyio.fail_after(self.timeouts.request):
+                return await fetch_symbol_info(self._supervisor, parsed, session)
+        except TimeoutError:
+            raise RequestTimeout(f"no answer resolving {parsed.full}") from None
+
+    async def search_symbol(
+        self, text: str, exchange: str = "", type: str = "", limit: int = 50
+    ) -> list[SearchResult]:
+        """Search symbols (symbol search v3, paged until ``limit``); works anonymously.
+
+        Raises:
+            InvalidRequest: empty text or a non-positive limit.
+            RateLimited: HTTP 429.
+        """
+        from .search import search_symbols
+
+        self._check_open()
+        assert self._http is not None
+        return await search_symbols(
+            self._http,
+            self.endpoints,
+            text,
+            exchange=exchange,
+            type=type,
+            limit=limit,
+            timeout=self.timeouts.http,
+        )
+
+    # ------------------------------------------------------------------ live streams
+
+    async def stream(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        interval: IntervalLike = Interval.in_1_minute,
+        *,
+        partial: bool = False,
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+        queue_size: int | None = None,
+        on_gap: GapPolicy = "raise",
+    ) -> AsyncIterator[Bar]:
+        """Live bars of one symbol and interval, pushed by the server on the feed's socket.
+
+        Yields each closed bar exactly once, in open-time order, across reconnects (bars that
+        closed while the connection was down are backfilled first). With ``partial=True`` it
+        also yields forming updates (``bar.closed`` False), coalesced when the consumer lags.
+
+        Args:
+            queue_size: closed bars that may wait for this consumer (default
+                ``limits.stream_queue``); past that the stream ends with ``ConsumerTooSlow``.
+            on_gap: ``"raise"`` ends the stream with ``GapError`` when an outage outlasted
+                the server's history; a callable is called with the ``Gap`` instead and the
+                stream goes on.
+
+        Raises:
+            InvalidRequest: bad arguments.
+            SymbolNotFound, EntitlementError: in this consumer only; other streams go on.
+            ConsumerTooSlow, GapError: see above.
+
+        Streams of the same key share one server series; leaving the loop (``break``,
+        ``aclose()``, cancellation) detaches this consumer and the last one out removes the
+        series. The generator's cleanup never awaits; wrap it in
+        ``contextlib.aclosing(feed.stream(...))`` to close it deterministically. When the feed
+        closes, the loop simply ends.
+        """
+        key = self._stream_key(
+            symbol, exchange, interval, fut_contract, extended_session, adjustment, back_adjusted
+        )
+        consumer = self._new_consumer(queue_size, partial, on_gap)
+        streams = self._stream_manager()
+        subscription = streams.subscribe(key, consumer)
+        try:
+            while True:
+                bar = await consumer.get()
+                if bar is None:
+                    return
+                yield bar
+        finally:
+            streams.unsubscribe(subscription, consumer)
+
+    async def stream_many(
+        self,
+        specs: Iterable[StreamSpec],
+        *,
+        partial: bool = False,
+        extended_session: bool = False,
+        adjustment: str = "splits",
+        queue_size: int | None = None,
+        on_gap: GapPolicy = "raise",
+    ) -> AsyncIterator[Bar]:
+        """Several live streams merged into one iterator; ``bar.symbol`` and ``bar.interval``
+        say which. Same guarantees and errors as :meth:`stream` (an error of one symbol ends
+        this merged iterator; use separate :meth:`stream` calls to isolate symbols)."""
+        keys: list[StreamKey] = []
+        for spec in specs:
+            if len(spec) == 3:
+                ticker, exchange, interval = spec
+                keys.append(
+                    self._stream_key(
+                        ticker, exchange, interval, None, extended_session, adjustment, False
+                    )
+                )
+            elif len(spec) == 2:
+                name, interval = spec
+                keys.append(
+                    self._stream_key(
+                        name, None, interval, None, extended_session, adjustment, False
+                    )
+                )
+            else:
+                raise InvalidRequest(
+                    f"{spec!r}: use (ticker, exchange, interval) or ('EXCHANGE:TICKER', interval)"
+                )
+        if not keys:
+            raise InvalidRequest("stream_many needs at least one (symbol, exchange, interval)")
+        consumer = self._new_consumer(queue_size, partial, on_gap)
+        streams = self._stream_manager()
+        subscriptions = [streams.subscribe(key, consumer) for key in dict.fromkeys(keys)]
+        try:
+            while True:
+                bar = await consumer.get()
+                if bar is None:
+                    return
+                yield bar
+        finally:
+            for subscription in subscriptions:
+                streams.unsubscribe(subscription, consumer)
+
+    async def stream_frames(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        interval: IntervalLike = Interval.in_1_minute,
+        *,
+        window: int = 500,
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+        queue_size: int | None = None,
+        on_gap: GapPolicy = "raise",
+    ) -> AsyncIterator[pl.DataFrame]:
+        """A Polars frame of the last ``window`` closed bars, prefilled from history and
+        yielded again each time a bar closes (same guarantees as :meth:`stream`)."""
+        _check_positive_int(window, "window")
+        key = self._stream_key(
+            symbol, exchange, interval, fut_contract, extended_session, adjustment, back_adjusted
+        )
+        consumer = self._new_consumer(queue_size, False, on_gap)
+        streams = self._stream_manager()
+        subscription = streams.subscribe(key, consumer, history=window)
+        try:
+            await subscription.ready.wait()
+            bars: deque[Bar] = deque(subscription.retained, maxlen=window)
+            if len(bars) < window:
+                older = await self.get_hist(
+                    key.symbol,
+                    interval=key.interval,
+                    n_bars=window,
+                    extended_session=extended_session,
+                    adjustment=adjustment,
+                    back_adjusted=back_adjusted,
+                )
+                known = {bar.timestamp for bar in bars}
+                prefix = [
+                    Bar(
+                        int(row["time"].timestamp()),
+                        row["open"],
+                        row["high"],
+                        row["low"],
+                        row["close"],
+                        row["volume"],
+                        key.symbol.full,
+                        key.interval.code,
+                        True,
+                    )
+                    for row in older.iter_rows(named=True)
+                    if int(row["time"].timestamp()) not in known
+                ]
+                merged = sorted([*prefix, *bars], key=lambda bar: bar.timestamp)
+                bars = deque(merged, maxlen=window)
+            last = bars[-1].timestamp if bars else None
+            yield frame_from_bars(list(bars))
+            while True:
+                bar = await consumer.get()
+                if bar is None:
+                    return
+                if last is not None and bar.timestamp <= last:
+                    continue
+                last = bar.timestamp
+                bars.append(bar)
+                yield frame_from_bars(list(bars))
+        finally:
+            streams.unsubscribe(subscription, consumer)
+
+    @property
+    def stream_count(self) -> int:
+        """Live server series (streams of the same key share one)."""
+        return self._streams.subscription_count if self._streams is not None else 0
+
+    def _stream_manager(self) -> StreamManager:
+        self._check_open()
+        assert self._streams is not None
+        return self._streams
+
+    def _new_consumer(self, queue_size: int | None, partial: bool, on_gap: GapPolicy) -> Consumer:
+        size = self.limits.stream_queue if queue_size is None else queue_size
+        _check_positive_int(size, "queue_size")
+        if on_gap != "raise" and not callable(on_gap):
+            raise InvalidRequest("on_gap must be 'raise' or a callable taking a Gap")
+        return Consumer(size, partial, on_gap)
+
+    def _stream_key(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None,
+        interval: IntervalLike,
+        fut_contract: int | None,
+        extended_session: bool,
+        adjustment: str,
+        back_adjusted: bool,
+    ) -> StreamKey:
+        if adjustment not in _ADJUSTMENTS:
+            raise InvalidRequest(f"adjustment must be 'splits' or 'dividends', not {adjustment!r}")
+        return StreamKey(
+            parse_symbol(symbol, exchange, fut_contract),
+            Interval.parse(interval),
+            "extended" if extended_session else "regular",
+            adjustment,
+            back_adjusted,
+        )
+
+    # ------------------------------------------------------------------ validation
+
+    def _history_request(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None,
+        interval: IntervalLike,
+        n_bars: int | None,
+        *,
+        fut_contract: int | None,
+        extended_session: bool,
+        start: TimeLike | None,
+        end: TimeLike | None,
+        adjustment: str,
+        back_adjusted: bool,
+        timezone: str | None,
+        include_partial: bool,
+    ) -> HistoryRequest:
+        parsed = parse_symbol(symbol, exchange, fut_contract)
+        parsed_interval = Interval.parse(interval)
+        if n_bars is not None:
+            _check_positive_int(n_bars, "n_bars")
+        if adjustment not in _ADJUSTMENTS:
+            raise InvalidRequest(f"adjustment must be 'splits' or 'dividends', not {adjustment!r}")
+        if timezone is not None:
+            try:
+                zoneinfo.ZoneInfo(timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+                raise InvalidRequest(f"unknown timezone {timezone!r} (use an IANA name)") from exc
+        start_s = _unix_seconds(start, "start")
+        end_s = _unix_seconds(end, "end")
+        if start_s is not None and n_bars is not None:
+            raise InvalidRequest(
+                "give either start/end or n_bars (n_bars may be combined with end alone)"
+            )
+        if end_s is not None and start_s is None:
+            if n_bars is None:
+                raise InvalidRequest("end= needs start= or n_bars=")
+            start_s = 0
+        if start_s is not None:
+            if end_s is None:
+                end_s = int(time.time()) + parsed_interval.seconds
+            if end_s <= start_s:
+                raise InvalidRequest(f"end ({end}) must be after start ({start})")
+        elif n_bars is None:
+            n_bars = 10
+        return HistoryRequest(
+            symbol=parsed,
+            interval=parsed_interval,
+            n_bars=n_bars,
+            start=start_s,
+            end=end_s,
+            session="extended" if extended_session else "regular",
+            adjustment=adjustment,
+            back_adjusted=back_adjusted,
+            include_partial=include_partial,
+            timezone=timezone,
+        )
+
+
+def _check_positive_int(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidRequest(f"{name} must be a positive int, not {value!r}")
+
+
+def _unix_seconds(value: TimeLike | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be a datetime, a date or unix seconds")
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return int(moment.timestamp())
+    if isinstance(value, date):
+        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
+    if isinstance(value, int | float):
+        return int(value)
+    raise InvalidRequest(f"{name} must be a datetime, a date or unix seconds, not {value!r}")

@@ -1,0 +1,441 @@
+"""Historical requests on the shared socket: count mode with paging, and date ranges.
+
+One request = one chart session with one series (``sds_1``), as the maintained clients do
+(PROTOCOL.md §3). Completion is driven by protocol events only: ``series_completed`` ends a
+chunk; ``symbol_error``, ``series_error`` and ``critical_error`` end the request at once with a
+typed error (USERS.md 2, 17). A cumulative deadline guards against a server that goes quiet.
+
+Count mode asks for ``n_bars + 1`` bars (the newest is usually still forming), then pages back
+with ``request_more_data`` until enough bars arrived or a chunk adds no older bar (history
+exhausted). Re-sent bars are dropped by open time, never by index (§10.10).
+
+Range mode follows §3.9: ``create_series`` with a small count, then one ``modify_series`` with
+``r,<from>:<to>`` (unix seconds) per window of at most the per-request cap, each awaited in
+turn so the batches cannot be confused (§10.11); bars outside the range are filtered out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import polars as pl
+
+from .connection import Link, Supervisor
+from .errors import (
+    ConnectionLost,
+    EntitlementError,
+    InvalidRequest,
+    ProtocolError,
+    SymbolNotFound,
+    TvFeedError,
+)
+from .frames import finalize, frame_from_rows
+from .protocol.connection import new_session_id
+from .protocol.intervals import Interval
+from .protocol.messages import (
+    CriticalError,
+    SeriesCompleted,
+    SeriesData,
+    SeriesError,
+    ServerMessage,
+    SymbolError,
+    SymbolResolved,
+    chart_create_session,
+    chart_delete_session,
+    create_series,
+    modify_series,
+    range_param,
+    request_more_data,
+    resolve_symbol,
+    symbol_spec,
+)
+from .protocol.symbols import Symbol
+
+__all__ = ["HistoryRequest", "HistoryResult", "SymbolInfo", "fetch_history", "fetch_symbol_info"]
+
+SERIES_ID = "sds_1"
+SYMBOL_REF = "sds_sym_1"
+#: series_error reasons that mean "your plan does not include this" (PROTOCOL.md §3.8).
+ENTITLEMENT_REASONS = ("seconds_not_entitled", "custom_resolution", "study_not_auth")
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolInfo:
+    """The ``symbol_resolved`` fields that matter (the full object is in ``raw``).
+
+    Attributes:
+        full_name: ``EXCHANGE:TICKER`` as the server spells it.
+        delay_seconds: data delay when the server says so (anonymous data may be delayed).
+    """
+
+    full_name: str
+    name: str
+    description: str
+    type: str
+    exchange: str
+    timezone: str
+    session: str
+    pricescale: int | None
+    minmov: int | None
+    currency: str
+    has_volume: bool
+    has_intraday: bool
+    has_extended_hours: bool
+    update_mode: str | None
+    delay_seconds: int | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_resolved(cls, info: dict[str, Any], fallback_name: str) -> SymbolInfo:
+        """Build from a ``symbol_resolved`` info object."""
+
+        def text(key: str) -> str:
+            value = info.get(key)
+            return value if isinstance(value, str) else ""
+
+        def integer(key: str) -> int | None:
+            value = info.get(key)
+            return int(value) if isinstance(value, int | float) else None
+
+        plots = text("visible_plots_set")
+        volume_type = text("volume_type")
+        return cls(
+            full_name=text("full_name") or text("pro_name") or fallback_name,
+            name=text("name"),
+            description=text("description"),
+            type=text("type"),
+            exchange=text("exchange"),
+            timezone=text("timezone"),
+            session=text("session"),
+            pricescale=integer("pricescale"),
+            minmov=integer("minmov"),
+            currency=text("currency_code") or text("currency_id"),
+            has_volume=(plots == "ohlcv") if plots else volume_type != "",
+            has_intraday=bool(info.get("has_intraday", False)),
+            has_extended_hours=bool(info.get("has_extended_hours", False)),
+            update_mode=text("update_mode") or None,
+            delay_seconds=integer("delay"),
+            raw=info,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """A validated historical request (built by ``TvFeed.get_hist``)."""
+
+    symbol: Symbol
+    interval: Interval
+    n_bars: int | None = None
+    start: int | None = None
+    end: int | None = None
+    session: str = "regular"
+    adjustment: str = "splits"
+    back_adjusted: bool = False
+    include_partial: bool = False
+    timezone: str | None = None
+
+    def describe(self) -> str:
+        """Short human description used in error messages."""
+        what = f"{self.symbol.full} {self.interval.code}"
+        if self.start is not None:
+            return f"{what} from {self.start} to {self.end}"
+        return f"{what} n_bars={self.n_bars}"
+
+
+@dataclass(slots=True)
+class HistoryResult:
+    """Bars and what is known about how the request ended.
+
+    Attributes:
+        frame: the bars (schema in ``tvfeed_async.frames``).
+        exhausted: the server's history ran out before ``n_bars`` (count mode) or before
+            the start of the range.
+        symbol_info: the resolved symbol, when the server sent it.
+        chunks: how many server batches were received (1 + pages).
+    """
+
+    frame: pl.DataFrame
+    exhausted: bool
+    symbol_info: SymbolInfo | None
+    chunks: int
+
+
+class _ChartRoute:
+    """Collects the messages of one history chart session (runs in the reader task)."""
+
+    def __init__(self, request_name: str) -> None:
+        self.request_name = request_name
+        self.chunks: list[list[dict[str, Any]]] = []
+        self.info: dict[str, Any] | None = None
+        self.error: TvFeedError | None = None
+        self.completed: SeriesCompleted | None = None
+        self.server_time: float | None = None
+        self.bar_close_time: int | None = None
+        self.accepting = True
+        self._event = anyio.Event()
+        self.resolved = anyio.Event()
+
+    def handle(self, message: ServerMessage) -> None:
+        if isinstance(message, SeriesData):
+            payload = message.series.get(SERIES_ID)
+            if payload is None or not self.accepting:
+                return
+            if payload.rows:
+                self.chunks.append(payload.rows)
+                if payload.bar_close_time is not None:
+                    self.bar_close_time = payload.bar_close_time
+            if message.server_time is not None:
+                self.server_time = message.server_time
+        elif isinstance(message, SeriesCompleted):
+            if message.series_id == SERIES_ID:
+                self.completed = message
+                self._event.set()
+        elif isinstance(message, SymbolResolved):
+            self.info = message.info
+            self.resolved.set()
+        elif isinstance(message, SymbolError):
+            self._fail(SymbolNotFound(self.request_name.split(" ")[0], message.reason))
+        elif isinstance(message, SeriesError):
+            self._fail(_series_error(self.request_name, message.reason))
+        elif isinstance(message, CriticalError):
+            self._fail(_critical_error(self.request_name, message))
+
+    def connection_lost(self, error: TvFeedError) -> None:
+        self._fail(error if isinstance(error, ConnectionLost) else ConnectionLost(str(error)))
+
+    def connected(self, link: Link) -> None:
+        """History requests do not survive a reconnect; they are retried from scratch."""
+
+    def _fail(self, error: TvFeedError) -> None:
+        if self.error is None:
+            self.error = error
+        self._event.set()
+        self.resolved.set()
+
+    async def wait_chunk(self) -> SeriesCompleted:
+        """Wait for the next ``series_completed`` (or raise the error that ended the request)."""
+        await self._event.wait()
+        self._event = anyio.Event()
+        if self.error is not None:
+            raise self.error
+        completed = self.completed
+        assert completed is not None
+        self.completed = None
+        return completed
+
+
+def _series_error(request_name: str, reason: str) -> TvFeedError:
+    if reason.startswith(ENTITLEMENT_REASONS) or "not_entitled" in reason:
+        return EntitlementError(
+            f"{request_name}: TradingView says {reason!r}: the account's plan does not include "
+            "this (seconds and custom intervals need a paid plan; sign in with one)",
+            reason,
+        )
+    return ProtocolError(f"{request_name}: series error {reason!r}")
+
+
+def _critical_error(request_name: str, message: CriticalError) -> TvFeedError:
+    text = f"{request_name}: server refused the request ({message.message}; {message.detail})"
+    if message.message.startswith("invalid"):
+        return InvalidRequest(text)
+    return ProtocolError(text)
+
+
+def _row_times(rows: list[dict[str, Any]]) -> list[int]:
+    return [int(row["v"][0]) for row in rows]
+
+
+async def _open_chart(
+    link: Link, supervisor: Supervisor, request: HistoryRequest, route: _ChartRoute
+) -> str:
+    session = new_session_id("cs")
+    supervisor.add_route(session, route)
+    spec = symbol_spec(
+        request.symbol.full,
+        adjustment=request.adjustment,
+        session=request.session,
+        back_adjustment=request.back_adjusted,
+    )
+    await link.send(chart_create_session(session))
+    await link.send(resolve_symbol(session, SYMBOL_REF, spec))
+    return session
+
+
+async def _close_chart(link: Link, supervisor: Supervisor, session: str) -> None:
+    supervisor.remove_route(session)
+    if not link.closed:
+        # Best effort: the session dies with the socket anyway.
+        with anyio.move_on_after(1.0, shield=True):
+            with contextlib.suppress(ConnectionLost):
+                await link.send(chart_delete_session(session))
+
+
+async def fetch_history(
+    supervisor: Supervisor, request: HistoryRequest, bar_limit: int
+) -> HistoryResult:
+    """Run one historical request on the current socket.
+
+    Raises:
+        SymbolNotFound, EntitlementError, InvalidRequest, ProtocolError: from the server.
+        ConnectionLost: the socket died during the request (the caller may retry).
+        Cancellation: the chart session is deleted (best effort) and the route removed.
+    """
+    link = await supervisor.wait_link()
+    route = _ChartRoute(request.describe())
+    session = await _open_chart(link, supervisor, request, route)
+    try:
+        if request.start is not None:
+            chunks, exhausted = await _run_range(link, session, request, route, bar_limit)
+        else:
+            chunks, exhausted = await _run_count(link, session, request, route, bar_limit)
+    finally:
+        route.accepting = False
+        await _close_chart(link, supervisor, session)
+    frame = _build_frame(request, route)
+    if request.n_bars is not None:
+        exhausted = exhausted and frame.height < request.n_bars
+    info = SymbolInfo.from_resolved(route.info, request.symbol.full) if route.info else None
+    return HistoryResult(frame, exhausted, info, chunks)
+
+
+async def _run_count(
+    link: Link, session: str, request: HistoryRequest, route: _ChartRoute, bar_limit: int
+) -> tuple[int, bool]:
+    assert request.n_bars is not None
+    wanted = request.n_bars + 1  # the newest bar is usually still forming
+    await link.send(
+        create_series(
+            session, SERIES_ID, "s1", SYMBOL_REF, request.interval.code, min(wanted, bar_limit)
+        )
+    )
+    await route.wait_chunk()
+    seen: set[int] = set()
+    oldest: int | None = None
+    processed = 0
+    first = True
+    while True:
+        new_times = [
+            timestamp
+            for rows in route.chunks[processed:]
+            for timestamp in _row_times(rows)
+            if timestamp not in seen
+        ]
+        processed = len(route.chunks)
+        seen.update(new_times)
+        if oldest is None:
+            added_older = len(new_times)
+        else:
+            added_older = sum(1 for timestamp in new_times if timestamp < oldest)
+        if new_times:
+            oldest = min(new_times) if oldest is None else min(oldest, min(new_times))
+        if len(seen) >= wanted:
+            return processed, False
+        if added_older == 0 and (not first or not seen):
+            # A page that brought no older bar (only re-sent ones, or none): history ends here.
+            return processed, True
+        first = False
+        await link.send(request_more_data(session, SERIES_ID, min(bar_limit, wanted - len(seen))))
+        await route.wait_chunk()
+
+
+async def _run_range(
+    link: Link, session: str, request: HistoryRequest, route: _ChartRoute, bar_limit: int
+) -> tuple[int, bool]:
+    assert request.start is not None
+    assert request.end is not None
+    interval = request.interval
+    await link.send(create_series(session, SERIES_ID, "s1", SYMBOL_REF, interval.code, 1))
+    await route.wait_chunk()
+    route.chunks.clear()  # the batch of the count above is not part of the range (§10.11)
+    # A window of bar_limit bars spans at least bar_limit * interval seconds, whatever the
+    # market hours, so no window can hold more bars than one request may return.
+    window = max(interval.seconds, (bar_limit - 1) * interval.seconds)
+    open_ended = request.n_bars is not None  # "n_bars before end": walk back until enough
+    collected: set[int] = set()
+    empty_in_a_row = 0
+    turnaround = 1
+    window_end = request.end
+    while window_end > request.start:
+        window_start = max(request.start, window_end - window)
+        turnaround += 1
+        before = len(route.chunks)
+        await link.send(
+            modify_series(
+                session,
+                SERIES_ID,
+                f"s{turnaround}",
+                SYMBOL_REF,
+                interval.code,
+                range_param(window_start, window_end),
+            )
+        )
+        await route.wait_chunk()
+        times = {
+            timestamp
+            for rows in route.chunks[before:]
+            for timestamp in _row_times(rows)
+            if window_start <= timestamp < window_end
+        }
+        collected.update(times)
+        window_end = window_start
+        if open_ended:
+            assert request.n_bars is not None
+            if len(collected) > request.n_bars:
+                return len(route.chunks), False
+            empty_in_a_row = 0 if times else empty_in_a_row + 1
+            if empty_in_a_row >= 3:
+                return len(route.chunks), True
+    oldest = min(collected, default=None)
+    exhausted = oldest is None or oldest > request.start + interval.seconds
+    return len(route.chunks), exhausted
+
+
+def _build_frame(request: HistoryRequest, route: _ChartRoute) -> pl.DataFrame:
+    rows = [row["v"] for chunk in route.chunks for row in chunk]
+    frame = finalize(frame_from_rows(rows, request.symbol.full))
+    if request.start is not None and request.end is not None:
+        start_us = request.start * 1_000_000
+        end_us = request.end * 1_000_000
+        epoch = pl.col("time").dt.epoch("us")
+        frame = frame.filter((epoch >= start_us) & (epoch < end_us))
+    if not request.include_partial and frame.height:
+        frame = _drop_forming(frame, request, route)
+    if request.n_bars is not None and frame.height > request.n_bars:
+        frame = frame.tail(request.n_bars)
+    if request.timezone is not None:
+        frame = frame.with_columns(pl.col("time").dt.convert_time_zone(request.timezone))
+    return frame
+
+
+def _drop_forming(frame: pl.DataFrame, request: HistoryRequest, route: _ChartRoute) -> pl.DataFrame:
+    newest = frame.get_column("time").dt.epoch("s")[-1]
+    close_time = route.bar_close_time
+    if close_time is None or close_time <= newest:
+        close_time = int(newest) + request.interval.seconds
+    now = route.server_time if route.server_time is not None else time.time()
+    if close_time > now:
+        return frame.head(frame.height - 1)
+    return frame
+
+
+async def fetch_symbol_info(supervisor: Supervisor, symbol: Symbol, session: str) -> SymbolInfo:
+    """Resolve a symbol on the shared socket.
+
+    Raises:
+        SymbolNotFound: the server answered ``symbol_error``.
+    """
+    link = await supervisor.wait_link()
+    route = _ChartRoute(f"{symbol.full} resolve")
+    request = HistoryRequest(symbol=symbol, interval=Interval("1D"), session=session)
+    chart = await _open_chart(link, supervisor, request, route)
+    try:
+        await route.resolved.wait()
+    finally:
+        await _close_chart(link, supervisor, chart)
+    if route.info is None:
+        raise route.error or ConnectionLost("the connection was lost while resolving")
+    return SymbolInfo.from_resolved(route.info, symbol.full)

@@ -1,0 +1,447 @@
+"""Live bars: shared subscriptions, bounded per-consumer queues, gap-free reconnects.
+
+A *subscription* is one server series for one (symbol, interval, session, adjustment) key. It
+lives in a task of the feed's task group and is shared by every consumer of that key; when the
+last consumer leaves, its task ends and deletes the chart session on the server.
+
+The supervisor's reader hands it every ``du``; its :class:`~tvfeed_async.protocol.BarMerger`
+turns them into closed bars (exactly once, in order) and a forming bar, which are pushed to the
+consumers' queues without ever blocking the reader:
+
+* closed bars are never dropped; a consumer that lets ``queue_size`` closed bars pile up is
+  ended with :class:`~tvfeed_async.errors.ConsumerTooSlow`;
+* forming updates are coalesced: a consumer only ever has the latest one pending.
+
+After a reconnect the subscription re-creates its series, asks for enough history to reach
+back to the bar it last knew (paging with ``request_more_data`` if needed), merges, and
+delivers the bars that closed during the outage before resuming live. If the server's
+history cannot reach back that far, the gap is reported (``on_gap``) instead of skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .connection import Link, Supervisor
+from .errors import (
+    ConnectionLost,
+    ConsumerTooSlow,
+    GapError,
+    SymbolNotFound,
+    TvFeedError,
+)
+from .history import SERIES_ID, SYMBOL_REF, _critical_error, _series_error
+from .protocol.bars import Bar, BarMerger, Gap
+from .protocol.connection import new_session_id
+from .protocol.intervals import Interval
+from .protocol.messages import (
+    CriticalError,
+    SeriesCompleted,
+    SeriesData,
+    SeriesError,
+    ServerMessage,
+    SymbolError,
+    SymbolResolved,
+    bar_from_values,
+    chart_create_session,
+    chart_delete_session,
+    create_series,
+    remove_series,
+    request_more_data,
+    resolve_symbol,
+    symbol_spec,
+)
+from .protocol.symbols import Symbol
+
+__all__ = ["Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"]
+
+logger = logging.getLogger("tvfeed_async.stream")
+
+#: What to do when an outage was longer than the server can backfill: ``"raise"`` ends the
+#: stream with :class:`GapError`; a callable is called with the :class:`Gap` and the stream
+#: goes on with the bars after it.
+GapPolicy = Literal["raise"] | Callable[[Gap], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKey:
+    """What makes two streams the same server subscription."""
+
+    symbol: Symbol
+    interval: Interval
+    session: str = "regular"
+    adjustment: str = "splits"
+    back_adjusted: bool = False
+
+
+class Consumer:
+    """One consumer's bounded queue (may be fed by several subscriptions: ``stream_many``).
+
+    Closed bars queue up to ``max_closed``; forming bars are coalesced per series.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_error",
+        "_finished",
+        "_forming",
+        "_wakeup",
+        "max_closed",
+        "on_gap",
+        "partial",
+    )
+
+    def __init__(self, max_closed: int, partial: bool, on_gap: GapPolicy) -> None:
+        self.max_closed = max_closed
+        self.partial = partial
+        self.on_gap = on_gap
+        self._closed: deque[Bar] = deque()
+        self._forming: dict[tuple[str, str], Bar] = {}
+        self._error: BaseException | None = None
+        self._finished = False
+        self._wakeup = anyio.Event()
+
+    @property
+    def done(self) -> bool:
+        """True once the consumer was ended (error, feed closed, or left)."""
+        return self._finished or self._error is not None
+
+    def push_closed(self, bar: Bar) -> None:
+        """Queue a closed bar; end the consumer with ConsumerTooSlow when the queue is full."""
+        if self.done:
+            return
+        if len(self._closed) >= self.max_closed:
+            self.fail(
+                ConsumerTooSlow(
+                    f"{bar.symbol} {bar.interval}: {len(self._closed)} closed bars were waiting "
+                    "for this consumer; it is ended rather than lose one (consume faster or "
+                    "raise queue_size)"
+                )
+            )
+            return
+        self._forming.pop((bar.symbol, bar.interval), None)
+        self._closed.append(bar)
+        self._wakeup.set()
+
+    def push_forming(self, bar: Bar) -> None:
+        """Replace the pending forming bar of this series (coalescing)."""
+        if self.done or not self.partial:
+            return
+        self._forming[(bar.symbol, bar.interval)] = bar
+        self._wakeup.set()
+
+    def report_gap(self, gap: Gap, key: StreamKey) -> None:
+        """Apply the gap policy."""
+        if self.on_gap == "raise":
+            self.fail(
+                GapError(
+                    f"{key.symbol.full} {key.interval.code}: the connection was down longer than "
+                    f"the server can backfill; bars between {gap.after} and {gap.before} may be "
+                    "missing",
+                    gap.after,
+                    gap.before,
+                )
+            )
+        elif callable(self.on_gap):
+            self.on_gap(gap)
+
+    def fail(self, error: BaseException) -> None:
+        """End the consumer with ``error`` (raised by its next ``get``)."""
+        if self._error is None and not self._finished:
+            self._error = error
+            self._wakeup.set()
+
+    def finish(self) -> None:
+        """End the consumer normally (its iterator stops)."""
+        self._finished = True
+        self._wakeup.set()
+
+    async def get(self) -> Bar | None:
+        """The next bar, or None when the consumer was finished.
+
+        Closed bars queued before an error are delivered first; then the error is raised.
+        """
+        while True:
+            if self._closed:
+                return self._closed.popleft()
+            if self._forming:
+                key = next(iter(self._forming))
+                return self._forming.pop(key)
+            if self._error is not None:
+                raise self._error
+            if self._finished:
+                return None
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+
+
+class Subscription:
+    """One server series shared by its consumers (a Route of the supervisor)."""
+
+    def __init__(
+        self,
+        manager: StreamManager,
+        key: StreamKey,
+        history: int,
+    ) -> None:
+        self.manager = manager
+        self.key = key
+        self.consumers: list[Consumer] = []
+        self.merger = BarMerger()
+        self.retained: deque[Bar] = deque(maxlen=max(2, history))
+        self.history = max(2, history)
+        self.info: dict[str, Any] | None = None
+        self.ready = anyio.Event()
+        self._scope = anyio.CancelScope()
+        self._session: str | None = None
+        self._link: Link | None = None
+        self._live = False
+        self._pending: list[Bar] = []
+        self._completed = anyio.Event()
+        self._lost = anyio.Event()
+        self._error: TvFeedError | None = None
+
+    # -------------------------------------------------- route callbacks (reader task)
+
+    def handle(self, message: ServerMessage) -> None:
+        if isinstance(message, SeriesData):
+            payload = message.series.get(SERIES_ID)
+            if payload is None or not payload.rows:
+                return
+            symbol, interval = self.key.symbol.full, self.key.interval.code
+            try:
+                bars = [bar_from_values(row["v"], symbol, interval) for row in payload.rows]
+            except (KeyError, IndexError, TypeError, ValueError):
+                logger.warning("%s: ignoring a malformed bar update", symbol)
+                return
+            if self._live:
+                for bar in bars:
+                    result = self.merger.apply(bar)
+                    self._deliver(result.closed, result.forming)
+            else:
+                self._pending.extend(bars)
+        elif isinstance(message, SeriesCompleted):
+            if message.series_id == SERIES_ID:
+                self._completed.set()
+        elif isinstance(message, SymbolResolved):
+            self.info = message.info
+        elif isinstance(message, SymbolError):
+            self._fail(SymbolNotFound(self.key.symbol.full, message.reason))
+        elif isinstance(message, SeriesError):
+            self._fail(_series_error(self._name, message.reason))
+        elif isinstance(message, CriticalError):
+            self._fail(_critical_error(self._name, message))
+
+    def connection_lost(self, error: TvFeedError) -> None:
+        self._live = False
+        self._lost.set()
+        self._completed.set()
+
+    def connected(self, link: Link) -> None:
+        """Nothing to do here: the subscription task notices the new link itself."""
+
+    # -------------------------------------------------- delivery
+
+    @property
+    def _name(self) -> str:
+        return f"{self.key.symbol.full} {self.key.interval.code}"
+
+    def _deliver(self, closed: list[Bar], forming: Bar | None) -> None:
+        consumers = self.consumers
+        for bar in closed:
+            self.retained.append(bar)
+            for consumer in consumers:
+                consumer.push_closed(bar)
+        if forming is not None:
+            for consumer in consumers:
+                consumer.push_forming(forming)
+
+    def _fail(self, error: TvFeedError) -> None:
+        if self._error is None:
+            self._error = error
+        self._completed.set()
+
+    def attach(self, consumer: Consumer) -> None:
+        """Add a consumer (it receives bars that close from now on)."""
+        self.consumers.append(consumer)
+        if self._live and self.merger.forming is not None:
+            consumer.push_forming(self.merger.forming)
+
+    def detach(self, consumer: Consumer) -> None:
+        """Remove a consumer; the last one out stops the subscription."""
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+        if not self.consumers:
+            self.manager.forget(self)
+            self._scope.cancel()
+
+    # -------------------------------------------------- the subscription task
+
+    async def run(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Keep the series alive across reconnects until cancelled or failed."""
+        supervisor = self.manager.supervisor
+        with self._scope:
+            try:
+                while True:
+                    link = await supervisor.wait_link()
+                    try:
+                        await self._attach_to(link)
+                    except ConnectionLost:
+                        continue
+                    await self._lost.wait()
+            except TvFeedError as error:
+                for consumer in list(self.consumers):
+                    consumer.fail(error)
+                self.manager.forget(self)
+            finally:
+                self.ready.set()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    await self._drop_session()
+
+    async def _drop_session(self) -> None:
+        session, link = self._session, self._link
+        self._session = None
+        if session is None or link is None:
+            return
+        self.manager.supervisor.remove_route(session)
+        if link.closed or self.manager.closed:
+            return  # the socket (or the whole feed) is going away: nothing to tidy up
+        try:
+            await link.send(remove_series(session, SERIES_ID))
+            await link.send(chart_delete_session(session))
+        except ConnectionLost:
+            logger.debug("socket closed before %s could be removed", session)
+
+    async def _attach_to(self, link: Link) -> None:
+        supervisor = self.manager.supervisor
+        if self._session is not None:
+            supervisor.remove_route(self._session)
+        session = new_session_id("cs")
+        self._session, self._link = session, link
+        self._lost = anyio.Event()
+        self._completed = anyio.Event()
+        self._live = False
+        self._pending = []
+        supervisor.add_route(session, self)
+        key = self.key
+        resuming = self.merger.newest_time is not None
+        count = self.manager.backfill_count(self) if resuming else self.history + 1
+        spec = symbol_spec(
+            key.symbol.full,
+            adjustment=key.adjustment,
+            session=key.session,
+            back_adjustment=key.back_adjusted,
+        )
+        await link.send(chart_create_session(session))
+        await link.send(resolve_symbol(session, SYMBOL_REF, spec))
+        await link.send(
+            create_series(session, SERIES_ID, "s1", SYMBOL_REF, key.interval.code, count)
+        )
+        await self._wait_completed()
+        newest = self.merger.newest_time
+        if resuming and newest is not None:
+            # Page back until the history reaches the last bar we knew, or runs out.
+            while True:
+                oldest = min((bar.timestamp for bar in self._pending), default=None)
+                if oldest is not None and oldest <= newest:
+                    break
+                before = len(self._pending)
+                await link.send(request_more_data(session, SERIES_ID, self.manager.bar_limit()))
+                await self._wait_completed()
+                older = [
+                    bar
+                    for bar in self._pending[before:]
+                    if oldest is None or bar.timestamp < oldest
+                ]
+                if not older:
+                    break
+        pending, self._pending = self._pending, []
+        result = self.merger.apply_many(pending, overlap_expected=resuming)
+        if resuming:
+            if result.gap is not None:
+                for consumer in list(self.consumers):
+                    consumer.report_gap(result.gap, key)
+            self._deliver(result.closed, result.forming)
+        else:
+            self.retained.extend(result.closed)
+            if result.forming is not None:
+                for consumer in self.consumers:
+                    consumer.push_forming(result.forming)
+        self._live = True
+        self.ready.set()
+
+    async def _wait_completed(self) -> None:
+        await self._completed.wait()
+        self._completed = anyio.Event()
+        if self._error is not None:
+            raise self._error
+        if self._lost.is_set():
+            raise ConnectionLost("connection lost while loading the series")
+
+
+class StreamManager:
+    """Owns the subscriptions of one feed."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        task_group: TaskGroup,
+        bar_limit: Callable[[], int],
+    ) -> None:
+        self.supervisor = supervisor
+        self._task_group = task_group
+        self.bar_limit = bar_limit
+        self._subscriptions: dict[StreamKey, Subscription] = {}
+        self._consumers: set[Consumer] = set()
+        self.closed = False
+
+    @property
+    def subscription_count(self) -> int:
+        """How many server series are live (shared subscriptions count once)."""
+        return len(self._subscriptions)
+
+    def backfill_count(self, subscription: Subscription) -> int:
+        """Bars to ask for when re-creating a series (paging covers longer outages)."""
+        return min(self.bar_limit(), max(subscription.history + 1, 300))
+
+    def subscribe(self, key: StreamKey, consumer: Consumer, history: int = 2) -> Subscription:
+        """Attach ``consumer`` to the subscription of ``key``, creating it if needed."""
+        if self.closed:
+            raise ConnectionLost("the feed is closed")
+        subscription = self._subscriptions.get(key)
+        if subscription is None or subscription.history < history:
+            if subscription is not None and subscription.history < history:
+                subscription.history = history
+                subscription.retained = deque(subscription.retained, maxlen=history)
+            else:
+                subscription = Subscription(self, key, history)
+                self._subscriptions[key] = subscription
+                self._task_group.start_soon(subscription.run)
+        self._consumers.add(consumer)
+        subscription.attach(consumer)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription, consumer: Consumer) -> None:
+        """Detach ``consumer`` (synchronous: safe in an async generator's ``finally``)."""
+        consumer.finish()
+        self._consumers.discard(consumer)
+        subscription.detach(consumer)
+
+    def forget(self, subscription: Subscription) -> None:
+        """Drop a subscription from the table (it stopped or failed)."""
+        if self._subscriptions.get(subscription.key) is subscription:
+            del self._subscriptions[subscription.key]
+
+    def close(self) -> None:
+        """End every consumer normally (the feed is closing)."""
+        self.closed = True
+        for consumer in list(self._consumers):
+            consumer.finish()
+        self._consumers.clear()
