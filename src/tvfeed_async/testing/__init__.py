@@ -1,0 +1,1 @@
+"""The bundled TradingView simulator, chaos proxy and pytest plugin."""

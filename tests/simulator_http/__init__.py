@@ -1,0 +1,1 @@
+"""Tests of the simulator's HTTP side and of the chaos proxy."""
