@@ -86,6 +86,10 @@ class Link:
         """Encode and send one client message (see :meth:`send_text`)."""
         await self.send_text(message.encode())
 
+    async def close(self) -> None:
+        """Close the socket; the supervisor's reader then sees the connection end."""
+        await self._transport.close()
+
 
 TokenProvider = Callable[[bool], Awaitable[str]]
 
@@ -120,6 +124,7 @@ class Supervisor:
         self._first_error: TvFeedError | None = None
         self._generation = 0
         self._rng = random.Random()
+        self._generation_had_data = False
         self.connections_opened = 0
         self.session_info: SessionInfo | None = None
 
@@ -156,6 +161,15 @@ class Supervisor:
     def remove_route(self, session_id: str) -> None:
         """Stop delivering messages of ``session_id`` (unknown ids are ignored)."""
         self._routes.pop(session_id, None)
+
+    async def reconnect(self) -> None:
+        """Close the current socket so the supervisor reconnects (e.g. with a fresh token).
+
+        Streams re-create their series and backfill; history requests in flight are retried.
+        """
+        link = self._link
+        if link is not None:
+            await link.close()
 
     async def wait_first_attempt(self) -> None:
         """Wait for the first connection attempt; raise its error if it failed."""
@@ -209,8 +223,6 @@ class Supervisor:
                 return
             logger.info("reconnecting in %.2f s", delay)
             await anyio.sleep(delay)
-
-    _generation_had_data = False
 
     def _delay(self, failures: int) -> float:
         return self._retry.delay(max(0, failures - 1), self._rng.random())

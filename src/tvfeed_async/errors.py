@@ -10,7 +10,7 @@ these::
     │   └── InvalidSymbol                          "", "A:B:C", a tuple of the wrong shape ...
     ├── SymbolNotFound                             the server answered symbol_error
     ├── EntitlementError                           the account may not use this (seconds bars ...)
-    ├── RateLimited                                HTTP 429, "max sessions rate reached", sign-in rate_limit
+    ├── RateLimited                                HTTP 429, "max sessions rate reached", rate_limit
     ├── ProtocolError                              the server said protocol_error / critical_error,
     │   └── FramingError                           or sent bytes that are not the protocol
     ├── ConnectionLost                             the socket died and the request could not finish

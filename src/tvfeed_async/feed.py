@@ -15,7 +15,7 @@ import os
 import time
 import zoneinfo
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -50,6 +50,9 @@ TimeLike = datetime | date | int | float
 StreamSpec = tuple[str, str, IntervalLike] | tuple[str, IntervalLike]
 _ADJUSTMENTS = ("splits", "dividends")
 _HISTORY_ATTEMPTS = 3
+#: Refresh the auth token this long before it lapses; retry a failed refresh after a minute.
+_TOKEN_REFRESH_MARGIN = 300.0
+_TOKEN_RETRY_DELAY = 60.0
 _ENV_CREDENTIALS = (
     "TV_USERNAME",
     "TV_PASSWORD",
@@ -142,6 +145,8 @@ class TvFeed:
             self._streams = StreamManager(self._supervisor, task_group, lambda: self.bar_limit)
             task_group.start_soon(self._supervisor.run)
             await self._supervisor.wait_first_attempt()
+            if self._authenticator is not None:
+                task_group.start_soon(self._keep_token_fresh)
         except BaseException:
             await self._shutdown()
             raise
@@ -222,6 +227,30 @@ class TvFeed:
         assert self._auth is not None
         token: str = self._auth.token
         return token
+
+    async def _keep_token_fresh(self) -> None:
+        """Refresh the token before it lapses and move the socket onto the new one.
+
+        A feed can live for days while a token lives about 4 hours (PROTOCOL.md §7.4). The
+        refresh reads a new token from the session cookie when there is one (no new password
+        sign-in); the reconnect is gap-free for streams.
+        """
+        while True:
+            auth = self._auth
+            if auth is None or auth.expires_at is None:
+                return
+            wait = auth.expires_at - _TOKEN_REFRESH_MARGIN - time.time()
+            if wait > 0:
+                await anyio.sleep(wait)
+                continue
+            logger.info("auth token lapses soon; refreshing it")
+            try:
+                self._auth = await self._authenticator.refresh()
+            except TvFeedError as error:
+                logger.warning("could not refresh the auth token: %s", error)
+                await anyio.sleep(_TOKEN_RETRY_DELAY)
+                continue
+            await self._supervisor.reconnect()
 
     @property
     def plan(self) -> str:
@@ -477,7 +506,7 @@ class TvFeed:
         back_adjusted: bool = False,
         queue_size: int | None = None,
         on_gap: GapPolicy = "raise",
-    ) -> AsyncIterator[Bar]:
+    ) -> AsyncGenerator[Bar, None]:
         """Live bars of one symbol and interval, pushed by the server on the feed's socket.
 
         Yields each closed bar exactly once, in open-time order, across reconnects (bars that
@@ -526,7 +555,7 @@ class TvFeed:
         adjustment: str = "splits",
         queue_size: int | None = None,
         on_gap: GapPolicy = "raise",
-    ) -> AsyncIterator[Bar]:
+    ) -> AsyncGenerator[Bar, None]:
         """Several live streams merged into one iterator; ``bar.symbol`` and ``bar.interval``
         say which. Same guarantees and errors as :meth:`stream` (an error of one symbol ends
         this merged iterator; use separate :meth:`stream` calls to isolate symbols)."""
@@ -578,7 +607,7 @@ class TvFeed:
         back_adjusted: bool = False,
         queue_size: int | None = None,
         on_gap: GapPolicy = "raise",
-    ) -> AsyncIterator[pl.DataFrame]:
+    ) -> AsyncGenerator[pl.DataFrame, None]:
         """A Polars frame of the last ``window`` closed bars, prefilled from history and
         yielded again each time a bar closes (same guarantees as :meth:`stream`)."""
         _check_positive_int(window, "window")
