@@ -83,6 +83,9 @@ _DEFAULT_BAR_LIMIT = 5_000
 # TVAPI caps the home-page redirects it follows at 5 (PROTOCOL.md §7.3).
 _MAX_REDIRECTS = 5
 _HIDDEN = "<hidden>"
+# A token that lapses within this many seconds is renewed rather than handed out: the feed
+# would otherwise connect with it only to reconnect a moment later.
+_FRESHNESS_MARGIN = 60.0
 # The home page embeds the user object as JSON (``var user = {...}`` or ``"user":{...}``).
 _AUTH_TOKEN_RE = re.compile(r'"auth_token"\s*:\s*"([^"]+)"')
 _PRO_PLAN_RE = re.compile(r'"pro_plan"\s*:\s*"([^"]*)"')
@@ -517,11 +520,7 @@ class Authenticator:
         username = credentials.username
         if self._cache is not None and username:
             cached = self._cache.load(username)
-            if (
-                cached is not None
-                and cached.token != current.token
-                and not cached.expires_within(0)
-            ):
+            if cached is not None and _is_newer(cached, current):
                 logger.debug("using a session another process refreshed")
                 self._session = cached
                 return cached
@@ -566,7 +565,7 @@ class Authenticator:
             sessionid_sign=credentials.sessionid_sign,
             username=credentials.username,
         )
-        if not session.expires_within(0):
+        if not session.expires_within(_FRESHNESS_MARGIN):
             logger.debug("using the given auth token (plan %r)", session.plan)
             return session
         logger.debug("the given auth token has lapsed; renewing it")
@@ -606,7 +605,7 @@ class Authenticator:
         if use_cache and self._cache is not None:
             cached = self._cache.load(username)
             if cached is not None:
-                if not cached.expires_within(0):
+                if not cached.expires_within(_FRESHNESS_MARGIN):
                     logger.debug("reusing the cached session of this account")
                     return cached
                 if cached.has_cookies:
@@ -858,6 +857,19 @@ class Authenticator:
         self._session = session
         if self._credentials.username:
             self._store(self._credentials.username, session)
+
+
+def _is_newer(candidate: AuthSession, current: AuthSession) -> bool:
+    """True if ``candidate`` (say, written by another process) outlives ``current``.
+
+    Only a strictly later expiry counts, so two processes can never hand an older token back
+    and forth; tokens of unknown expiry are never compared.
+    """
+    if candidate.token == current.token or candidate.expires_at is None:
+        return False
+    if candidate.expires_within(_FRESHNESS_MARGIN):
+        return False
+    return current.expires_at is not None and candidate.expires_at > current.expires_at
 
 
 def _secrets(credentials: Credentials) -> Iterator[str]:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import aiohttp
 import pytest
 
-from tvfeed_async.auth import Authenticator, Credentials, SessionCache
+from tvfeed_async.auth import Authenticator, AuthSession, Credentials, SessionCache
 from tvfeed_async.config import Endpoints
 from tvfeed_async.errors import TokenExpired
 from tvfeed_async.testing.http_app import HttpState
@@ -148,12 +148,31 @@ async def test_refresh_takes_a_session_another_process_already_refreshed(
     authenticator = _alice(http, endpoints, cache)
     first = await authenticator.authenticate()
     newer_token = http_state.tokens.issue(user_id=ALICE.user_id, plan="free", now=time.time() + 5)
-    assert newer_token != first.token
-    cache.store("alice", replace(first, token=newer_token, expires_at=time.time() + 3600))
+    newer = AuthSession.from_token(
+        newer_token, sessionid=first.sessionid, sessionid_sign=first.sessionid_sign
+    )
+    assert first.expires_at is not None
+    assert newer.expires_at is not None
+    assert newer.expires_at > first.expires_at
+    cache.store("alice", newer)
     requests = len(http_state.requests)
     refreshed = await authenticator.refresh()
     assert refreshed.token == newer_token
     assert len(http_state.requests) == requests
+
+
+async def test_refresh_ignores_an_older_cached_session(
+    http: aiohttp.ClientSession, endpoints: Endpoints, http_state: HttpState, cache: SessionCache
+) -> None:
+    """Two processes must never hand an older token back and forth."""
+    authenticator = _alice(http, endpoints, cache)
+    first = await authenticator.authenticate()
+    older_token = http_state.tokens.issue(user_id=ALICE.user_id, plan="free", now=time.time() - 60)
+    cache.store("alice", replace(first, token=older_token, expires_at=time.time() + 3600))
+    refreshed = await authenticator.refresh()
+    assert refreshed.token != older_token
+    assert http_state.home_requests == 1  # renewed from the cookie instead
+    assert cache.load("alice") == refreshed
 
 
 async def test_refresh_stores_the_new_session(
@@ -181,7 +200,7 @@ _SECOND_PROCESS = textwrap.dedent(
     """
     import asyncio, sys
     import aiohttp
-    from tvfeed_async.auth import Authenticator, Credentials, SessionCache
+    from tvfeed_async.auth import Authenticator, AuthSession, Credentials, SessionCache
     from tvfeed_async.config import Endpoints
 
     async def main():
@@ -230,3 +249,15 @@ async def test_cache_is_shared_across_processes(
     assert await _run_second_process(endpoints, cache) == token
     assert http_state.signin_attempts == 1
     assert http_state.successful_signins == 1
+
+
+async def test_cached_token_about_to_lapse_is_renewed_first(
+    http: aiohttp.ClientSession, endpoints: Endpoints, http_state: HttpState, cache: SessionCache
+) -> None:
+    first = await _alice(http, endpoints, cache).authenticate()
+    cache.store("alice", replace(first, expires_at=time.time() + 5))
+    renewed = await _alice(http, endpoints, cache).authenticate()
+    assert http_state.home_requests == 1
+    assert http_state.signin_attempts == 1
+    assert renewed.expires_at is not None
+    assert renewed.expires_at > time.time() + 3600
