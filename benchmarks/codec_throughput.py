@@ -1,0 +1,295 @@
+"""Codec throughput: how fast the protocol core turns wire text into bars and frames.
+
+Measures, in one run (best of N repeats, ``time.perf_counter``, one core, no threads):
+
+1. ``du`` decoding: realistic live-update messages (the shape of the genuine ``du`` recording;
+   one or two packets per WebSocket message, some with a heartbeat packed in) fed through
+   ``FrameDecoder`` -> ``parse_message`` -> ``SeriesPayload.bars()``. Target: >= 300,000
+   packets/s.
+2. The floor: ``orjson.loads`` alone of the same payloads, and the ratio of (1) to it.
+3. A 5,000-bar ``timescale_update`` (with the per-bar tick-mark metadata real servers send and
+   2019-style long float tails) -> finalized Polars frame, against ``orjson.loads`` of that
+   packet alone. Target: within 1.5x.
+4. The same ``du`` decoding with the stdlib ``json`` parser swapped in, which is why orjson is
+   a dependency.
+
+Run: ``python benchmarks/codec_throughput.py [--repeats N]``. Prints a table and writes
+``benchmarks/results/codec_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import polars as pl
+
+from tvfeed_async.frames import finalize, frame_from_rows
+from tvfeed_async.protocol import FrameDecoder, Heartbeat, SeriesData, parse_message
+from tvfeed_async.protocol import messages as messages_module
+from tvfeed_async.protocol.framing import encode_packet
+
+RESULTS = Path(__file__).resolve().parent / "results" / "codec_throughput.json"
+DU_TARGET_PER_SECOND = 300_000
+FRAME_TARGET_RATIO = 1.5
+HISTORY_BARS = 5_000
+
+
+def _long_tail(value: float) -> str:
+    # The 2019 server wrote floats with 20 significant digits (7382.8800000000001091).
+    return format(value, ".20g")
+
+
+def du_payloads(count: int, seed: int = 7) -> list[str]:
+    """``du`` payloads shaped like the genuine recording, with drifting prices.
+
+    Half carry the 2026 envelope (``t``/``t_ms``), half not, like the two server generations.
+    """
+    rng = random.Random(seed)
+    payloads = []
+    open_time = 1663050540
+    price = 1721.18
+    for index in range(count):
+        if index % 50 == 49:
+            open_time += 60
+        close = round(price + rng.uniform(-0.5, 0.5), 2)
+        high = round(max(price, close) + rng.uniform(0, 0.3), 2)
+        low = round(min(price, close) - rng.uniform(0, 0.3), 2)
+        volume = round(rng.uniform(0, 500), 4)
+        envelope = (
+            f',"t":{open_time + 30},"t_ms":{(open_time + 30) * 1000 + index % 1000}'
+            if index % 2
+            else ""
+        )
+        payloads.append(
+            '{"m":"du","p":["cs_saydeutqehrd",{"s1":{"s":[{"i":300,"v":['
+            f"{open_time}.0,{price},{high},{low},{close},{volume}"
+            ']}],"ns":{"d":"","indexes":"nochange"},"t":"s1","lbs":{"bar_close_time":'
+            f"{open_time + 60}"
+            "}}}]" + envelope + "}"
+        )
+    return payloads
+
+
+def du_messages(payloads: list[str]) -> list[str]:
+    """Group packets into WebSocket messages: mostly one, some two, some with a heartbeat."""
+    messages = []
+    index = 0
+    heartbeat = 0
+    while index < len(payloads):
+        packet = encode_packet(payloads[index])
+        if index % 4 == 0 and index + 1 < len(payloads):
+            packet += encode_packet(payloads[index + 1])
+            index += 1
+        if index % 10 == 3:
+            heartbeat += 1
+            packet += encode_packet(f"~h~{heartbeat}")
+        messages.append(packet)
+        index += 1
+    return messages
+
+
+def history_packet(bars: int, seed: int = 11) -> str:
+    """A framed ``timescale_update`` with ``bars`` bars, tick-mark metadata and long floats."""
+    rng = random.Random(seed)
+    start = 1558194300
+    step = 900
+    price = 7382.88
+    rows = []
+    for index in range(bars):
+        close = price + rng.uniform(-20, 20)
+        high = max(price, close) + rng.uniform(0, 10)
+        low = min(price, close) - rng.uniform(0, 10)
+        values = ",".join(
+            [f"{start + step * index}.0"]
+            + [_long_tail(x) for x in (price, high, low, close, rng.uniform(0, 100))]
+        )
+        rows.append(f'{{"i":{index},"v":[{values}]}}')
+        price = close
+    end = start + step * bars
+    changes = ",".join(f"{start + step * index}.0" for index in range(bars))
+    marks = ",".join(f"[21,{start + step * index},{index}]" for index in range(bars))
+    payload = (
+        '{"m":"timescale_update","p":["cs_xkd21F2c6xIU",{"s1":{"node":'
+        '"sfo-charts-3-pro-study-engine-3@sfo-compute-3","s":[' + ",".join(rows) + "],"
+        '"ns":{"d":"","indexes":[]},"t":"s1","lbs":{"bar_close_time":' + str(end) + "}}},"
+        '{"index":'
+        + str(bars)
+        + ',"zoffset":0,"changes":['
+        + changes
+        + '],"marks":['
+        + marks
+        + '],"index_diff":[]}],"t":'
+        + str(end)
+        + "}"
+    )
+    return encode_packet(payload)
+
+
+def decode_du(messages: list[str]) -> int:
+    """The measured pipeline for live updates; returns the number of bars produced."""
+    decoder = FrameDecoder()
+    produced = 0
+    for message in messages:
+        for packet in decoder.feed(message):
+            if isinstance(packet, Heartbeat):
+                continue
+            parsed = parse_message(packet)
+            if isinstance(parsed, SeriesData):
+                for payload in parsed.series.values():
+                    produced += len(payload.bars("BINANCE:ETHUSDT", "1"))
+    return produced
+
+
+def orjson_floor(payloads: list[str]) -> int:
+    for payload in payloads:
+        orjson.loads(payload)
+    return len(payloads)
+
+
+def history_frame(packet: str) -> pl.DataFrame:
+    """The measured pipeline for history: framing, parsing, frame building, finalizing."""
+    (text,) = FrameDecoder().feed(packet)
+    parsed = parse_message(text)  # type: ignore[arg-type]
+    assert isinstance(parsed, SeriesData)
+    return finalize(frame_from_rows(parsed.series["s1"].values(), "BITSTAMP:BTCUSD"))
+
+
+@contextmanager
+def stdlib_json() -> Iterator[None]:
+    """Swap the parser used by ``parse_message`` for the stdlib one, for comparison only."""
+    original = messages_module.orjson
+    messages_module.orjson = SimpleNamespace(  # type: ignore[assignment]
+        loads=json.loads, JSONDecodeError=json.JSONDecodeError
+    )
+    try:
+        yield
+    finally:
+        messages_module.orjson = original
+
+
+def best_of(repeats: int, functions: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """Best wall time of each function; runs are interleaved so noise hits all alike."""
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(repeats):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
+def run(repeats: int, du_count: int) -> dict[str, Any]:
+    payloads = du_payloads(du_count)
+    messages = du_messages(payloads)
+    assert decode_du(messages) == du_count
+    packet = history_packet(HISTORY_BARS)
+    history_payload = packet[packet.index("~m~", 3) + 3 :]
+    frame = history_frame(packet)
+    assert frame.height == HISTORY_BARS
+    assert frame["volume"].null_count() == 0
+
+    timings = best_of(
+        repeats,
+        {
+            "du_decode": lambda: decode_du(messages),
+            "du_orjson_floor": lambda: orjson_floor(payloads),
+            "history_frame": lambda: history_frame(packet),
+            "history_orjson_floor": lambda: orjson.loads(history_payload),
+        },
+    )
+    with stdlib_json():
+        assert decode_du(messages) == du_count
+        stdlib_runs = {"du_decode_stdlib_json": lambda: decode_du(messages)}
+        timings.update(best_of(max(3, repeats // 3), stdlib_runs))
+
+    du_rate = du_count / timings["du_decode"]
+    floor_rate = du_count / timings["du_orjson_floor"]
+    stdlib_rate = du_count / timings["du_decode_stdlib_json"]
+    frame_ratio = timings["history_frame"] / timings["history_orjson_floor"]
+    return {
+        "du": {
+            "packets": du_count,
+            "websocket_messages": len(messages),
+            "decoded_packets_per_second": round(du_rate),
+            "orjson_floor_packets_per_second": round(floor_rate),
+            "ratio_to_floor": round(floor_rate / du_rate, 2),
+            "target_packets_per_second": DU_TARGET_PER_SECOND,
+            "target_met": du_rate >= DU_TARGET_PER_SECOND,
+            "stdlib_json_packets_per_second": round(stdlib_rate),
+            "orjson_speedup_over_stdlib": round(du_rate / stdlib_rate, 2),
+        },
+        "history_frame": {
+            "bars": HISTORY_BARS,
+            "packet_characters": len(packet),
+            "frame_ms": round(timings["history_frame"] * 1e3, 3),
+            "bars_per_second": round(HISTORY_BARS / timings["history_frame"]),
+            "orjson_floor_ms": round(timings["history_orjson_floor"] * 1e3, 3),
+            "ratio_to_floor": round(frame_ratio, 3),
+            "target_ratio": FRAME_TARGET_RATIO,
+            "target_met": frame_ratio <= FRAME_TARGET_RATIO,
+        },
+        "environment": {
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "orjson": orjson.__version__,
+            "polars": pl.__version__,
+            "repeats": repeats,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    du = results["du"]
+    history = results["history_frame"]
+
+    def verdict(met: bool) -> str:
+        return "target met" if met else "TARGET MISSED"
+
+    return "\n".join(
+        [
+            f"du -> Bars:        {du['decoded_packets_per_second']:>12,} packets/s "
+            f"(target {du['target_packets_per_second']:,}: {verdict(du['target_met'])})",
+            f"orjson floor:      {du['orjson_floor_packets_per_second']:>12,} packets/s "
+            f"(decode is {du['ratio_to_floor']}x the floor's time)",
+            f"stdlib json:       {du['stdlib_json_packets_per_second']:>12,} packets/s "
+            f"(orjson pipeline is {du['orjson_speedup_over_stdlib']}x faster)",
+            f"5,000-bar frame:   {history['frame_ms']:>12} ms "
+            f"({history['bars_per_second']:,} bars/s)",
+            f"orjson floor:      {history['orjson_floor_ms']:>12} ms "
+            f"(ratio {history['ratio_to_floor']}, target <= {history['target_ratio']}: "
+            f"{verdict(history['target_met'])})",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15, help="best of N (default 15)")
+    parser.add_argument("--du-packets", type=int, default=20_000, help="du packets per run")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write JSON")
+    arguments = parser.parse_args(argv)
+    results = run(arguments.repeats, arguments.du_packets)
+    print(report(results))
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    arguments.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {arguments.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
