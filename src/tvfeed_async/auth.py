@@ -524,18 +524,9 @@ class Authenticator:
                 logger.debug("using a session another process refreshed")
                 self._session = cached
                 return cached
-        cookie_error: AuthError | None = None
         if current.has_cookies:
-            try:
-                session = await self._from_cookies(
-                    current.sessionid or "", current.sessionid_sign or "", username
-                )
-            except AuthError as exc:
-                if isinstance(exc, RateLimited | CaptchaRequired):
-                    raise
-                cookie_error = exc
-                logger.debug("the session cookie was rejected; considering a password sign-in")
-            else:
+            session = await self._try_cookies(current, username)
+            if session is not None:
                 self._remember(session)
                 return session
         if username and credentials.password:
@@ -546,7 +537,7 @@ class Authenticator:
             self._cache.delete(username)
         reason = (
             "the session cookies were rejected too"
-            if cookie_error is not None
+            if current.has_cookies
             else "no session cookie or password was given to renew it"
         )
         raise TokenExpired(
@@ -589,9 +580,7 @@ class Authenticator:
             return await self._from_cookies(
                 credentials.sessionid or "", credentials.sessionid_sign, credentials.username
             )
-        except AuthError as exc:
-            if isinstance(exc, RateLimited | CaptchaRequired):
-                raise
+        except AuthError:
             if not (credentials.username and credentials.password):
                 raise
             logger.debug("the given cookies were rejected; signing in with the password")
@@ -608,18 +597,10 @@ class Authenticator:
                 if not cached.expires_within(_FRESHNESS_MARGIN):
                     logger.debug("reusing the cached session of this account")
                     return cached
-                if cached.has_cookies:
-                    try:
-                        session = await self._from_cookies(
-                            cached.sessionid or "", cached.sessionid_sign or "", username
-                        )
-                    except AuthError as exc:
-                        if isinstance(exc, RateLimited | CaptchaRequired):
-                            raise
-                        logger.debug("the cached session cookie was rejected")
-                    else:
-                        self._store(username, session)
-                        return session
+                session = await self._try_cookies(cached, username)
+                if session is not None:
+                    self._store(username, session)
+                    return session
         if not credentials.password:
             raise InvalidRequest(
                 "a username was given without a password (and no cached session exists); "
@@ -628,6 +609,19 @@ class Authenticator:
         session = await self._sign_in(username, credentials.password)
         self._store(username, session)
         return session
+
+    async def _try_cookies(self, session: AuthSession, username: str | None) -> AuthSession | None:
+        """A new token from ``session``'s cookies, or None when there are none or they are
+        rejected (throttling and network errors still raise: a password would not help)."""
+        if not session.has_cookies:
+            return None
+        try:
+            return await self._from_cookies(
+                session.sessionid or "", session.sessionid_sign or "", username
+            )
+        except AuthError:
+            logger.debug("the session cookie was rejected")
+            return None
 
     # ---- the HTTP flows -------------------------------------------------------------------
 
@@ -798,6 +792,9 @@ class Authenticator:
                 headers=self._headers(),
                 allow_redirects=redirects,
                 timeout=self._timeout,
+                # Statuses are interpreted here (429, sign-in JSON), whatever the session's
+                # own raise_for_status setting.
+                raise_for_status=False,
             ) as response:
                 body = await response.text(errors="replace")
                 location = (

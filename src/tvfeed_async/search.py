@@ -130,7 +130,7 @@ async def _get_page(
 ) -> object:
     try:
         async with http.get(
-            url, params=params, headers=headers, timeout=client_timeout
+            url, params=params, headers=headers, timeout=client_timeout, raise_for_status=False
         ) as response:
             body = await response.text(errors="replace")
             status = response.status

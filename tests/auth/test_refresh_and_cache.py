@@ -13,7 +13,7 @@ import pytest
 
 from tvfeed_async.auth import Authenticator, AuthSession, Credentials, SessionCache
 from tvfeed_async.config import Endpoints
-from tvfeed_async.errors import TokenExpired
+from tvfeed_async.errors import RateLimited, TokenExpired
 from tvfeed_async.testing.http_app import HttpState
 
 from .conftest import ALICE, BOB, BOB_SECRET
@@ -261,3 +261,15 @@ async def test_cached_token_about_to_lapse_is_renewed_first(
     assert http_state.signin_attempts == 1
     assert renewed.expires_at is not None
     assert renewed.expires_at > time.time() + 3600
+
+
+async def test_throttled_refresh_does_not_fall_back_to_a_password_sign_in(
+    http: aiohttp.ClientSession, endpoints: Endpoints, http_state: HttpState
+) -> None:
+    authenticator = _alice(http, endpoints, None)
+    await authenticator.authenticate()
+    http_state.throttle_remaining = 3
+    with pytest.raises(RateLimited):
+        await authenticator.refresh()
+    assert http_state.throttled_requests == 1
+    assert http_state.signin_attempts == 1
