@@ -145,3 +145,15 @@ async def test_bad_input_sends_nothing(
     with pytest.raises(InvalidRequest):
         await search_symbols(http, endpoints, text, limit=limit)
     assert len(http_state.requests) == 0
+
+
+async def test_legacy_list_answer_is_understood(
+    http: aiohttp.ClientSession, endpoints: Endpoints, http_state: HttpState
+) -> None:
+    legacy = dataclasses.replace(
+        endpoints, symbol_search_url=endpoints.symbol_search_url.replace("v3/", "")
+    )
+    results = await search_symbols(http, legacy, "BTC")
+    assert len(results) == 8
+    assert results[0].full_name == "CRYPTOCAP:BTC"  # the exact match ranks first
+    assert http_state.search_requests == 1

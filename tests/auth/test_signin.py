@@ -393,3 +393,16 @@ async def test_expired_direct_token_is_renewed_from_cookies(
     assert session.token != old
     assert http_state.tokens.verify(session.token, time.time()) is not None
     assert http_state.home_requests == 1
+
+
+async def test_sign_in_answer_that_is_not_json(http: aiohttp.ClientSession) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>Bad gateway</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/accounts/signin/", broken)
+    async with TestServer(app, host="127.0.0.1", port=0) as custom:
+        endpoints = Endpoints(www_url=str(custom.make_url("")).rstrip("/"))
+        authenticator = _authenticator(http, endpoints, username="zed", password="pw")
+        with pytest.raises(AuthError, match="HTTP 502"):
+            await authenticator.authenticate()
