@@ -289,7 +289,8 @@ def _jwt_claims(token: str) -> dict[str, Any]:
 class SessionCache:
     """Signed-in sessions kept in one small JSON file, shared by every process of the user.
 
-    Keyed by a hash of the username, so the file does not list account names. The file is
+    Keyed by a SHA-256 of the case-folded username (the entries hold tokens and cookies, never
+    the password or TOTP secret; the file is as sensitive as a browser's cookies). The file is
     created with mode 0600 inside a 0700 directory and always replaced atomically (a temporary
     file, then :func:`os.replace`), so a reader never sees half a file. Two processes storing
     at the same instant may lose one of the two updates; the loser simply signs in again later.
