@@ -280,15 +280,17 @@ async def test_unreachable_target_resets_the_client() -> None:
 
 
 async def test_close_with_open_connections_is_clean(target: Target) -> None:
-    proxy = ChaosProxy("127.0.0.1", target.port, latency=0.5)
+    proxy = ChaosProxy("127.0.0.1", target.port, latency=5.0)
     await proxy.start()
     async with connect(proxy) as (reader, writer):
         writer.write(b"in flight")
         await writer.drain()
         await asyncio.sleep(0.05)
         await proxy.aclose()
-        with pytest.raises(ConnectionResetError):
-            await asyncio.wait_for(reader.read(), 10)
+        # An orderly close: the client sees EOF, and the delayed bytes never arrive.
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        await asyncio.wait_for(target.closed_by_peer.wait(), 10)
+    assert bytes(target.received) == b""
     assert proxy.active_connections == 0
     # Nothing left running: only this test's own task remains.
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

@@ -90,6 +90,12 @@ class _Connection:
         _abort_with_reset(self.client_writer)
         _abort_with_reset(self.upstream_writer)
 
+    def close(self) -> None:
+        # Stops forwarding like abort, but both peers get an orderly FIN.
+        self.reset = True
+        self.client_writer.close()
+        self.upstream_writer.close()
+
 
 class ChaosProxy:
     """A fault-injecting TCP proxy on ``127.0.0.1:0`` in front of ``target_host:target_port``.
@@ -160,12 +166,13 @@ class ChaosProxy:
         self._port = self._server.sockets[0].getsockname()[1]
 
     async def aclose(self) -> None:
-        """Stop listening and reset every connection; returns when all their tasks are done."""
+        """Stop listening and close every connection (FIN, not RST; data still delayed by
+        ``latency`` is not delivered); returns when all the proxy's tasks are done."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
         for connection in list(self._connections):
-            connection.abort()
+            connection.close()
         handlers = list(self._handlers)
         for task in handlers:
             task.cancel()
