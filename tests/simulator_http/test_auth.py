@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import pyotp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -20,7 +21,7 @@ from tests.simulator_http.conftest import (
     TOTP_SECRET,
     Clock,
 )
-from tvfeed_async.testing.http_app import CAPTCHA_TEXT, HttpState
+from tvfeed_async.testing.http_app import CAPTCHA_TEXT, Account, HttpState
 from tvfeed_async.testing.tokens import TokenIssuer
 
 Client = TestClient[web.Request, web.Application]
@@ -150,6 +151,30 @@ async def test_wrong_password_and_unknown_user_are_refused(
     assert state.signin_attempts == 3
     assert state.successful_signins == 0
     assert state.session_count == 0
+
+
+async def test_non_ascii_credentials_and_cookies_are_handled(
+    client: Client, state: HttpState
+) -> None:
+    state.add_account(Account("zoë", "pässwörd-€", 1005))
+    _, body = await sign_in(client, "ZOË", "pässwörd-€")
+    assert body["error"] == ""
+    assert body["user"]["username"] == "zoë"
+
+    _, body = await sign_in(client, "zoë", "passwörd-€")
+    assert body["code"] == "invalid_credentials"
+
+    sessionid, _ = state.create_session("zoë")
+    response = await client.get("/", headers={"Cookie": f"sessionid={sessionid};sessionid_sign=é"})
+    assert response.status == 200
+    assert "auth_token" not in await response.text()
+
+
+async def test_unknown_two_factor_type_is_rejected(state: HttpState) -> None:
+    with pytest.raises(ValueError, match="two_factor_type"):
+        state.add_account(
+            Account("eve", "pw", 1006, totp_secret=TOTP_SECRET, two_factor_type="fax")
+        )
 
 
 async def test_missing_referer_is_accepted_but_recorded(client: Client, state: HttpState) -> None:

@@ -292,7 +292,7 @@ class HttpState:
         if signature is None:
             if self.require_session_sign:
                 return None
-        elif not hmac.compare_digest(self.sign(sessionid), signature):
+        elif not hmac.compare_digest(self.sign(sessionid).encode(), signature.encode()):
             return None
         session = self._sessions.get(sessionid)
         if session is None or session.fully_authenticated != fully_authenticated:
@@ -528,7 +528,7 @@ async def _signin(request: web.Request) -> web.Response:
     username = str(form.get("username", ""))
     password = str(form.get("password", ""))
     account = state.account(username) if username else None
-    if account is None or not hmac.compare_digest(account.password, password):
+    if account is None or not hmac.compare_digest(account.password.encode(), password.encode()):
         return _error(INVALID_CREDENTIALS_TEXT, "invalid_credentials")
     remember = _remember(form)
     if account.totp_secret is not None:
