@@ -5,6 +5,7 @@ The public API is exactly what ``__all__`` lists; everything else is private.
 
 from __future__ import annotations
 
+from .auth import SessionCache
 from .config import Endpoints, Limits, RetryPolicy, Timeouts
 from .errors import (
     AuthError,
@@ -31,6 +32,7 @@ from .history import HistoryResult, SymbolInfo
 from .protocol.bars import Bar, Gap
 from .protocol.intervals import Interval
 from .protocol.symbols import Symbol, parse_symbol
+from .search import SearchResult
 
 __version__ = "0.1.0"
 
@@ -41,12 +43,14 @@ __all__ = [
     "Bar",
     "Gap",
     "HistoryResult",
+    "SearchResult",
     "SymbolInfo",
     "Interval",
     "Symbol",
     "parse_symbol",
     # configuration
     "Endpoints",
+    "SessionCache",
     "Limits",
     "RetryPolicy",
     "Timeouts",
