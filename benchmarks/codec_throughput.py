@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -169,14 +168,14 @@ def history_frame(packet: str) -> pl.DataFrame:
 @contextmanager
 def stdlib_json() -> Iterator[None]:
     """Swap the parser used by ``parse_message`` for the stdlib one, for comparison only."""
-    original = messages_module.orjson
-    messages_module.orjson = SimpleNamespace(  # type: ignore[assignment]
-        loads=json.loads, JSONDecodeError=json.JSONDecodeError
-    )
+    # parse_message binds orjson's loads and error at import; swap those two names.
+    original = messages_module._loads, messages_module._JSONDecodeError
+    messages_module._loads = json.loads
+    messages_module._JSONDecodeError = json.JSONDecodeError
     try:
         yield
     finally:
-        messages_module.orjson = original
+        messages_module._loads, messages_module._JSONDecodeError = original
 
 
 def best_of(repeats: int, functions: dict[str, Callable[[], Any]]) -> dict[str, float]:

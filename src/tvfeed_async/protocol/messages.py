@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -65,6 +66,13 @@ __all__ = [
 #: The token anonymous clients send with set_auth_token (§3.1).
 ANONYMOUS_TOKEN = "unauthorized_user_token"  # noqa: S105 (a public constant, not a secret)
 
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+_new_tuple = tuple.__new__
+_new_object = object.__new__
+_VALUES = itemgetter("v")
+_MALFORMED_ROW = (KeyError, IndexError, TypeError, ValueError, OverflowError)
+
 
 # --------------------------------------------------------------------------- server messages
 
@@ -114,15 +122,21 @@ def bar_from_values(values: Sequence[Any], symbol: str = "", interval: str = "")
     absent (indices) or null.
     """
     volume = values[5] if len(values) > 5 else None
-    return Bar(
-        int(values[0]),
-        float(values[1]),
-        float(values[2]),
-        float(values[3]),
-        float(values[4]),
-        None if volume is None else float(volume),
-        symbol,
-        interval,
+    # tuple.__new__ is what Bar._make does; it skips the generated __new__ and its defaults,
+    # which matters at hundreds of thousands of live bars per second.
+    return _new_tuple(
+        Bar,
+        (
+            int(values[0]),
+            float(values[1]),
+            float(values[2]),
+            float(values[3]),
+            float(values[4]),
+            None if volume is None else float(volume),
+            symbol,
+            interval,
+            False,
+        ),
     )
 
 
@@ -145,14 +159,18 @@ class SeriesPayload:
     def bars(self, symbol: str = "", interval: str = "") -> list[Bar]:
         """The rows as :class:`Bar` values (server order)."""
         try:
-            return [bar_from_values(row["v"], symbol, interval) for row in self.rows]
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            rows = self.rows
+            if len(rows) == 1:
+                # A live du carries one bar; skip the comprehension's frame for it.
+                return [bar_from_values(rows[0]["v"], symbol, interval)]
+            return [bar_from_values(row["v"], symbol, interval) for row in rows]
+        except _MALFORMED_ROW as exc:
             raise FramingError(f"malformed bar row in series {self.series_id!r}") from exc
 
     def values(self) -> list[list[Any]]:
         """The raw ``v`` lists of the rows (for fast frame building)."""
         try:
-            return [row["v"] for row in self.rows]
+            return list(map(_VALUES, self.rows))
         except (KeyError, TypeError) as exc:
             raise FramingError(f"malformed bar row in series {self.series_id!r}") from exc
 
@@ -268,25 +286,61 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
 
-def _series_data(method: str, params: list[Any], server_time: float | None) -> SeriesData:
-    session = _text(params[0])
-    raw_series = params[1]
+def _frozen_builder(cls: type[Any]) -> Callable[..., Any]:
+    """A fast positional constructor for a frozen slots dataclass, for the live path.
+
+    The generated ``__init__`` of a frozen dataclass assigns each field through
+    ``object.__setattr__``, which costs about three times a plain assignment; writing the slots
+    through their descriptors gives the same immutable object for less. Every field must be
+    given, in declaration order.
+    """
+    first, second, third, fourth = (cls.__dict__[item.name].__set__ for item in fields(cls))
+
+    def build(a: Any, b: Any, c: Any, d: Any) -> Any:
+        instance = _new_object(cls)
+        first(instance, a)
+        second(instance, b)
+        third(instance, c)
+        fourth(instance, d)
+        return instance
+
+    return build
+
+
+_build_payload = _frozen_builder(SeriesPayload)
+_build_series_data = _frozen_builder(SeriesData)
+
+
+def _series_data(method: str, params: list[Any], envelope: dict[str, Any]) -> SeriesData:
+    # Runs for every live update: checks are exact-type tests (orjson only builds plain
+    # dicts, lists and strs) and the envelope time is read inline.
+    session = params[0]
+    if session.__class__ is not str:
+        session = _text(session)
     series: dict[str, SeriesPayload] = {}
-    for series_id, body in raw_series.items():
-        rows = body.get("s") if isinstance(body, dict) else None
+    for series_id, body in params[1].items():
+        rows = body.get("s") if body.__class__ is dict else None
         if rows is None:
             continue
-        if not isinstance(rows, list):
+        if rows.__class__ is not list:
             raise FramingError(f"{method}: series {series_id!r} has non-list bars")
         lbs = body.get("lbs")
-        close_time = lbs.get("bar_close_time") if isinstance(lbs, dict) else None
-        series[series_id] = SeriesPayload(
-            series_id,
-            _text(body.get("t")),
-            rows,
-            None if close_time is None else int(close_time),
+        close_time = lbs.get("bar_close_time") if lbs.__class__ is dict else None
+        turnaround = body.get("t")
+        if turnaround.__class__ is not str:
+            turnaround = _text(turnaround)
+        series[series_id] = _build_payload(
+            series_id, turnaround, rows, None if close_time is None else int(close_time)
         )
-    return SeriesData(method, session, series, server_time)
+    server_time: float | None = None
+    milliseconds = envelope.get("t_ms")
+    if milliseconds.__class__ is int or milliseconds.__class__ is float:
+        server_time = milliseconds / 1000.0
+    else:
+        seconds = envelope.get("t")
+        if seconds.__class__ is int or seconds.__class__ is float:
+            server_time = float(seconds)
+    return _build_series_data(method, session, series, server_time)  # type: ignore[no-any-return]
 
 
 def _series_completed(params: list[Any]) -> SeriesCompleted:
@@ -333,20 +387,10 @@ _PARSERS: dict[str, Callable[[list[Any]], ServerMessage]] = {
 }
 
 
-def _envelope_time(message: dict[str, Any]) -> float | None:
-    milliseconds = message.get("t_ms")
-    if isinstance(milliseconds, int | float):
-        return milliseconds / 1000.0
-    seconds = message.get("t")
-    if isinstance(seconds, int | float):
-        return float(seconds)
-    return None
-
-
 def _load_object(text: str) -> dict[str, Any]:
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        value = _loads(text)
+    except _JSONDecodeError as exc:
         raise FramingError(f"packet is not JSON: {text[:60]!r}") from exc
     if not isinstance(value, dict):
         raise FramingError(f"packet is not a JSON object: {text[:60]!r}")
@@ -359,26 +403,22 @@ def parse_message(text: str) -> ServerMessage:
     Raises:
         FramingError: not a JSON object, or a known message with the wrong shape.
     """
-    message = _load_object(text)
-    method = message.get("m")
-    if method is None:
-        session_id = message.get("session_id")
-        if session_id is None:
-            raise FramingError(f"packet has neither 'm' nor 'session_id': {text[:60]!r}")
-        timestamp = message.get("timestamp")
-        return SessionInfo(
-            _text(session_id),
-            timestamp if isinstance(timestamp, int) else None,
-            _text(message.get("release")),
-            _text(message.get("protocol")),
-            message,
-        )
-    params = message.get("p")
-    if not isinstance(method, str) or not isinstance(params, list):
-        raise FramingError(f"message has a bad 'm' or 'p': {text[:60]!r}")
     try:
-        if method == "du" or method == "timescale_update":
-            return _series_data(method, params, _envelope_time(message))
+        message = _loads(text)
+    except _JSONDecodeError as exc:
+        raise FramingError(f"packet is not JSON: {text[:60]!r}") from exc
+    if message.__class__ is not dict:
+        raise FramingError(f"packet is not a JSON object: {text[:60]!r}")
+    method = message.get("m")
+    params = message.get("p")
+    try:
+        # Live bars first: they are nearly all the traffic.
+        if (method == "du" or method == "timescale_update") and params.__class__ is list:
+            return _series_data(method, params, message)
+        if method is None:
+            return _session_info(message, text)
+        if not isinstance(method, str) or not isinstance(params, list):
+            raise FramingError(f"message has a bad 'm' or 'p': {text[:60]!r}")
         parser = _PARSERS.get(method)
         if parser is None:
             return UnknownMessage(method, params)
@@ -387,6 +427,20 @@ def parse_message(text: str) -> ServerMessage:
         raise
     except (IndexError, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise FramingError(f"malformed {method!r} message: {text[:80]!r}") from exc
+
+
+def _session_info(message: dict[str, Any], text: str) -> SessionInfo:
+    session_id = message.get("session_id")
+    if session_id is None:
+        raise FramingError(f"packet has neither 'm' nor 'session_id': {text[:60]!r}")
+    timestamp = message.get("timestamp")
+    return SessionInfo(
+        _text(session_id),
+        timestamp if isinstance(timestamp, int) else None,
+        _text(message.get("release")),
+        _text(message.get("protocol")),
+        message,
+    )
 
 
 # --------------------------------------------------------------------------- client messages
