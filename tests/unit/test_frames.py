@@ -1,0 +1,241 @@
+"""The Polars history frame: schema, builders, finalize (USERS.md 11, 12)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from tvfeed_async.errors import FramingError, InvalidRequest
+from tvfeed_async.frames import (
+    FRAME_COLUMNS,
+    FRAME_SCHEMA,
+    concat_frames,
+    empty_frame,
+    finalize,
+    frame_from_bars,
+    frame_from_rows,
+)
+from tvfeed_async.protocol.bars import Bar
+from tvfeed_async.protocol.messages import SeriesData, parse_message
+
+T0 = 1663050540
+SYMBOL = "BINANCE:ETHUSDT"
+
+
+def rows(*minutes: int, volume: bool = True) -> list[list[Any]]:
+    return [
+        [float(T0 + 60 * m), 100.0 + m, 101.0 + m, 99.0 + m, 100.5 + m]
+        + ([10.0 * (m + 1)] if volume else [])
+        for m in minutes
+    ]
+
+
+def utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def test_schema() -> None:
+    assert dict(FRAME_SCHEMA) == {
+        "time": pl.Datetime("us", "UTC"),
+        "symbol": pl.String,
+        "open": pl.Float64,
+        "high": pl.Float64,
+        "low": pl.Float64,
+        "close": pl.Float64,
+        "volume": pl.Float64,
+    }
+    assert tuple(FRAME_SCHEMA) == FRAME_COLUMNS
+    assert empty_frame().schema == FRAME_SCHEMA
+    assert empty_frame().height == 0
+
+
+def test_frame_from_six_element_rows() -> None:
+    frame = frame_from_rows(rows(0, 1, 2), SYMBOL)
+    assert frame.schema == FRAME_SCHEMA
+    assert frame.to_dicts()[1] == {
+        "time": utc(T0 + 60),
+        "symbol": SYMBOL,
+        "open": 101.0,
+        "high": 102.0,
+        "low": 100.0,
+        "close": 101.5,
+        "volume": 20.0,
+    }
+    assert frame["symbol"].to_list() == [SYMBOL] * 3
+    assert frame["time"].to_list() == [utc(T0), utc(T0 + 60), utc(T0 + 120)]
+
+
+def test_five_element_rows_have_null_volume() -> None:
+    frame = frame_from_rows(rows(0, 1, volume=False), "TVC:SPX")
+    assert frame.schema == FRAME_SCHEMA
+    assert frame["volume"].to_list() == [None, None]
+    assert frame["close"].to_list() == [100.5, 101.5]
+
+
+def test_mixed_five_and_six_element_rows() -> None:
+    mixed = [rows(0, volume=False)[0], rows(1)[0], rows(2, volume=False)[0]]
+    frame = frame_from_rows(mixed, SYMBOL)
+    assert frame["volume"].to_list() == [None, 20.0, None]
+    assert frame["time"].to_list() == [utc(T0), utc(T0 + 60), utc(T0 + 120)]
+
+
+def test_null_volume_ints_and_extra_elements() -> None:
+    frame = frame_from_rows(
+        [[T0, 1, 2, 0, 1, None], [float(T0 + 60), 1, 2, 0, 1, 5, "extra"]], SYMBOL
+    )
+    assert frame.schema == FRAME_SCHEMA
+    assert frame["volume"].to_list() == [None, 5.0]
+    assert frame["open"].to_list() == [1.0, 1.0]
+
+
+def test_float_times_truncate_like_bars() -> None:
+    values = [[1558194300.0, 1, 1, 1, 1, 1], [1558195200.75, 1, 1, 1, 1, 1]]
+    frame = frame_from_rows(values, SYMBOL)
+    bars = [Bar(int(v[0]), 1.0, 1.0, 1.0, 1.0, 1.0) for v in values]
+    assert frame["time"].to_list() == [bar.time for bar in bars]
+
+
+def test_rows_with_long_float_tails_match_bar_values() -> None:
+    message = parse_message(
+        '{"m":"timescale_update","p":["cs_x",{"s1":{"s":['
+        '{"i":0,"v":[1558194300.0,7382.8800000000001091,7382.8800000000001091,'
+        "7352.6599999999998545,7360.4200000000000728,33.79020585000002086]},"
+        '{"i":1,"v":[1558195200.0,7360.4099999999998545,7378.8900000000003274,'
+        '7338.8500000000003638,7361.9499999999998181,38.780757140000005734]}],"t":"s1"}}]}'
+    )
+    assert isinstance(message, SeriesData)
+    payload = message.series["s1"]
+    from_rows = frame_from_rows(payload.values(), "BITSTAMP:BTCUSD")
+    from_bars = frame_from_bars(payload.bars("BITSTAMP:BTCUSD", "15"))
+    assert_frame_equal(from_rows, from_bars)
+    assert from_rows["open"].to_list() == [7382.88, 7360.41]
+
+
+def test_empty_inputs_give_the_empty_frame() -> None:
+    assert_frame_equal(frame_from_rows([], SYMBOL), empty_frame())
+    assert_frame_equal(frame_from_bars([]), empty_frame())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [[1, 2, 3]],
+        [[T0, 1, 2, 3, 4], [T0]],
+        [["x", 1, 2, 3, 4]],
+        [[T0, "1", 2, 3, 4]],
+        [{"i": 0, "v": [T0, 1, 2, 3, 4]}],
+        [None],
+        [42],
+        [[T0, [1], 2, 3, 4, 5]],
+    ],
+)
+def test_malformed_rows_raise_framing_error(bad: list[Any]) -> None:
+    with pytest.raises(FramingError):
+        frame_from_rows(bad, SYMBOL)
+
+
+def test_frame_from_bars_keeps_each_bars_symbol() -> None:
+    bars = [
+        Bar(T0, 1.0, 2.0, 0.5, 1.5, None, "TVC:SPX", "1"),
+        Bar(T0, 10.0, 20.0, 5.0, 15.0, 7.0, "NASDAQ:AAPL", "1", True),
+    ]
+    frame = frame_from_bars(bars)
+    assert frame.schema == FRAME_SCHEMA
+    assert frame["symbol"].to_list() == ["TVC:SPX", "NASDAQ:AAPL"]
+    assert frame["volume"].to_list() == [None, 7.0]
+    assert frame["time"].to_list() == [bars[0].time, bars[1].time]
+
+
+def test_finalize_sorts_and_keeps_the_last_duplicate() -> None:
+    revised = rows(1)[0]
+    revised[4] = 555.0
+    frame = frame_from_rows([*rows(2, 0, 1), revised, *rows(0)], SYMBOL)
+    final = finalize(frame)
+    assert final.schema == FRAME_SCHEMA
+    assert final["time"].to_list() == [utc(T0), utc(T0 + 60), utc(T0 + 120)]
+    assert final["close"].to_list() == [100.5, 555.0, 102.5]
+
+
+def test_finalize_of_clean_history_is_unchanged() -> None:
+    frame = frame_from_rows(rows(0, 1, 2, 3), SYMBOL)
+    assert_frame_equal(finalize(frame), frame)
+    assert_frame_equal(finalize(empty_frame()), empty_frame())
+    single = frame_from_rows(rows(5), SYMBOL)
+    assert_frame_equal(finalize(single), single)
+
+
+def test_finalize_keeps_different_symbols_at_the_same_time() -> None:
+    frame = pl.concat([frame_from_rows(rows(1, 0), "B:B"), frame_from_rows(rows(0), "A:A")])
+    final = finalize(frame)
+    assert list(zip(final["time"].to_list(), final["symbol"].to_list(), strict=True)) == [
+        (utc(T0), "A:A"),
+        (utc(T0), "B:B"),
+        (utc(T0 + 60), "B:B"),
+    ]
+
+
+def test_finalize_timezone_converts_display_only() -> None:
+    frame = frame_from_rows(rows(0, 1), SYMBOL)
+    shown = finalize(frame, timezone="America/New_York")
+    assert shown.schema["time"] == pl.Datetime("us", "America/New_York")
+    assert shown["time"].to_list()[0].isoformat() == "2022-09-13T02:29:00-04:00"
+    # Same instants, same data.
+    back = shown.with_columns(pl.col("time").dt.convert_time_zone("UTC"))
+    assert_frame_equal(back, frame)
+
+
+@pytest.mark.parametrize("timezone", ["Mars/Olympus_Mons", "", "../etc/passwd", "EST5EDT,M3"])
+def test_finalize_rejects_unknown_timezones(timezone: str) -> None:
+    with pytest.raises(InvalidRequest, match="time zone"):
+        finalize(frame_from_rows(rows(0), SYMBOL), timezone=timezone)
+
+
+def test_concat_frames_joins_overlapping_pages_later_wins() -> None:
+    older = frame_from_rows(rows(0, 1, 2), SYMBOL)
+    newer_rows = rows(2, 3)
+    newer_rows[0][4] = 999.0
+    newer = frame_from_rows(newer_rows, SYMBOL)
+    joined = concat_frames([newer, empty_frame(), older])
+    assert joined["time"].to_list() == [utc(T0 + 60 * m) for m in range(4)]
+    # The page given later (older) wins for the overlapping minute.
+    assert joined["close"].to_list()[2] == 102.5
+    assert concat_frames([older, newer])["close"].to_list()[2] == 999.0
+
+
+def test_concat_frames_of_nothing_and_with_timezone() -> None:
+    assert_frame_equal(concat_frames([]), empty_frame())
+    assert concat_frames([], timezone="Europe/Berlin").schema["time"] == pl.Datetime(
+        "us", "Europe/Berlin"
+    )
+    joined = concat_frames([frame_from_rows(rows(0), SYMBOL)], timezone="Asia/Tokyo")
+    assert joined["time"].dt.convert_time_zone("UTC").to_list() == [utc(T0)]
+
+
+def test_realistic_history_packet() -> None:
+    values = [
+        [float(T0 + 60 * i), 1.0 + i, 2.0 + i, 0.5 + i, 1.5 + i, None if i % 7 == 0 else float(i)]
+        for i in range(5000)
+    ]
+    message = parse_message(
+        json.dumps(
+            {
+                "m": "timescale_update",
+                "p": [
+                    "cs",
+                    {"s1": {"s": [{"i": i, "v": v} for i, v in enumerate(values)], "t": "s1"}},
+                ],
+            }
+        )
+    )
+    assert isinstance(message, SeriesData)
+    frame = finalize(frame_from_rows(message.series["s1"].values(), SYMBOL))
+    assert frame.height == 5000
+    assert frame["volume"].null_count() == len(range(0, 5000, 7))
+    assert frame["close"].sum() == sum(v[4] for v in values)
+    assert frame["time"].is_sorted()
+    assert frame.row(4999) == (utc(T0 + 60 * 4999), SYMBOL, 5000.0, 5001.0, 4999.5, 5000.5, 4999.0)
