@@ -1,0 +1,149 @@
+"""Scriptable faults for the simulator's WebSocket side.
+
+Faults are described by a :class:`FaultScript` (one per connection). Scripts queued with
+:meth:`Faults.next_connection` are taken, in order, by the next connections opened; a
+connection with no queued script gets a copy of :attr:`Faults.default` (empty unless a test
+changes it). ``sim.faults`` also acts on connections that are already open.
+
+Every fault, and what the client sees:
+
+* ``drop_after_packets=N``: after the server has sent N packets (hello and heartbeats count)
+  the TCP connection is aborted, without a closing handshake (the client sees an abnormal
+  close, 1006).
+* ``drop_at=T``: the same at virtual time T (fires during ``clock.advance``).
+* ``stall_after_packets=N`` / ``stall_at=T`` / :meth:`Faults.stall_open`: from then on the
+  server sends nothing at all, heartbeats included, but keeps the socket open and keeps
+  reading (WebSocket-level pongs still answer client pings, as a proxy in front of a frozen
+  backend would). Whatever it would have sent is discarded.
+* ``malformed_after_packets=N``: after N packets, one malformed packet is sent
+  (``malformed_text``, by default a correctly framed packet whose payload is not JSON).
+* ``skip_bar_times`` / ``duplicate_bar_times``: open times (unix seconds) of bars that are
+  left out of, or sent twice in, history replies (``timescale_update``) and live updates
+  (``du``: a skipped bar gets no update at all; a duplicated bar's final revision is sent
+  twice).
+* ``max_sessions_rate_after=N``: the chart_create_session after the N-th one on this
+  connection is answered ``protocol_error ["max sessions rate reached"]``, then the socket is
+  closed (:meth:`Faults.max_sessions_rate_open` does it right away on open connections).
+* ``expire_token_at=T`` / :meth:`Faults.expire_tokens`: the connection's token expires:
+  ``protocol_error ["bad auth token"]``, then the socket is closed (what the real server does
+  with an expired token).
+* ``send_latency``: wall-clock seconds slept before each WebSocket message is sent.
+* :meth:`Faults.refuse_upgrades`: the next K upgrade requests get a plain HTTP error
+  (429 Too Many Requests by default) instead of a WebSocket.
+* ``sim.restart()`` (on the simulator) closes every connection (code 1012) and keeps the
+  truth and the clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["DEFAULT_MALFORMED", "FaultScript", "Faults"]
+
+#: Framed correctly, but the payload is truncated JSON.
+DEFAULT_MALFORMED = '~m~15~m~{"m":"du","p":['
+
+
+@dataclass
+class FaultScript:
+    """The faults of one connection (see the module docstring for their effects)."""
+
+    drop_after_packets: int | None = None
+    drop_at: float | None = None
+    stall_after_packets: int | None = None
+    stall_at: float | None = None
+    malformed_after_packets: int | None = None
+    malformed_text: str = DEFAULT_MALFORMED
+    skip_bar_times: frozenset[int] = frozenset()
+    duplicate_bar_times: frozenset[int] = frozenset()
+    max_sessions_rate_after: int | None = None
+    expire_token_at: float | None = None
+    send_latency: float = 0.0
+
+    def copy(self) -> FaultScript:
+        """An independent copy."""
+        return replace(self)
+
+
+@dataclass
+class _OpenConnectionActions:
+    """Callbacks the simulator installs so that faults can reach open connections."""
+
+    stall: Callable[[], int] = field(default=lambda: 0)
+    drop: Callable[[], int] = field(default=lambda: 0)
+    expire_tokens: Callable[[], int] = field(default=lambda: 0)
+    max_sessions_rate: Callable[[], int] = field(default=lambda: 0)
+
+
+class Faults:
+    """Fault control of one simulator (``sim.faults``).
+
+    Attributes:
+        default: the script of connections opened with no queued script.
+        refused_status: HTTP status used to refuse upgrades.
+    """
+
+    def __init__(self) -> None:
+        self.default = FaultScript()
+        self.refused_status = 429
+        self._refuse_remaining = 0
+        self._queued: deque[FaultScript] = deque()
+        self._actions = _OpenConnectionActions()
+
+    # -- scripts for future connections ----------------------------------------------------
+
+    def next_connection(self, script: FaultScript | None = None, **faults: Any) -> FaultScript:
+        """Queue faults for the next connection opened (in queue order).
+
+        Args:
+            script: a ready script; or pass :class:`FaultScript` fields as keywords.
+
+        Returns:
+            The queued script (a test may still change it before the connection opens).
+        """
+        queued = script if script is not None else FaultScript(**faults)
+        self._queued.append(queued)
+        return queued
+
+    def refuse_upgrades(self, count: int = 1, status: int = 429) -> None:
+        """Answer the next ``count`` WebSocket upgrade requests with HTTP ``status``."""
+        self._refuse_remaining = count
+        self.refused_status = status
+
+    def clear(self) -> None:
+        """Forget queued scripts, refusals and the default script."""
+        self._queued.clear()
+        self._refuse_remaining = 0
+        self.default = FaultScript()
+
+    def _take_refusal(self) -> int | None:
+        if self._refuse_remaining <= 0:
+            return None
+        self._refuse_remaining -= 1
+        return self.refused_status
+
+    def _script_for_new_connection(self) -> FaultScript:
+        return self._queued.popleft() if self._queued else self.default.copy()
+
+    # -- actions on open connections -------------------------------------------------------
+
+    def stall_open(self) -> int:
+        """Stall every open connection now; returns how many."""
+        return self._actions.stall()
+
+    def drop_open(self) -> int:
+        """Abort every open connection now (no closing handshake); returns how many."""
+        return self._actions.drop()
+
+    def expire_tokens(self) -> int:
+        """Expire the token of every open authenticated connection now: ``protocol_error
+        "bad auth token"`` then close; returns how many."""
+        return self._actions.expire_tokens()
+
+    def max_sessions_rate_open(self) -> int:
+        """Send ``protocol_error "max sessions rate reached"`` and close, on every open
+        connection; returns how many."""
+        return self._actions.max_sessions_rate()

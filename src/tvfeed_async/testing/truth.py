@@ -1,0 +1,734 @@
+"""Deterministic ground-truth bars for the simulator.
+
+Every (symbol, interval, session, adjustment, back-adjustment) has exactly one history, a pure
+function of the simulator seed: identical across connections, simulator instances and
+restarts, and any window can be computed in O(bars) without starting from the beginning of
+time. No global random state is used.
+
+How prices are made:
+
+* A :class:`BarGrid` lists the bar slots ``(key, open_time, close_time)`` of an interval
+  within a :class:`~tvfeed_async.testing.catalogue.TradingSession`: crypto bars tile UTC time;
+  stock bars start at the session open in the exchange time zone (so daily AAPL bars are
+  stamped 13:30 or 14:30 UTC, PROTOCOL.md §6), skip weekends and close early at the session
+  end; daily/weekly/monthly bars span their trading days. ``key`` numbers the slots in time
+  order (with holes) and drives the price path.
+* Keys are cut into blocks of 256 bars. A block's price path is a Brownian bridge between two
+  anchor levels, with increments drawn from a :class:`random.Random` seeded by a hash of
+  (seed, symbol, interval, session, block). Anchor levels are multi-octave value noise of the
+  block number, so any block is computed on its own.
+* Each bar has ``revisions`` sub-steps; revision ``j`` of a forming bar shows the path up to
+  sub-step ``j``; the final values (open, high >= every revision's high, low <= every
+  revision's low, close, volume) are the ground truth.
+* Adjustments are applied per bar from its open time: ``"dividends"`` scales older prices by
+  each later quarterly dividend, ``"none"`` undoes splits (older prices times the split
+  ratio), and continuous futures with back-adjustment add every later roll gap. Prices are
+  then rounded to the tick size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from itertools import accumulate
+from zoneinfo import ZoneInfo
+
+from ..protocol.intervals import Interval
+from .catalogue import Catalogue, SymbolInfo, TradingSession
+
+__all__ = ["BarGrid", "Row", "Slot", "Truth", "TruthSeries"]
+
+#: ``(key, open_time, close_time)`` of one bar; times are unix seconds.
+Slot = tuple[int, int, int]
+#: ``(open_time, open, high, low, close, volume)``; volume None for symbols without volume.
+Row = tuple[int, float, float, float, float, float | None]
+
+_UNIX_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAY = 86_400
+_BLOCK = 256
+_OCTAVES = 8
+# Log deviations from the base price are squashed into +-_RANGE (prices stay in
+# base * [0.3, 3.3]), so decades of history never drift to absurd levels.
+_RANGE = 1.2
+# Dividends and futures rolls every quarter, counted up to this fixed instant so that
+# adjusted prices do not depend on the clock.
+_ADJUSTMENT_REFERENCE = int(datetime(2035, 1, 1, tzinfo=UTC).timestamp())
+_QUARTER = 91 * _DAY
+
+
+def _hash64(*parts: object) -> int:
+    text = "\x1f".join(str(part) for part in parts).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+
+
+def _unit_noise(*parts: object) -> float:
+    """A hash mapped to [-1, 1)."""
+    return _hash64(*parts) / 2**63 - 1.0
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+class BarGrid:
+    """Bar slots of one interval within one trading session.
+
+    Args:
+        session: when the instrument trades.
+        interval: the bar interval.
+    """
+
+    def __init__(self, session: TradingSession, interval: Interval) -> None:
+        self.session = session
+        self.interval = interval
+        self.intraday = interval.unit in ("S", "")
+        self.step = interval.seconds
+        self._utc = session.timezone in ("Etc/UTC", "UTC")
+        self._zone = _zone(session.timezone)
+        self.continuous = self.intraday and session.is_continuous_utc and _DAY % self.step == 0
+        # Room for every slot of a day, DST changes of overnight sessions included.
+        self._per_day = -(-(session.length_seconds + 7_200) // self.step) + 1
+        self._bounds: dict[int, tuple[int, int]] = {}
+        self._day_slots: OrderedDict[int, list[Slot]] = OrderedDict()
+        self._groups: dict[int, Slot] = {}
+        weekdays = sorted(session.weekdays)
+        self._weekdays = frozenset(weekdays)
+        self._days_per_week = len(weekdays)
+        self._days_before = [sum(1 for day in weekdays if day < weekday) for weekday in range(7)]
+
+    # -- calendar ---------------------------------------------------------------------------
+
+    def _is_trading(self, ordinal: int) -> bool:
+        return (ordinal - 1) % 7 in self._weekdays
+
+    def _ordinal(self, when: float) -> int:
+        if self._utc:
+            return int(when // _DAY) + _UNIX_EPOCH_ORDINAL
+        return datetime.fromtimestamp(when, self._zone).toordinal()
+
+    def bounds(self, ordinal: int) -> tuple[int, int]:
+        """Session start and end (unix seconds) of the trading day ``ordinal``."""
+        found = self._bounds.get(ordinal)
+        if found is not None:
+            return found
+        session = self.session
+        start_day = ordinal - 1 if session.overnight else ordinal
+        if self._utc:
+            start = (start_day - _UNIX_EPOCH_ORDINAL) * _DAY + session.open_minute * 60
+            end = (ordinal - _UNIX_EPOCH_ORDINAL) * _DAY + session.close_minute * 60
+        else:
+
+            def wall(day: int, minute: int) -> int:
+                midnight = datetime.combine(date.fromordinal(day), datetime.min.time(), self._zone)
+                return int((midnight + timedelta(minutes=minute)).timestamp())
+
+            start, end = wall(start_day, session.open_minute), wall(ordinal, session.close_minute)
+        self._bounds[ordinal] = (start, end)
+        return start, end
+
+    def _trading_ordinal(self, ordinal: int) -> int:
+        weeks, weekday = divmod(ordinal - 1, 7)
+        return weeks * self._days_per_week + self._days_before[weekday]
+
+    def _group_key(self, ordinal: int) -> int:
+        multiplier = self.interval.multiplier
+        if self.interval.unit == "D":
+            return self._trading_ordinal(ordinal) // multiplier
+        if self.interval.unit == "W":
+            return ((ordinal - 1) // 7) // multiplier
+        day = date.fromordinal(ordinal)
+        return (day.year * 12 + day.month - 1) // multiplier
+
+    # -- slots ------------------------------------------------------------------------------
+
+    def _intraday_slots(self, ordinal: int) -> list[Slot]:
+        cached = self._day_slots.get(ordinal)
+        if cached is not None:
+            self._day_slots.move_to_end(ordinal)
+            return cached
+        start, end = self.bounds(ordinal)
+        step = self.step
+        base = ordinal * self._per_day
+        count = min(-(-(end - start) // step), self._per_day)
+        slots = [
+            (base + index, start + index * step, min(start + (index + 1) * step, end))
+            for index in range(count)
+        ]
+        self._day_slots[ordinal] = slots
+        if len(self._day_slots) > 64:
+            self._day_slots.popitem(last=False)
+        return slots
+
+    def _group_slot(self, ordinal: int) -> Slot:
+        key = self._group_key(ordinal)
+        found = self._groups.get(key)
+        if found is not None:
+            return found
+        first = last = ordinal
+        probe = ordinal - 1
+        while self._group_key(probe) == key:
+            if self._is_trading(probe):
+                first = probe
+            probe -= 1
+        probe = ordinal + 1
+        while self._group_key(probe) == key:
+            if self._is_trading(probe):
+                last = probe
+            probe += 1
+        slot = (key, self.bounds(first)[0], self.bounds(last)[1])
+        self._groups[key] = slot
+        return slot
+
+    def iter_desc(self, before: float) -> Iterator[Slot]:
+        """Slots whose open time is earlier than ``before``, newest first (endless)."""
+        if self.continuous:
+            step = self.step
+            key = math.ceil(before / step) - 1
+            while True:
+                yield key, key * step, key * step + step
+                key -= 1
+        ordinal = self._ordinal(before) + 1
+        last_key: int | None = None
+        while True:
+            if self._is_trading(ordinal):
+                if self.intraday:
+                    for slot in reversed(self._intraday_slots(ordinal)):
+                        if slot[1] < before:
+                            yield slot
+                else:
+                    key = self._group_key(ordinal)
+                    if key != last_key:
+                        last_key = key
+                        slot = self._group_slot(ordinal)
+                        if slot[1] < before:
+                            yield slot
+            ordinal -= 1
+
+    def iter_asc(self, after: float) -> Iterator[Slot]:
+        """Slots that close later than ``after`` (the forming one first), oldest first."""
+        if self.continuous:
+            step = self.step
+            key = math.floor(after / step)
+            while True:
+                yield key, key * step, key * step + step
+                key += 1
+        ordinal = self._ordinal(after) - 1
+        last_key: int | None = None
+        while True:
+            if self._is_trading(ordinal):
+                if self.intraday:
+                    for slot in self._intraday_slots(ordinal):
+                        if slot[2] > after:
+                            yield slot
+                else:
+                    key = self._group_key(ordinal)
+                    if key != last_key:
+                        last_key = key
+                        slot = self._group_slot(ordinal)
+                        if slot[2] > after:
+                            yield slot
+            ordinal += 1
+
+    def slot_at_or_after(self, when: float) -> Slot:
+        """The slot forming at ``when``, or the next one to open."""
+        return next(self.iter_asc(when))
+
+    @property
+    def nominal_seconds(self) -> int:
+        """Bar length used for volatility and volume scaling."""
+        if self.intraday:
+            return self.step
+        days = {"D": 1, "W": self._days_per_week, "M": self._days_per_week * 4.35}[
+            self.interval.unit
+        ]
+        return int(days * self.interval.multiplier * self.session.length_seconds)
+
+
+@dataclass(slots=True)
+class _Block:
+    points: list[float]
+    highs: list[float]
+    lows: list[float]
+    volumes: list[float]
+
+
+class _PathModel:
+    """The raw (split-adjusted, unrounded) price path of one grid of one symbol."""
+
+    def __init__(
+        self, seed: int, symbol: SymbolInfo, grid: BarGrid, revisions: int, grid_name: str
+    ) -> None:
+        self._id = _hash64(seed, symbol.full_name, grid.interval.code, grid_name)
+        self._revisions = revisions
+        self._base = symbol.base_price
+        fraction = grid.nominal_seconds / grid.session.length_seconds
+        self._sigma_bar = symbol.daily_volatility * math.sqrt(fraction)
+        self._volume_bar = symbol.volume_scale * fraction
+        self._round_volume = 4 if symbol.type == "spot" else 0
+        self._blocks: OrderedDict[int, _Block] = OrderedDict()
+        self._anchors: dict[int, float] = {}
+
+    def _anchor(self, block: int) -> float:
+        found = self._anchors.get(block)
+        if found is not None:
+            return found
+        sigma_block = self._sigma_bar * math.sqrt(_BLOCK)
+        total = 0.0
+        for octave in range(_OCTAVES):
+            span = 4**octave
+            cell, offset = divmod(block, span)
+            fraction = offset / span
+            smooth = fraction * fraction * (3 - 2 * fraction)
+            left = _unit_noise(self._id, octave, cell)
+            right = _unit_noise(self._id, octave, cell + 1)
+            total += min(sigma_block * 2**octave, 0.3) * (left + (right - left) * smooth)
+        level = _RANGE * math.tanh(total / _RANGE)
+        if len(self._anchors) > 4096:
+            self._anchors.clear()
+        self._anchors[block] = level
+        return level
+
+    def block(self, block: int) -> _Block:
+        found = self._blocks.get(block)
+        if found is not None:
+            self._blocks.move_to_end(block)
+            return found
+        revisions = self._revisions
+        steps = _BLOCK * revisions
+        rng = random.Random(_hash64(self._id, "block", block))
+        draw = rng.random
+        scale = self._sigma_bar / math.sqrt(revisions) * math.sqrt(12.0)
+        walk = [0.0, *accumulate((draw() - 0.5) * scale for _ in range(steps))]
+        start, end = self._anchor(block), self._anchor(block + 1)
+        drift = (walk[-1] - (end - start)) / steps
+        base = self._base
+        points = [
+            base * math.exp(start + value - drift * index) for index, value in enumerate(walk)
+        ]
+        highs: list[float] = []
+        lows: list[float] = []
+        volumes: list[float] = []
+        wick = self._sigma_bar * 0.6
+        for bar in range(_BLOCK):
+            path = points[bar * revisions : bar * revisions + revisions + 1]
+            highs.append(max(path) * (1.0 + draw() * wick))
+            lows.append(min(path) * (1.0 - draw() * wick))
+            volumes.append(round(self._volume_bar * (0.3 + 1.4 * draw()), self._round_volume))
+        result = _Block(points, highs, lows, volumes)
+        self._blocks[block] = result
+        if len(self._blocks) > 256:
+            self._blocks.popitem(last=False)
+        return result
+
+
+class TruthSeries:
+    """The ground truth of one (symbol, interval, session, adjustment, back-adjustment).
+
+    Attributes:
+        symbol: the instrument.
+        interval: the bar interval.
+        grid: its bar slots.
+        first_open: open time of the oldest bar that exists (history depth).
+        revisions: forming-bar revisions per bar (live updates).
+    """
+
+    def __init__(
+        self,
+        symbol: SymbolInfo,
+        interval: Interval,
+        grid: BarGrid,
+        path: _PathModel,
+        *,
+        adjustment: str,
+        back_adjusted: bool,
+        first_open: int,
+        revisions: int,
+    ) -> None:
+        self.symbol = symbol
+        self.interval = interval
+        self.grid = grid
+        self.revisions = revisions
+        self.first_open = first_open
+        self._path = path
+        self._float_tails = symbol.float_tails
+        self._tick = symbol.tick_size
+        self._minmov = symbol.minmov
+        self._pricescale = symbol.pricescale
+        self._has_volume = symbol.has_volume
+        self._rows: dict[int, Row] = {}
+        self._rounded: dict[
+            int, tuple[list[float], list[float], list[float], list[float], list[float | None]]
+        ] = {}
+        self._adjust_dividends = adjustment == "dividends" and symbol.dividend_ratio != 1.0
+        self._undo_splits = adjustment == "none" and bool(symbol.splits)
+        self._back_adjusted = back_adjusted and symbol.roll_gap != 0.0
+        first_event = symbol.listed_since + _QUARTER // 2
+        self._events_first = first_event
+        self._events_total = max(0, (_ADJUSTMENT_REFERENCE - first_event) // _QUARTER + 1)
+        if self._back_adjusted:
+            gaps = [
+                symbol.roll_gap * _unit_noise("roll", symbol.full_name, index)
+                for index in range(self._events_total)
+            ]
+            # later_gaps[n] = sum of the gaps of rolls n, n+1, ... (those after a bar).
+            self._later_gaps = [*reversed([*accumulate(reversed(gaps))]), 0.0]
+
+    # -- adjustment and rounding -----------------------------------------------------------
+
+    def _events_until(self, when: int) -> int:
+        """Quarterly events (dividends, rolls) at or before ``when``."""
+        if when < self._events_first:
+            return 0
+        return min(self._events_total, (when - self._events_first) // _QUARTER + 1)
+
+    def _transform(self, when: int) -> tuple[float, float]:
+        factor, offset = 1.0, 0.0
+        if self._adjust_dividends:
+            later = self._events_total - self._events_until(when)
+            factor *= self.symbol.dividend_ratio**later
+        if self._undo_splits:
+            for split_time, ratio in self.symbol.splits:
+                if when < split_time:
+                    factor *= ratio
+        if self._back_adjusted:
+            offset = self._later_gaps[self._events_until(when)]
+        return factor, offset
+
+    def _price(self, value: float) -> float:
+        ticks = round(value / self._tick)
+        if self._float_tails:
+            return ticks * self._tick
+        return ticks * self._minmov / self._pricescale
+
+    # -- bars -------------------------------------------------------------------------------
+
+    def _raw(self, key: int) -> tuple[_Block, int]:
+        block, offset = divmod(key, _BLOCK)
+        return self._path.block(block), offset
+
+    def final(self, slot: Slot) -> Row:
+        """The closed bar of ``slot`` (the ground truth)."""
+        key, open_time = slot[0], slot[1]
+        row = self._rows.get(key)
+        if row is not None:
+            return row
+        block, offset = self._raw(key)
+        revisions = self.revisions
+        factor, shift = self._transform(open_time)
+        price = self._price
+        points = block.points
+        row = (
+            open_time,
+            price(points[offset * revisions] * factor + shift),
+            price(block.highs[offset] * factor + shift),
+            price(block.lows[offset] * factor + shift),
+            price(points[offset * revisions + revisions] * factor + shift),
+            block.volumes[offset] if self._has_volume else None,
+        )
+        if len(self._rows) > 200_000:
+            self._rows.clear()
+        self._rows[key] = row
+        return row
+
+    def finals(self, slots: list[Slot]) -> list[Row]:
+        """:meth:`final` of many slots (fast path for series without adjustments)."""
+        if self._adjust_dividends or self._undo_splits or self._back_adjusted:
+            return [self.final(slot) for slot in slots]
+        rows: list[Row] = []
+        position = 0
+        while position < len(slots):
+            block_index = slots[position][0] // _BLOCK
+            opens, highs, lows, closes, volumes = self._rounded_block(block_index)
+            base = block_index * _BLOCK
+            stop = position
+            limit = base + _BLOCK
+            while stop < len(slots) and slots[stop][0] < limit:
+                stop += 1
+            rows.extend(
+                [
+                    (
+                        slot[1],
+                        opens[key - base],
+                        highs[key - base],
+                        lows[key - base],
+                        closes[key - base],
+                        volumes[key - base],
+                    )
+                    for slot in slots[position:stop]
+                    for key in (slot[0],)
+                ]
+            )
+            position = stop
+        return rows
+
+    def _rounded_block(
+        self, block_index: int
+    ) -> tuple[list[float], list[float], list[float], list[float], list[float | None]]:
+        found = self._rounded.get(block_index)
+        if found is not None:
+            return found
+        block = self._path.block(block_index)
+        revisions = self.revisions
+        tick = self._tick
+        points = block.points
+        if self._float_tails:
+
+            def rounded(values: list[float]) -> list[float]:
+                return [round(value / tick) * tick for value in values]
+        else:
+            minmov, pricescale = self._minmov, self._pricescale
+
+            def rounded(values: list[float]) -> list[float]:
+                return [round(value / tick) * minmov / pricescale for value in values]
+
+        opens = rounded(points[0:-1:revisions])
+        closes = rounded(points[revisions::revisions])
+        volumes: list[float | None] = list(block.volumes) if self._has_volume else [None] * _BLOCK
+        result = (opens, rounded(block.highs), rounded(block.lows), closes, volumes)
+        if len(self._rounded) > 512:
+            self._rounded.clear()
+        self._rounded[block_index] = result
+        return result
+
+    def revision(self, slot: Slot, step: int) -> Row:
+        """The forming bar of ``slot`` after ``step`` sub-steps (0: just opened); the final
+        bar when ``step`` equals :attr:`revisions`."""
+        if step >= self.revisions:
+            return self.final(slot)
+        key, open_time = slot[0], slot[1]
+        block, offset = self._raw(key)
+        revisions = self.revisions
+        factor, shift = self._transform(open_time)
+        start = offset * revisions
+        path = block.points[start : start + step + 1]
+        price = self._price
+        volume = round(block.volumes[offset] * step / revisions, 4) if self._has_volume else None
+        return (
+            open_time,
+            price(path[0] * factor + shift),
+            price(max(path) * factor + shift),
+            price(min(path) * factor + shift),
+            price(path[-1] * factor + shift),
+            volume,
+        )
+
+    def step_at(self, slot: Slot, now: float) -> int:
+        """Which revision of ``slot`` is current at ``now`` (``revisions`` once closed)."""
+        open_time, close_time = slot[1], slot[2]
+        if now >= close_time:
+            return self.revisions
+        if now < open_time:
+            return 0
+        return min(
+            self.revisions - 1, int((now - open_time) * self.revisions / (close_time - open_time))
+        )
+
+    def revision_time(self, slot: Slot, step: int) -> float:
+        """When revision ``step`` of ``slot`` appears (``revisions``: the close time)."""
+        open_time, close_time = slot[1], slot[2]
+        if step >= self.revisions:
+            return float(close_time)
+        return open_time + (close_time - open_time) * step / self.revisions
+
+    def at(self, slot: Slot, now: float) -> Row:
+        """The bar of ``slot`` as it looks at ``now``."""
+        return self.revision(slot, self.step_at(slot, now))
+
+    # -- windows ----------------------------------------------------------------------------
+
+    def slots_before(self, before: float, count: int) -> list[Slot]:
+        """Up to ``count`` slots opening before ``before`` (and not before the history
+        start), oldest first."""
+        slots: list[Slot] = []
+        if count <= 0:
+            return slots
+        first = self.first_open
+        grid = self.grid
+        if grid.continuous:
+            step = grid.step
+            last = math.ceil(before / step) - 1
+            oldest = max(last - count + 1, -(-first // step))
+            return [(key, key * step, key * step + step) for key in range(oldest, last + 1)]
+        for slot in grid.iter_desc(before):
+            if slot[1] < first:
+                break
+            slots.append(slot)
+            if len(slots) >= count:
+                break
+        slots.reverse()
+        return slots
+
+    def slots_between(self, start: float, end: float) -> list[Slot]:
+        """Slots with ``start <= open_time <= end`` (history start respected), oldest first."""
+        slots: list[Slot] = []
+        floor = max(start, self.first_open)
+        for slot in self.grid.iter_desc(math.floor(end) + 1):
+            if slot[1] < floor:
+                break
+            slots.append(slot)
+        slots.reverse()
+        return slots
+
+    def slots_after(self, start: float, count: int, until: float) -> list[Slot]:
+        """Up to ``count`` slots with ``start <= open_time <= until``, oldest first."""
+        slots: list[Slot] = []
+        for slot in self.grid.iter_asc(start):
+            if slot[1] > until or len(slots) >= count:
+                break
+            if slot[1] >= start:
+                slots.append(slot)
+        return slots
+
+    def closed_rows(
+        self,
+        *,
+        now: float,
+        start: float | None = None,
+        end: float | None = None,
+        n_bars: int | None = None,
+    ) -> list[Row]:
+        """Closed bars (close time <= ``now``), ``start <= open_time < end``, the last
+        ``n_bars`` of them when given, oldest first."""
+        # The slot forming at ``now`` (or the next to open) is not closed; everything
+        # opening before it is.
+        before = float(self.grid.slot_at_or_after(now)[1])
+        if end is not None:
+            before = min(before, end)
+        if n_bars is not None and start is None:
+            slots = self.slots_before(before, n_bars)
+        else:
+            slots = self.slots_between(
+                start if start is not None else self.first_open, math.ceil(before) - 1
+            )
+            slots = [slot for slot in slots if slot[1] < before]
+            if n_bars is not None:
+                slots = slots[-n_bars:] if n_bars > 0 else []
+        return self.finals([slot for slot in slots if slot[2] <= now])
+
+
+class Truth:
+    """Ground truth for every symbol of a catalogue.
+
+    Args:
+        catalogue: the symbols.
+        seed: the history seed (same seed, same bars).
+        revisions: forming-bar revisions per bar.
+        history_bars: history depth, in nominal bars of the interval, counted back from
+            ``reference_time`` (and never before the symbol's listing).
+        reference_time: the instant history depth is counted from (the clock's start).
+    """
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        *,
+        seed: int = 0,
+        revisions: int = 4,
+        history_bars: int = 50_000,
+        reference_time: float,
+    ) -> None:
+        if revisions < 1:
+            raise ValueError("revisions must be at least 1")
+        self.catalogue = catalogue
+        self.seed = seed
+        self.revisions = revisions
+        self.history_bars = history_bars
+        self.reference_time = reference_time
+        self._series: dict[tuple[str, str, str, str, bool], TruthSeries] = {}
+        self._paths: dict[tuple[str, str, str], _PathModel] = {}
+
+    def series(
+        self,
+        symbol: str | SymbolInfo,
+        interval: Interval | str,
+        *,
+        session: str = "regular",
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+    ) -> TruthSeries:
+        """The ground truth of one series.
+
+        Raises:
+            KeyError: unknown symbol.
+            InvalidInterval: bad interval.
+        """
+        info = symbol if isinstance(symbol, SymbolInfo) else self.catalogue.get(symbol)
+        if info is None:
+            raise KeyError(f"unknown symbol {symbol!r}")
+        parsed = Interval.parse(interval)
+        session_name = "extended" if session == "extended" and info.extended else "regular"
+        if info.type != "stock":
+            adjustment = "splits"
+        back_adjusted = back_adjusted and info.roll_gap != 0.0
+        cache_key = (info.full_name, parsed.code, session_name, adjustment, back_adjusted)
+        found = self._series.get(cache_key)
+        if found is not None:
+            return found
+        trading_session = info.session(session_name)
+        grid_name = self._grid_name(info, parsed, session_name)
+        path_key = (info.full_name, parsed.code, grid_name)
+        path = self._paths.get(path_key)
+        if path is None:
+            # The walk of the extended grid also serves regular hours when the two grids
+            # line up, so regular-session bars equal the extended ones at the same times.
+            path_session = (
+                info.extended if grid_name == "extended" and info.extended else trading_session
+            )
+            path = _PathModel(
+                self.seed, info, BarGrid(path_session, parsed), self.revisions, grid_name
+            )
+            self._paths[path_key] = path
+        grid = BarGrid(trading_session, parsed)
+        if grid_name == "extended" and session_name == "regular":
+            grid = _AlignedGrid(trading_session, parsed, info.extended)  # type: ignore[arg-type]
+        depth_start = int(self.reference_time - self.history_bars * parsed.seconds)
+        series = TruthSeries(
+            info,
+            parsed,
+            grid,
+            path,
+            adjustment=adjustment,
+            back_adjusted=back_adjusted,
+            first_open=max(info.listed_since, depth_start),
+            revisions=self.revisions,
+        )
+        self._series[cache_key] = series
+        return series
+
+    @staticmethod
+    def _grid_name(info: SymbolInfo, interval: Interval, session_name: str) -> str:
+        extended = info.extended
+        if extended is None or not interval.is_intraday:
+            return session_name
+        lead = (info.regular.open_minute - extended.open_minute) * 60
+        if lead % interval.seconds == 0:
+            return "extended"
+        return session_name
+
+
+class _AlignedGrid(BarGrid):
+    """A regular-hours grid whose slot keys are those of the extended grid (same walk)."""
+
+    def __init__(
+        self, session: TradingSession, interval: Interval, extended: TradingSession
+    ) -> None:
+        super().__init__(session, interval)
+        self._extended = BarGrid(extended, interval)
+        self._lead = (session.open_minute - extended.open_minute) * 60 // interval.seconds
+
+    def _intraday_slots(self, ordinal: int) -> list[Slot]:
+        cached = self._day_slots.get(ordinal)
+        if cached is not None:
+            return cached
+        slots = super()._intraday_slots(ordinal)
+        base = ordinal * self._extended._per_day + self._lead
+        slots = [(base + index, start, end) for index, (_, start, end) in enumerate(slots)]
+        self._day_slots[ordinal] = slots
+        return slots

@@ -1,0 +1,1405 @@
+"""The simulator's WebSocket side: TradingView's chart/quote protocol on 127.0.0.1.
+
+Layout: :class:`Hub` holds what all connections share (clock, truth, tokens, stats, the
+time-ordered event queue of live updates); :class:`SimConnection` is the protocol state of
+one socket and only turns incoming packets into outgoing WebSocket messages (its outbox);
+:class:`WebSocketServer` is the thin I/O layer (``websockets`` server, one writer task and
+one heartbeat task per socket).
+
+Behaviour (PROTOCOL.md section numbers):
+
+* Path ``/socket.io/websocket`` with any query string (other paths: HTTP 404); no Origin
+  needed; permessage-deflate offered; text and binary frames; several packets per incoming
+  message; client length prefixes parsed leniently (UTF-16 units, else a regex split).
+* The session-info packet first (§2.4), heartbeats ``~h~1``, ``~h~2``... every
+  ``heartbeat_interval`` seconds (real or virtual time); a client that leaves
+  ``max_missed_heartbeats`` in a row unanswered is disconnected.
+* ``set_auth_token`` first: ``unauthorized_user_token`` (anonymous, 5,000 bars per request)
+  or a token of the simulator's issuer (its plan's bar limit); anything else, or an expired
+  token, gets ``protocol_error ["bad auth token"]`` and the socket is closed (§3.1). Other
+  messages before it are ignored.
+* Chart sessions (§3.4-3.11): replies ``series_loading``, then ``timescale_update`` and
+  ``series_completed`` in one WebSocket message, then live ``du`` driven by the clock.
+  ``request_more_data`` pages back to the history start, re-sending a few already-sent bars
+  on every ``more_data_resend_every``-th call, and answers an exhausted history with an empty
+  ``timescale_update`` plus ``series_completed``. ``modify_series`` gives a new batch and a
+  second ``series_completed``.
+* Errors: ``critical_error [cs, "invalid parameters", "method: m. args: \\"[...]\\""]`` (the
+  args without the session id, strings unquoted, joined by ``", "``); ``critical_error [cs,
+  "invalid timezone", ...]``; ``symbol_error [cs, ref, "invalid symbol"]``; ``series_error
+  [cs, sid, turnaround, "seconds_not_entitled" | "custom_resolution"]`` for seconds
+  intervals without a paid plan and non-standard intervals without a paid plan. After a
+  critical_error the chart session is dead and ignores further messages. More chart sessions
+  than ``max_chart_sessions`` on one socket: ``critical_error [cs, "too many chart sessions",
+  "method: chart_create_session. args: \\"[]\\""]`` and the session is not created.
+  ``create_series`` on a symbol reference that got ``symbol_error`` stays silent, as after a
+  real symbol_error (§10.7).
+* Quote sessions (§3.13-3.16): ``qsd`` snapshot then ``quote_completed`` per symbol (``n``
+  is the string the client gave); later ``qsd`` deltas (changed fields only) every
+  ``quote_update_period`` virtual seconds; unknown symbols get ``qsd`` with ``s: "error"``.
+* Unknown or optional methods (``set_locale``, ``set_data_quality``, studies...) are
+  ignored and counted.
+
+Live updates: each bar gets ``revisions`` (default 4) updates at evenly spaced times while it
+forms (the first when it opens), then its final values at its close time, which are exactly
+the ground truth; when the next bar opens right away, its first update is sent in the same
+WebSocket message (two ``du`` packets). A series streams only when its window reaches the
+newest bar (count requests always; range or ``bar_count`` requests ending in the past do
+not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import heapq
+import itertools
+import json
+import logging
+import math
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ..errors import FramingError, InvalidInterval
+from ..protocol.framing import Heartbeat, Packet, decode_packets, encode_packet
+from ..protocol.intervals import Interval
+from ..protocol.messages import ANONYMOUS_TOKEN
+from .catalogue import Catalogue, SymbolInfo
+from .clock import SimulatorClock
+from .faults import Faults, FaultScript
+from .tokens import PLAN_BAR_LIMITS, TokenIssuer
+from .truth import Row, Slot, Truth, TruthSeries
+
+__all__ = [
+    "WEBSOCKET_PATH",
+    "Hub",
+    "ServerConfig",
+    "SimConnection",
+    "SimulatorStats",
+    "WebSocketServer",
+    "format_args",
+    "split_client_packets",
+]
+
+logger = logging.getLogger("tvfeed_async.testing.ws_server")
+
+WEBSOCKET_PATH = "/socket.io/websocket"
+RELEASE = "registry.xtools.tv/tvbs_release/webchart:release_209-10"
+NODE = "sim1-charts-free-1-series-1"
+BAD_TOKEN = "bad auth token"  # noqa: S105 - the error text, not a secret
+MAX_SESSIONS_RATE = "max sessions rate reached"
+TOO_MANY_SESSIONS = "too many chart sessions"
+STANDARD_MINUTES = frozenset({1, 3, 5, 15, 30, 45, 60, 120, 180, 240})
+_FREE_PLANS = frozenset({"", "free"})
+_PACKET_SPLIT = re.compile(r"~m~\d+~m~")
+_NOCHANGE = {"d": "", "indexes": "nochange"}
+
+
+@dataclass
+class ServerConfig:
+    """Knobs of the WebSocket side.
+
+    Attributes:
+        heartbeat_interval: seconds between heartbeats (None: no heartbeats).
+        heartbeat_clock: ``"real"`` (event-loop seconds) or ``"virtual"`` (fired by the
+            simulator clock, e.g. during ``advance``).
+        max_missed_heartbeats: unanswered heartbeats in a row before the socket is closed.
+        max_chart_sessions: chart sessions allowed per socket.
+        anonymous_bar_limit: bars per request without a token.
+        more_data_resend_every: every N-th ``request_more_data`` of a series re-sends bars
+            the client already has (0: never).
+        more_data_resend_bars: how many are re-sent.
+        quote_update_period: virtual seconds between quote deltas.
+        max_message_size: largest incoming WebSocket message.
+    """
+
+    heartbeat_interval: float | None = 10.0
+    heartbeat_clock: str = "real"
+    max_missed_heartbeats: int = 3
+    max_chart_sessions: int = 200
+    anonymous_bar_limit: int = 5_000
+    more_data_resend_every: int = 2
+    more_data_resend_bars: int = 3
+    quote_update_period: float = 15.0
+    max_message_size: int = 4 * 1024 * 1024
+
+
+@dataclass
+class SimulatorStats:
+    """Counters of the WebSocket side (they only grow, except ``active_connections``)."""
+
+    connections_opened: int = 0
+    connections_closed: int = 0
+    upgrades_refused: int = 0
+    upgrade_requests: int = 0
+    messages_received: int = 0
+    packets_received: int = 0
+    methods: Counter[str] = field(default_factory=Counter)
+    ignored_before_auth: int = 0
+    ignored_methods: Counter[str] = field(default_factory=Counter)
+    messages_sent: int = 0
+    packets_sent: int = 0
+    heartbeats_sent: int = 0
+    heartbeat_echoes: int = 0
+    bars_sent: int = 0
+    du_sent: int = 0
+    protocol_errors: int = 0
+    critical_errors: int = 0
+    active_connections: int = 0
+    query_strings: deque[str] = field(default_factory=lambda: deque(maxlen=100))
+    origins: deque[str | None] = field(default_factory=lambda: deque(maxlen=100))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ", ".join(_format_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def format_args(method: str, params: list[Any]) -> str:
+    """The detail text of a ``critical_error``: ``method: m. args: "[a, b]"`` (§3.8).
+
+    The session id (first parameter) is left out, strings are unquoted, items joined by
+    ``", "``.
+    """
+    return f'method: {method}. args: "{_format_value(list(params[1:]))}"'
+
+
+def _classify(payload: str) -> Packet:
+    if payload.startswith("~h~"):
+        return Heartbeat(payload[3:])
+    if payload.startswith("~j~"):
+        return payload[3:]
+    return payload
+
+
+def split_client_packets(data: str | bytes) -> list[Packet]:
+    """Packets of one client message, leniently.
+
+    Length prefixes are honoured when they are right (UTF-16 units, as the protocol says);
+    when they are not (a client counting bytes, say), the message is split on the
+    ``~m~<digits>~m~`` markers instead. A message without any marker is taken as one bare
+    JSON packet.
+    """
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    try:
+        return decode_packets(text)
+    except FramingError:
+        pass
+    if "~m~" not in text:
+        return [text] if text.strip() else []
+    return [_classify(part) for part in _PACKET_SPLIT.split(text) if part]
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return orjson.dumps(message).decode()
+
+
+def _envelope(method: str, params: list[Any], now: float) -> str:
+    return encode_packet(_dumps({"m": method, "p": params, "t": int(now), "t_ms": int(now * 1000)}))
+
+
+def _plain(method: str, params: list[Any]) -> str:
+    return encode_packet(_dumps({"m": method, "p": params}))
+
+
+def _wire_row(index: int, row: Row, float_times: bool) -> dict[str, Any]:
+    open_time, open_, high, low, close, volume = row
+    stamp: float | int = float(open_time) if float_times else open_time
+    if volume is None:
+        return {"i": index, "v": [stamp, open_, high, low, close]}
+    return {"i": index, "v": [stamp, open_, high, low, close, volume]}
+
+
+def _mark_weight(open_time: int, intraday: bool) -> int:
+    if not intraday or open_time % 86_400 == 0:
+        return 40
+    if open_time % 3_600 == 0:
+        return 30
+    return 21
+
+
+class _Target(Protocol):
+    cancelled: bool
+    connection: SimConnection
+
+    def fire(self, now: float) -> float | None: ...
+
+
+# --------------------------------------------------------------------------- hub
+
+
+class Hub:
+    """State shared by every connection of one simulator, and the live-event driver."""
+
+    def __init__(
+        self,
+        *,
+        clock: SimulatorClock,
+        truth: Truth,
+        catalogue: Catalogue,
+        tokens: TokenIssuer,
+        faults: Faults,
+        config: ServerConfig,
+    ) -> None:
+        self.clock = clock
+        self.truth = truth
+        self.catalogue = catalogue
+        self.tokens = tokens
+        self.faults = faults
+        self.config = config
+        self.stats = SimulatorStats()
+        self.connections: dict[int, SimConnection] = {}
+        self.port = 0
+        self._ids = itertools.count(1)
+        self._sequence = itertools.count()
+        self._events: list[tuple[float, int, _Target]] = []
+        self._wakeup = asyncio.Event()
+        self.drain_timeout = 10.0
+        clock._attach(self.run_until)
+        faults._actions.stall = lambda: self._each(lambda c: c.stall())
+        faults._actions.drop = lambda: self._each(lambda c: c.abort())
+        faults._actions.expire_tokens = lambda: self._each(
+            lambda c: c.fatal(BAD_TOKEN), lambda c: c.authenticated
+        )
+        faults._actions.max_sessions_rate = lambda: self._each(lambda c: c.fatal(MAX_SESSIONS_RATE))
+
+    def _each(
+        self,
+        action: Callable[[SimConnection], None],
+        where: Callable[[SimConnection], bool] = lambda c: True,
+    ) -> int:
+        chosen = [c for c in self.connections.values() if not c.closing and where(c)]
+        for connection in chosen:
+            action(connection)
+        return len(chosen)
+
+    def open_connection(self, query: str = "", origin: str | None = None) -> SimConnection:
+        """A new protocol connection (its hello is already in the outbox)."""
+        connection = SimConnection(self, next(self._ids), self.faults._script_for_new_connection())
+        self.connections[connection.id] = connection
+        self.stats.connections_opened += 1
+        self.stats.active_connections = len(self.connections)
+        self.stats.query_strings.append(query)
+        self.stats.origins.append(origin)
+        connection.start()
+        return connection
+
+    def close_connection(self, connection: SimConnection) -> None:
+        """Forget a connection whose socket is gone."""
+        if self.connections.pop(connection.id, None) is not None:
+            self.stats.connections_closed += 1
+            self.stats.active_connections = len(self.connections)
+        connection.cancel_all()
+
+    def schedule(self, when: float, target: _Target) -> None:
+        """Fire ``target`` at virtual time ``when``."""
+        heapq.heappush(self._events, (when, next(self._sequence), target))
+        self._wakeup.set()
+
+    def next_event_time(self) -> float | None:
+        """Time of the earliest pending event (cancelled ones are dropped on the way)."""
+        while self._events and self._events[0][2].cancelled:
+            heapq.heappop(self._events)
+        return self._events[0][0] if self._events else None
+
+    def fire_due(self, until: float) -> set[SimConnection]:
+        """Fire every event up to ``until`` in time order; same-time packets of one
+        connection go out as one WebSocket message. Returns the connections touched."""
+        touched: set[SimConnection] = set()
+        events = self._events
+        while events and events[0][0] <= until:
+            when = events[0][0]
+            self.clock._set(when)
+            now_touched: set[SimConnection] = set()
+            while events and events[0][0] == when:
+                _, _, target = heapq.heappop(events)
+                if target.cancelled:
+                    continue
+                following = target.fire(when)
+                now_touched.add(target.connection)
+                if following is not None and not target.cancelled:
+                    heapq.heappush(events, (following, next(self._sequence), target))
+            for connection in now_touched:
+                connection.flush_pending()
+            touched |= now_touched
+        return touched
+
+    async def run_until(self, until: float) -> None:
+        """Clock driver: fire everything due up to ``until``, then wait until the touched
+        sockets have been written to (bounded by ``drain_timeout``)."""
+        touched: set[SimConnection] = set()
+        while True:
+            next_time = self.next_event_time()
+            if next_time is None or next_time > until:
+                break
+            # Fire in slices so that writers keep up and memory stays bounded.
+            slice_end = min(until, next_time + 60.0)
+            touched |= self.fire_due(slice_end)
+            if any(len(c.outbox) > 256 for c in touched):
+                await self._drain(touched)
+        self.clock._set(until)
+        await self._drain(touched)
+
+    async def _drain(self, connections: Iterable[SimConnection]) -> None:
+        waiting = [c.drained.wait() for c in connections if not c.drained.is_set()]
+        if waiting:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waiting), self.drain_timeout)
+
+    async def run_realtime(self) -> None:
+        """Fire events as virtual time (following wall time) reaches them; runs until
+        cancelled."""
+        clock = self.clock
+        while True:
+            next_time = self.next_event_time()
+            now = clock.now()
+            if next_time is not None and next_time <= now:
+                self.fire_due(now)
+                await asyncio.sleep(0)
+                continue
+            delay = 1.0 if next_time is None else min(1.0, (next_time - now) / clock.speed)
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), max(delay, 0.001))
+
+    def bar_limit(self, plan: str | None) -> int:
+        """Bars per request for a plan (None: anonymous)."""
+        if plan is None:
+            return self.config.anonymous_bar_limit
+        return PLAN_BAR_LIMITS.get(plan, self.config.anonymous_bar_limit)
+
+    def session_info(self, connection_id: int) -> dict[str, Any]:
+        """The hello packet (§2.4)."""
+        now = self.clock.now()
+        digest = hashlib.sha1(f"tvfeed-sim-{self.truth.seed}".encode(), usedforsecurity=False)
+        return {
+            "session_id": f"<0.{4000 + connection_id}.{connection_id % 977}>"
+            f"_sim-charts-1-webchart-{connection_id}@sim-compute-1",
+            "timestamp": int(now),
+            "timestampMs": int(now * 1000),
+            "release": RELEASE,
+            "studies_metadata_hash": digest.hexdigest(),
+            "auth_scheme_vsn": 2,
+            "protocol": "json",
+            "via": f"127.0.0.1:{self.port}",
+            "javastudies": ["3.64"],
+        }
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass(eq=False)
+class _HeartbeatTimer:
+    connection: SimConnection
+    period: float
+    cancelled: bool = False
+
+    def fire(self, now: float) -> float | None:
+        self.connection.heartbeat()
+        return None if self.connection.closing else now + self.period
+
+
+@dataclass(eq=False)
+class _TimedFault:
+    connection: SimConnection
+    action: Callable[[], None]
+    cancelled: bool = False
+
+    def fire(self, now: float) -> float | None:
+        self.action()
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    info: SymbolInfo
+    session: str
+    adjustment: str
+    back_adjusted: bool
+
+
+@dataclass(eq=False)
+class _Series:
+    """One series of a chart session, and its live-update state."""
+
+    connection: SimConnection
+    chart: str
+    series_id: str
+    turnaround: str
+    symbol_ref: str
+    interval: Interval
+    size: Any
+    truth: TruthSeries
+    first_open: int = 0
+    loaded: int = 0
+    more_requests: int = 0
+    live_slot: Slot | None = None
+    live_index: int = 0
+    live_step: int = 0
+    cancelled: bool = False
+
+    def fire(self, now: float) -> float | None:
+        slot = self.live_slot
+        if slot is None:
+            return None
+        truth = self.truth
+        script = self.connection.script
+        skipped = slot[1] in script.skip_bar_times
+        if self.live_step >= truth.revisions:
+            if not skipped:
+                final = self._du(self.live_index, truth.final(slot), slot[2])
+                self.connection.pending.append(final)
+                if slot[1] in script.duplicate_bar_times:
+                    self.connection.pending.append(final)
+            following = next(truth.grid.iter_asc(slot[2]))
+            self.live_slot, self.live_index = following, self.live_index + 1
+            self.live_step = 0
+            if following[1] > now:
+                return float(following[1])
+            slot, skipped = following, following[1] in script.skip_bar_times
+        if not skipped:
+            self.connection.pending.append(
+                self._du(self.live_index, truth.revision(slot, self.live_step), slot[2])
+            )
+        self.live_step += 1
+        return truth.revision_time(slot, self.live_step)
+
+    def _du(self, index: int, row: Row, close_time: int) -> str:
+        self.connection.hub.stats.du_sent += 1
+        body = {
+            "s": [_wire_row(index, row, self.truth.symbol.float_times)],
+            "ns": _NOCHANGE,
+            "t": self.turnaround,
+            "lbs": {"bar_close_time": close_time},
+        }
+        return _plain("du", [self.chart, {self.series_id: body}])
+
+
+@dataclass(eq=False)
+class _QuoteSymbol:
+    connection: SimConnection
+    session: str
+    key: str
+    info: SymbolInfo
+    fields: frozenset[str] | None
+    last: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
+
+    def fire(self, now: float) -> float | None:
+        values = self.connection.quote_values(self.info, now, self.fields)
+        delta = {name: value for name, value in values.items() if self.last.get(name) != value}
+        if delta:
+            self.last.update(delta)
+            self.connection.pending.append(
+                _plain("qsd", [self.session, {"n": self.key, "s": "ok", "v": delta}])
+            )
+        return now + self.connection.hub.config.quote_update_period
+
+
+@dataclass
+class _Chart:
+    timezone: str = "Etc/UTC"
+    symbols: dict[str, _Resolved | None] = field(default_factory=dict)
+    series: dict[str, _Series] = field(default_factory=dict)
+    dead: bool = False
+
+
+@dataclass
+class _QuoteSession:
+    fields: frozenset[str] | None = None
+    symbols: dict[str, _QuoteSymbol | None] = field(default_factory=dict)
+
+
+class _InvalidParameters(Exception):
+    """Raised inside a chart handler: answer ``critical_error invalid parameters``."""
+
+
+# --------------------------------------------------------------------------- connection
+
+
+class SimConnection:
+    """Protocol state of one socket. Incoming packets go to :meth:`receive`; outgoing
+    WebSocket messages collect in :attr:`outbox` for the I/O layer.
+
+    Attributes:
+        closing: ``None`` while open; ``"close"`` (send what is queued, then close with
+            :attr:`close_code`) or ``"abort"`` (drop the TCP connection).
+    """
+
+    def __init__(self, hub: Hub, connection_id: int, script: FaultScript) -> None:
+        self.hub = hub
+        self.id = connection_id
+        self.script = script
+        self.outbox: deque[str] = deque()
+        self.pending: list[str] = []
+        self.wakeup = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.drained.set()
+        self.closing: str | None = None
+        self.close_code = 1000
+        self.stalled = False
+        self.authenticated = False
+        self.plan: str | None = None
+        self.bar_limit = hub.config.anonymous_bar_limit
+        self.packets_sent = 0
+        self.chart_sessions_created = 0
+        self.heartbeat_number = 0
+        self.unanswered_heartbeats = 0
+        self._charts: dict[str, _Chart] = {}
+        self._quotes: dict[str, _QuoteSession] = {}
+        self._timers: list[_HeartbeatTimer | _TimedFault] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Queue the hello and arm the timed faults and virtual heartbeats."""
+        hub, script, now = self.hub, self.script, self.hub.clock.now()
+        self.emit([encode_packet(_dumps(hub.session_info(self.id)))])
+        timed = [
+            (script.drop_at, self.abort),
+            (script.stall_at, self.stall),
+            (script.expire_token_at, lambda: self.fatal(BAD_TOKEN)),
+        ]
+        for when, action in timed:
+            if when is not None:
+                timer = _TimedFault(self, action)
+                self._timers.append(timer)
+                hub.schedule(max(when, now), timer)
+        config = hub.config
+        if config.heartbeat_interval and config.heartbeat_clock == "virtual":
+            heartbeat = _HeartbeatTimer(self, config.heartbeat_interval)
+            self._timers.append(heartbeat)
+            hub.schedule(now + config.heartbeat_interval, heartbeat)
+
+    def cancel_all(self) -> None:
+        """Stop every live series, quote and timer of this connection."""
+        for chart in self._charts.values():
+            for series in chart.series.values():
+                series.cancelled = True
+        for quote in self._quotes.values():
+            for symbol in quote.symbols.values():
+                if symbol is not None:
+                    symbol.cancelled = True
+        for timer in self._timers:
+            timer.cancelled = True
+
+    def stall(self) -> None:
+        """Send nothing more (heartbeats included) but keep the socket open."""
+        self.stalled = True
+        self.outbox.clear()
+        self.pending.clear()
+        self.drained.set()
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a closing handshake."""
+        self.closing = "abort"
+        self.outbox.clear()
+        self.pending.clear()
+        self.wakeup.set()
+
+    def close(self, code: int = 1000) -> None:
+        """Send what is queued, then close the WebSocket with ``code``."""
+        if self.closing is None:
+            self.closing = "close"
+            self.close_code = code
+        self.wakeup.set()
+
+    def fatal(self, message: str) -> None:
+        """``protocol_error [message]`` then close (§3.1, §10.6)."""
+        if self.closing:
+            return
+        self.hub.stats.protocol_errors += 1
+        self.emit([_envelope("protocol_error", [message], self.hub.clock.now())])
+        self.close()
+
+    # -- output -----------------------------------------------------------------------------
+
+    def emit(self, packets: list[str]) -> None:
+        """Queue ``packets`` as one WebSocket message, applying the packet-count faults."""
+        if self.closing or self.stalled or not packets:
+            return
+        script = self.script
+        sent = self.packets_sent
+        count = len(packets)
+        for limit, kind in (
+            (script.drop_after_packets, "drop"),
+            (script.stall_after_packets, "stall"),
+            (script.malformed_after_packets, "malformed"),
+        ):
+            if limit is None or not sent <= limit < sent + count:
+                continue
+            keep = limit - sent
+            if kind == "malformed":
+                packets = [*packets[:keep], script.malformed_text, *packets[keep:]]
+                script.malformed_after_packets = None
+                count += 1
+                continue
+            if keep:
+                self._queue(packets[:keep])
+            if kind == "drop":
+                self.closing = "abort"
+                self.wakeup.set()
+            else:
+                self.stalled = True
+            return
+        self._queue(packets)
+
+    def _queue(self, packets: list[str]) -> None:
+        self.packets_sent += len(packets)
+        stats = self.hub.stats
+        stats.packets_sent += len(packets)
+        stats.messages_sent += 1
+        self.outbox.append("".join(packets))
+        self.drained.clear()
+        self.wakeup.set()
+
+    def flush_pending(self) -> None:
+        """Send the packets collected by event targets as one message."""
+        if self.pending:
+            packets, self.pending = self.pending, []
+            self.emit(packets)
+
+    def heartbeat(self) -> None:
+        """One heartbeat tick: close if too many went unanswered, else send the next."""
+        if self.closing or self.stalled:
+            return
+        if self.unanswered_heartbeats >= self.hub.config.max_missed_heartbeats:
+            self.close(1000)
+            return
+        self.heartbeat_number += 1
+        self.unanswered_heartbeats += 1
+        self.hub.stats.heartbeats_sent += 1
+        self.emit([encode_packet(f"~h~{self.heartbeat_number}")])
+
+    # -- input ------------------------------------------------------------------------------
+
+    def receive(self, data: str | bytes) -> None:
+        """Handle one incoming WebSocket message."""
+        stats = self.hub.stats
+        stats.messages_received += 1
+        out: list[str] = []
+        for packet in split_client_packets(data):
+            stats.packets_received += 1
+            if isinstance(packet, Heartbeat):
+                stats.heartbeat_echoes += 1
+                self.unanswered_heartbeats = 0
+                continue
+            try:
+                message = orjson.loads(packet)
+            except orjson.JSONDecodeError:
+                stats.ignored_methods["<not json>"] += 1
+                continue
+            if not isinstance(message, dict):
+                continue
+            method, params = message.get("m"), message.get("p", [])
+            if not isinstance(method, str) or not isinstance(params, list):
+                stats.ignored_methods["<bad message>"] += 1
+                continue
+            stats.methods[method] += 1
+            if self.closing:
+                break
+            self._dispatch(method, params, out)
+            if self.closing:
+                break
+        if out:
+            self.emit(out)
+
+    def _dispatch(self, method: str, params: list[Any], out: list[str]) -> None:
+        if method == "set_auth_token":
+            self._set_auth_token(params, out)
+            return
+        if not self.authenticated:
+            self.hub.stats.ignored_before_auth += 1
+            return
+        handler = _HANDLERS.get(method)
+        if handler is None:
+            self.hub.stats.ignored_methods[method] += 1
+            return
+        handler(self, params, out)
+
+    def _now(self) -> float:
+        return self.hub.clock.now()
+
+    def _critical(
+        self, out: list[str], chart_id: str, message: str, method: str, params: list[Any]
+    ) -> None:
+        self.hub.stats.critical_errors += 1
+        out.append(
+            _envelope(
+                "critical_error", [chart_id, message, format_args(method, params)], self._now()
+            )
+        )
+        chart = self._charts.get(chart_id)
+        if chart is not None:
+            chart.dead = True
+            for series in chart.series.values():
+                series.cancelled = True
+
+    # -- auth -------------------------------------------------------------------------------
+
+    def _set_auth_token(self, params: list[Any], out: list[str]) -> None:
+        token = params[0] if params else None
+        if token == ANONYMOUS_TOKEN:
+            self.authenticated, self.plan = True, None
+            self.bar_limit = self.hub.bar_limit(None)
+            return
+        claims = self.hub.tokens.verify(token, self._now()) if isinstance(token, str) else None
+        if claims is None:
+            if out:
+                self.emit(out)
+                out.clear()
+            self.fatal(BAD_TOKEN)
+            return
+        self.authenticated, self.plan = True, claims.plan
+        self.bar_limit = self.hub.bar_limit(claims.plan)
+
+    @property
+    def paid(self) -> bool:
+        """True with a token of a paid plan."""
+        return self.plan is not None and self.plan not in _FREE_PLANS
+
+    # -- chart sessions ---------------------------------------------------------------------
+
+    def _chart_create_session(self, params: list[Any], out: list[str]) -> None:
+        if not params or not isinstance(params[0], str):
+            return
+        chart_id = params[0]
+        self.chart_sessions_created += 1
+        rate_after = self.script.max_sessions_rate_after
+        if rate_after is not None and self.chart_sessions_created > rate_after:
+            if out:
+                self.emit(out)
+                out.clear()
+            self.fatal(MAX_SESSIONS_RATE)
+            return
+        if chart_id not in self._charts and len(self._charts) >= self.hub.config.max_chart_sessions:
+            self.hub.stats.critical_errors += 1
+            out.append(
+                _envelope(
+                    "critical_error",
+                    [chart_id, TOO_MANY_SESSIONS, format_args("chart_create_session", params)],
+                    self._now(),
+                )
+            )
+            return
+        self._drop_chart(chart_id)
+        self._charts[chart_id] = _Chart()
+
+    def _drop_chart(self, chart_id: str) -> None:
+        chart = self._charts.pop(chart_id, None)
+        if chart is not None:
+            for series in chart.series.values():
+                series.cancelled = True
+
+    def _chart_delete_session(self, params: list[Any], out: list[str]) -> None:
+        if params and isinstance(params[0], str):
+            self._drop_chart(params[0])
+
+    def _chart(self, method: str, params: list[Any], out: list[str]) -> _Chart | None:
+        """The live chart session named by ``params[0]``; errors answered here."""
+        chart_id = params[0] if params and isinstance(params[0], str) else ""
+        chart = self._charts.get(chart_id)
+        if chart is None:
+            self._critical(out, chart_id, "invalid parameters", method, params)
+            return None
+        return None if chart.dead else chart
+
+    def _switch_timezone(self, params: list[Any], out: list[str]) -> None:
+        chart = self._chart("switch_timezone", params, out)
+        if chart is None:
+            return
+        if len(params) != 2 or not isinstance(params[1], str):
+            self._critical(out, params[0], "invalid parameters", "switch_timezone", params)
+            return
+        name = params[1]
+        if name != "exchange":
+            try:
+                ZoneInfo(name)
+            except (ValueError, KeyError, OSError):
+                self._critical(out, params[0], "invalid timezone", "switch_timezone", params)
+                return
+        chart.timezone = name
+
+    def _resolve_symbol(self, params: list[Any], out: list[str]) -> None:
+        chart = self._chart("resolve_symbol", params, out)
+        if chart is None:
+            return
+        if len(params) < 3 or not isinstance(params[1], str) or not isinstance(params[2], str):
+            self._critical(out, params[0], "invalid parameters", "resolve_symbol", params)
+            return
+        chart_id, ref = params[0], params[1]
+        resolved = self._parse_symbol_spec(params[2])
+        chart.symbols[ref] = resolved
+        now = self._now()
+        if resolved is None:
+            out.append(_envelope("symbol_error", [chart_id, ref, "invalid symbol"], now))
+            return
+        info = resolved.info.resolved_info(resolved.session)
+        out.append(_envelope("symbol_resolved", [chart_id, ref, info], now))
+
+    def _parse_symbol_spec(self, text: str) -> _Resolved | None:
+        spec: dict[str, Any]
+        if text.startswith("="):
+            try:
+                loaded = json.loads(text[1:])
+            except ValueError:
+                return None
+            if not isinstance(loaded, dict):
+                return None
+            spec = loaded
+            if isinstance(spec.get("symbol"), dict):  # {"symbol": {...}, "type": ...}
+                spec = spec["symbol"]
+        else:
+            spec = {"symbol": text}
+        name = spec.get("symbol")
+        if not isinstance(name, str):
+            return None
+        info = self._lookup(name)
+        if info is None:
+            return None
+        session = spec.get("session", "regular")
+        adjustment = spec.get("adjustment", "splits")
+        return _Resolved(
+            info,
+            "extended" if isinstance(session, str) and "extended" in session else "regular",
+            adjustment if adjustment in ("splits", "dividends", "none") else "splits",
+            spec.get("backadjustment") == "default",
+        )
+
+    def _lookup(self, name: str) -> SymbolInfo | None:
+        catalogue = self.hub.catalogue
+        if ":" in name:
+            return catalogue.get(name)
+        matches = [info for info in catalogue if info.ticker == name.strip().upper()]
+        return matches[0] if len(matches) == 1 else None
+
+    def _create_series(self, params: list[Any], out: list[str]) -> None:
+        self._series_request("create_series", params, out)
+
+    def _modify_series(self, params: list[Any], out: list[str]) -> None:
+        self._series_request("modify_series", params, out)
+
+    def _series_request(self, method: str, params: list[Any], out: list[str]) -> None:
+        chart = self._chart(method, params, out)
+        if chart is None:
+            return
+        try:
+            series_id, turnaround, ref, interval, size = self._series_params(method, chart, params)
+        except _InvalidParameters:
+            self._critical(out, params[0], "invalid parameters", method, params)
+            return
+        chart_id = params[0]
+        previous = chart.series.get(series_id)
+        if previous is not None:
+            previous.cancelled = True
+            if size == "":
+                size = previous.size
+        if size == "":
+            size = 300
+        resolved = chart.symbols[ref]
+        if resolved is None:
+            return  # the client already got symbol_error; nothing more comes (§10.7)
+        reason = self._entitlement(interval)
+        now = self._now()
+        if reason is not None:
+            out.append(_envelope("series_error", [chart_id, series_id, turnaround, reason], now))
+            return
+        truth = self.hub.truth.series(
+            resolved.info,
+            interval,
+            session=resolved.session,
+            adjustment=resolved.adjustment,
+            back_adjusted=resolved.back_adjusted,
+        )
+        series = _Series(self, chart_id, series_id, turnaround, ref, interval, size, truth)
+        chart.series[series_id] = series
+        slots, limited = self._window(truth, size, now)
+        if out:
+            self.emit(list(out))
+            out.clear()
+        self.emit([_envelope("series_loading", [chart_id, series_id, turnaround], now)])
+        # History and series_completed travel in one WebSocket message, as observed (§6).
+        rows = [truth.at(slot, now) for slot in slots]
+        series.first_open = slots[0][1] if slots else now_floor(now)
+        series.loaded = len(slots)
+        packets = [
+            self._timescale_update(series, rows, slots, 0, now),
+            self._completed(series, limited, now),
+        ]
+        self.emit(packets)
+        self._go_live(series, slots, now)
+
+    def _series_params(
+        self, method: str, chart: _Chart, params: list[Any]
+    ) -> tuple[str, str, str, Interval, Any]:
+        if len(params) not in (6, 7) or (len(params) == 7 and params[6] != ""):
+            raise _InvalidParameters
+        _, series_id, turnaround, ref, interval_code, size = params[:6]
+        if not all(isinstance(v, str) for v in (series_id, turnaround, ref)):
+            raise _InvalidParameters
+        if ref not in chart.symbols:
+            raise _InvalidParameters
+        if isinstance(interval_code, bool) or not isinstance(interval_code, str | int):
+            raise _InvalidParameters
+        try:
+            interval = Interval(interval_code)
+        except InvalidInterval:
+            raise _InvalidParameters from None
+        if not self._valid_size(size, allow_empty=method == "modify_series"):
+            raise _InvalidParameters
+        return series_id, turnaround, ref, interval, size
+
+    @staticmethod
+    def _valid_size(size: Any, *, allow_empty: bool) -> bool:
+        if isinstance(size, bool):
+            return False
+        if isinstance(size, int):
+            return size > 0
+        if isinstance(size, str):
+            return (allow_empty and size == "") or _parse_range(size) is not None
+        if isinstance(size, list):
+            return (
+                len(size) == 3
+                and size[0] == "bar_count"
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in size[1:])
+                and size[2] != 0
+            )
+        return False
+
+    def _entitlement(self, interval: Interval) -> str | None:
+        if self.paid:
+            return None
+        if interval.unit == "S":
+            return "seconds_not_entitled"
+        standard = (
+            (interval.unit == "" and interval.multiplier in STANDARD_MINUTES)
+            or (interval.unit in ("D", "W") and interval.multiplier == 1)
+            or (interval.unit == "M" and interval.multiplier in (1, 3, 6, 12))
+        )
+        return None if standard else "custom_resolution"
+
+    def _window(self, truth: TruthSeries, size: Any, now: float) -> tuple[list[Slot], bool]:
+        """The slots a size/range parameter selects, and whether the bar limit cut it."""
+        limit = self.bar_limit
+        newest = math.floor(now) + 1  # slots opening at or before now
+        if isinstance(size, int):
+            slots = truth.slots_before(newest, min(size, limit))
+            return slots, size > limit and len(slots) == limit
+        if isinstance(size, list):
+            to, count = int(size[1]), int(size[2])
+            if count > 0:
+                slots = truth.slots_before(min(to + 1, newest), min(count, limit))
+                return slots, count > limit and len(slots) == limit
+            slots = truth.slots_after(to, min(-count, limit), now)
+            return slots, -count > limit and len(slots) == limit
+        bounds = _parse_range(size)
+        assert bounds is not None
+        slots = truth.slots_between(bounds[0], min(bounds[1], now))
+        if len(slots) > limit:
+            return slots[-limit:], True
+        return slots, False
+
+    def _timescale_update(
+        self, series: _Series, rows: list[Row], slots: list[Slot], first_index: int, now: float
+    ) -> str:
+        float_times = series.truth.symbol.float_times
+        intraday = series.interval.is_intraday
+        wire = [_wire_row(first_index + n, row, float_times) for n, row in enumerate(rows)]
+        skip, duplicate = self.script.skip_bar_times, self.script.duplicate_bar_times
+        if skip or duplicate:
+            wire = [
+                item
+                for item in wire
+                if int(item["v"][0]) not in skip
+                for _ in range(2 if int(item["v"][0]) in duplicate else 1)
+            ]
+        self.hub.stats.bars_sent += len(wire)
+        times = [row[0] for row in rows]
+        body: dict[str, Any] = {
+            "node": NODE,
+            "s": wire,
+            "ns": {"d": "", "indexes": []},
+            "t": series.turnaround,
+        }
+        if slots:
+            body["lbs"] = {"bar_close_time": slots[-1][2]}
+        meta = {
+            "index": first_index,
+            "zoffset": 0,
+            "changes": times,
+            "marks": [[_mark_weight(t, intraday), t, first_index + n] for n, t in enumerate(times)],
+            "index_diff": [],
+        }
+        return _envelope("timescale_update", [series.chart, {series.series_id: body}, meta], now)
+
+    def _completed(self, series: _Series, limited: bool, now: float) -> str:
+        extra: dict[str, Any] = {"rt_update_period": 0}
+        if limited:
+            extra["data_completed"] = "limit"
+        return _envelope(
+            "series_completed",
+            [series.chart, series.series_id, "streaming", series.turnaround, extra],
+            now,
+        )
+
+    def _go_live(self, series: _Series, slots: list[Slot], now: float) -> None:
+        truth = series.truth
+        current = truth.grid.slot_at_or_after(now)
+        if slots and slots[-1] == current:
+            # The forming bar was sent as of now; continue with its next revision.
+            series.live_slot, series.live_index = current, len(slots) - 1
+            series.live_step = truth.step_at(current, now) + 1
+        elif slots and current[1] > now and slots[-1] == truth.slots_before(current[1], 1)[-1]:
+            # Market closed: the next bar to open gets the next index.
+            series.live_slot, series.live_index, series.live_step = current, len(slots), 0
+        else:
+            return  # a window ending in the past does not stream
+        self.hub.schedule(truth.revision_time(current, series.live_step), series)
+
+    def _request_more_data(self, params: list[Any], out: list[str]) -> None:
+        chart = self._chart("request_more_data", params, out)
+        if chart is None:
+            return
+        valid = (
+            len(params) == 3
+            and isinstance(params[1], str)
+            and params[1] in chart.series
+            and isinstance(params[2], int)
+            and not isinstance(params[2], bool)
+            and params[2] > 0
+        )
+        if not valid:
+            self._critical(out, params[0], "invalid parameters", "request_more_data", params)
+            return
+        series = chart.series[params[1]]
+        if series.cancelled:
+            return
+        requested = params[2]
+        count = min(requested, self.bar_limit)
+        truth = series.truth
+        now = self._now()
+        older = truth.slots_before(series.first_open, count)
+        series.more_requests += 1
+        rows = truth.finals(older)
+        slots = list(older)
+        config = self.hub.config
+        if (
+            older
+            and config.more_data_resend_every
+            and series.more_requests % config.more_data_resend_every == 0
+        ):
+            # ENDENWER saw the server re-send bars the client already had (§3.10, §10.10).
+            again = truth.slots_after(series.first_open, config.more_data_resend_bars, now)
+            again = [slot for slot in again if slot[2] <= now]
+            slots += again
+            rows += truth.finals(again)
+        if older:
+            series.first_open = older[0][1]
+            series.loaded += len(older)
+            series.live_index += len(older)
+        limited = requested > self.bar_limit and len(older) == count
+        self.emit(
+            [
+                self._timescale_update(series, rows, slots, 0, now),
+                self._completed(series, limited, now),
+            ]
+        )
+
+    def _remove_series(self, params: list[Any], out: list[str]) -> None:
+        chart = self._chart("remove_series", params, out)
+        if chart is None:
+            return
+        series = chart.series.pop(params[1], None) if len(params) > 1 else None
+        if isinstance(series, _Series):
+            series.cancelled = True
+
+    # -- quote sessions ---------------------------------------------------------------------
+
+    def _quote_create_session(self, params: list[Any], out: list[str]) -> None:
+        if params and isinstance(params[0], str):
+            self._drop_quote(params[0])
+            self._quotes[params[0]] = _QuoteSession()
+
+    def _drop_quote(self, session_id: str) -> None:
+        quote = self._quotes.pop(session_id, None)
+        if quote is not None:
+            for symbol in quote.symbols.values():
+                if symbol is not None:
+                    symbol.cancelled = True
+
+    def _quote_delete_session(self, params: list[Any], out: list[str]) -> None:
+        if params and isinstance(params[0], str):
+            self._drop_quote(params[0])
+
+    def _quote_set_fields(self, params: list[Any], out: list[str]) -> None:
+        quote = self._quotes.get(params[0]) if params and isinstance(params[0], str) else None
+        if quote is not None:
+            quote.fields = frozenset(name for name in params[1:] if isinstance(name, str))
+
+    def _quote_add_symbols(self, params: list[Any], out: list[str]) -> None:
+        quote = self._quotes.get(params[0]) if params and isinstance(params[0], str) else None
+        if quote is None:
+            return
+        session_id, now = params[0], self._now()
+        for key in params[1:]:
+            if not isinstance(key, str):
+                continue  # the trailing {"flags": [...]} object
+            previous = quote.symbols.get(key)
+            if previous is not None:
+                previous.cancelled = True
+            resolved = self._parse_symbol_spec(key)
+            if resolved is None:
+                quote.symbols[key] = None
+                out.append(_plain("qsd", [session_id, {"n": key, "s": "error", "v": {}}]))
+                out.append(_plain("quote_completed", [session_id, key]))
+                continue
+            symbol = _QuoteSymbol(self, session_id, key, resolved.info, quote.fields)
+            symbol.last = self.quote_values(resolved.info, now, quote.fields, snapshot=True)
+            quote.symbols[key] = symbol
+            out.append(_plain("qsd", [session_id, {"n": key, "s": "ok", "v": symbol.last}]))
+            out.append(_plain("quote_completed", [session_id, key]))
+            self.hub.schedule(now + self.hub.config.quote_update_period, symbol)
+
+    def _quote_remove_symbols(self, params: list[Any], out: list[str]) -> None:
+        quote = self._quotes.get(params[0]) if params and isinstance(params[0], str) else None
+        if quote is None:
+            return
+        for key in params[1:]:
+            symbol = quote.symbols.pop(key, None) if isinstance(key, str) else None
+            if symbol is not None:
+                symbol.cancelled = True
+
+    def quote_values(
+        self, info: SymbolInfo, now: float, fields: frozenset[str] | None, *, snapshot: bool = False
+    ) -> dict[str, Any]:
+        """Quote fields of ``info`` at ``now`` (all fields, or those asked for)."""
+        truth = self.hub.truth
+        minute = truth.series(info, "1")
+        daily = truth.series(info, "1D")
+        newest = math.floor(now) + 1
+        last_minute = minute.slots_before(newest, 1)
+        days = daily.slots_before(newest, 2)
+        values: dict[str, Any] = {}
+        if last_minute and days:
+            minute_row = minute.at(last_minute[-1], now)
+            day_row = daily.at(days[-1], now)
+            previous_close = daily.final(days[-2])[4] if len(days) > 1 else day_row[1]
+            last = minute_row[4]
+            change = last - previous_close
+            in_session = last_minute[-1][2] > now
+            values = {
+                "lp": last,
+                "lp_time": int(min(now, last_minute[-1][2])),
+                "ch": round(change, 8),
+                "chp": round(change / previous_close * 100, 2) if previous_close else 0.0,
+                "open_price": day_row[1],
+                "high_price": day_row[2],
+                "low_price": day_row[3],
+                "prev_close_price": previous_close,
+                "bid": round(last - info.tick_size, 8),
+                "ask": round(last + info.tick_size, 8),
+                "current_session": "market" if in_session else "out_of_session",
+            }
+            if info.has_volume:
+                values["volume"] = day_row[5]
+        if snapshot:
+            values.update(
+                {
+                    "description": info.description,
+                    "short_name": info.ticker,
+                    "pro_name": info.full_name,
+                    "original_name": info.full_name,
+                    "exchange": info.exchange,
+                    "listed_exchange": info.exchange,
+                    "type": info.type,
+                    "typespecs": list(info.typespecs),
+                    "currency_code": info.currency,
+                    "update_mode": "streaming",
+                    "pricescale": info.pricescale,
+                    "minmov": info.minmov,
+                    "minmove2": 0,
+                    "fractional": False,
+                    "is_tradable": True,
+                    "timezone": info.timezone,
+                    "language": "ko" if info.country == "KR" else "en",
+                    "local_description": info.local_description or info.description,
+                }
+            )
+        if fields is not None and fields:
+            values = {name: value for name, value in values.items() if name in fields}
+        return values
+
+
+def now_floor(now: float) -> int:
+    """``now`` as whole unix seconds."""
+    return math.floor(now)
+
+
+def _parse_range(text: str) -> tuple[int, int] | None:
+    """``r,<from>:<to>`` (unix seconds; millisecond values are accepted and scaled)."""
+    if not text.startswith("r,") or ":" not in text:
+        return None
+    start_text, _, end_text = text[2:].partition(":")
+    try:
+        start, end = int(float(start_text)), int(float(end_text))
+    except ValueError:
+        return None
+    if start > 100_000_000_000:  # milliseconds (SEMOI's form, §3.9)
+        start, end = start // 1000, end // 1000
+    return (start, end) if start <= end else None
+
+
+_HANDLERS: dict[str, Callable[[SimConnection, list[Any], list[str]], None]] = {
+    "chart_create_session": SimConnection._chart_create_session,
+    "chart_delete_session": SimConnection._chart_delete_session,
+    "switch_timezone": SimConnection._switch_timezone,
+    "resolve_symbol": SimConnection._resolve_symbol,
+    "create_series": SimConnection._create_series,
+    "modify_series": SimConnection._modify_series,
+    "request_more_data": SimConnection._request_more_data,
+    "remove_series": SimConnection._remove_series,
+    "quote_create_session": SimConnection._quote_create_session,
+    "quote_delete_session": SimConnection._quote_delete_session,
+    "quote_set_fields": SimConnection._quote_set_fields,
+    "quote_add_symbols": SimConnection._quote_add_symbols,
+    "quote_remove_symbols": SimConnection._quote_remove_symbols,
+}
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+class WebSocketServer:
+    """The ``websockets`` server that moves text between sockets and :class:`Hub`."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._server: Server | None = None
+        self._sockets: dict[int, ServerConnection] = {}
+
+    @property
+    def port(self) -> int:
+        """The listening port (after :meth:`start`)."""
+        return self.hub.port
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on ``host:port`` (0: any free port)."""
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            ping_interval=None,
+            max_size=self.hub.config.max_message_size,
+            compression="deflate",
+        )
+        sockname = next(iter(self._server.sockets)).getsockname()
+        self.hub.port = int(sockname[1])
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening."""
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+            self._server = None
+
+    def restart(self) -> int:
+        """Close every open connection with code 1012 (service restart); returns how many."""
+        connections = list(self.hub.connections.values())
+        for connection in connections:
+            connection.close(1012)
+        return len(connections)
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        stats = self.hub.stats
+        stats.upgrade_requests += 1
+        path, _, _ = request.path.partition("?")
+        if path != WEBSOCKET_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
+        refused = self.hub.faults._take_refusal()
+        if refused is not None:
+            stats.upgrades_refused += 1
+            response = connection.respond(HTTPStatus(refused), f"{HTTPStatus(refused).phrase}\n")
+            response.headers["Retry-After"] = "1"
+            return response
+        return None
+
+    async def _handle(self, socket: ServerConnection) -> None:
+        _, _, query = socket.request.path.partition("?") if socket.request else ("", "", "")
+        origin = socket.request.headers.get("Origin") if socket.request else None
+        connection = self.hub.open_connection(query, origin)
+        self._sockets[connection.id] = socket
+        writer = asyncio.create_task(self._write(socket, connection))
+        beats = None
+        config = self.hub.config
+        if config.heartbeat_interval and config.heartbeat_clock == "real":
+            beats = asyncio.create_task(self._heartbeats(connection, config.heartbeat_interval))
+        try:
+            async for message in socket:
+                if connection.closing == "abort":
+                    break
+                connection.receive(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            for task in (writer, beats):
+                if task is not None and not task.done():
+                    task.cancel()
+            for task in (writer, beats):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            self._sockets.pop(connection.id, None)
+            connection.drained.set()
+            self.hub.close_connection(connection)
+
+    async def _heartbeats(self, connection: SimConnection, period: float) -> None:
+        while not connection.closing:
+            await asyncio.sleep(period)
+            connection.heartbeat()
+
+    async def _write(self, socket: ServerConnection, connection: SimConnection) -> None:
+        try:
+            while True:
+                await connection.wakeup.wait()
+                connection.wakeup.clear()
+                while connection.outbox and connection.closing != "abort":
+                    message = connection.outbox.popleft()
+                    latency = connection.script.send_latency
+                    if latency > 0:
+                        await asyncio.sleep(latency)
+                    await socket.send(message)
+                if not connection.outbox:
+                    connection.drained.set()
+                if connection.closing == "abort":
+                    socket.transport.abort()
+                    return
+                if connection.closing == "close":
+                    await socket.close(connection.close_code)
+                    return
+        except ConnectionClosed:
+            connection.drained.set()
