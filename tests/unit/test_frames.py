@@ -18,10 +18,11 @@ from tvfeed_async.frames import (
     empty_frame,
     finalize,
     frame_from_bars,
+    frame_from_payloads,
     frame_from_rows,
 )
 from tvfeed_async.protocol.bars import Bar
-from tvfeed_async.protocol.messages import SeriesData, parse_message
+from tvfeed_async.protocol.messages import SeriesData, SeriesPayload, parse_message
 
 T0 = 1663050540
 SYMBOL = "BINANCE:ETHUSDT"
@@ -239,3 +240,39 @@ def test_realistic_history_packet() -> None:
     assert frame["close"].sum() == sum(v[4] for v in values)
     assert frame["time"].is_sorted()
     assert frame.row(4999) == (utc(T0 + 60 * 4999), SYMBOL, 5000.0, 5001.0, 4999.5, 5000.5, 4999.0)
+
+
+def payload(values: list[list[Any]]) -> SeriesPayload:
+    return SeriesPayload("s1", "s1", [{"i": i, "v": v} for i, v in enumerate(values)])
+
+
+def test_frame_from_payloads_equals_frame_from_rows() -> None:
+    first, second = rows(0, 1, 2), rows(3, 4)
+    assert_frame_equal(
+        frame_from_payloads([payload(first)], SYMBOL), frame_from_rows(first, SYMBOL)
+    )
+    assert_frame_equal(
+        frame_from_payloads([payload(first), payload([]), payload(second)], SYMBOL),
+        frame_from_rows(first + second, SYMBOL),
+    )
+    no_volume = rows(0, 1, volume=False)
+    mixed = [*no_volume, *rows(2)]
+    assert_frame_equal(
+        frame_from_payloads([payload(no_volume), payload(rows(2))], SYMBOL),
+        frame_from_rows(mixed, SYMBOL),
+    )
+    assert frame_from_payloads([payload(mixed)], SYMBOL)["volume"].to_list() == [None, None, 30.0]
+
+
+def test_frame_from_payloads_of_nothing() -> None:
+    assert_frame_equal(frame_from_payloads([], SYMBOL), empty_frame())
+    assert_frame_equal(frame_from_payloads([payload([])], SYMBOL), empty_frame())
+
+
+@pytest.mark.parametrize(
+    "rows_",
+    [[{"i": 0}], [None], ["text"], [{"i": 0, "v": [1, 2]}], [{"i": 0, "v": ["a", 1, 2, 3, 4]}]],
+)
+def test_frame_from_payloads_malformed_rows(rows_: list[Any]) -> None:
+    with pytest.raises(FramingError):
+        frame_from_payloads([SeriesPayload("s1", "s1", rows_)], SYMBOL)
