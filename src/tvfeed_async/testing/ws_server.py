@@ -547,7 +547,8 @@ class SimConnection:
 
     Attributes:
         closing: ``None`` while open; ``"close"`` (send what is queued, then close with
-            :attr:`close_code`) or ``"abort"`` (drop the TCP connection).
+            :attr:`close_code`), ``"drop"`` (send what is queued, then drop the TCP
+            connection) or ``"abort"`` (drop it now).
     """
 
     def __init__(self, hub: Hub, connection_id: int, script: FaultScript) -> None:
@@ -661,7 +662,7 @@ class SimConnection:
             if keep:
                 self._queue(packets[:keep])
             if kind == "drop":
-                self.closing = "abort"
+                self.closing = "drop"
                 self.wakeup.set()
             else:
                 self.stalled = True
@@ -1360,12 +1361,12 @@ class WebSocketServer:
             beats = asyncio.create_task(self._heartbeats(connection, config.heartbeat_interval))
         try:
             async for message in socket:
-                if connection.closing == "abort":
-                    break
                 connection.receive(message)
         except ConnectionClosed:
             pass
         finally:
+            if connection.closing in ("abort", "drop"):
+                socket.transport.abort()
             for task in (writer, beats):
                 if task is not None and not task.done():
                     task.cancel()
@@ -1395,7 +1396,8 @@ class WebSocketServer:
                     await socket.send(message)
                 if not connection.outbox:
                     connection.drained.set()
-                if connection.closing == "abort":
+                if connection.closing in ("abort", "drop"):
+                    # Dropped without a closing handshake, like a lost TCP connection.
                     socket.transport.abort()
                     return
                 if connection.closing == "close":
