@@ -77,7 +77,9 @@ def parse_symbol(
     if isinstance(symbol, Symbol):
         ticker, found_exchange = symbol.ticker, symbol.exchange
     elif isinstance(symbol, tuple):
-        if len(symbol) != 2 or not all(isinstance(part, str) for part in symbol):
+        # Typed as (str, str), but callers from untyped code pass any tuple; check for real.
+        parts: tuple[object, ...] = symbol
+        if len(parts) != 2 or not all(isinstance(part, str) for part in parts):
             raise InvalidSymbol(f"{symbol!r}: a tuple must be (ticker, exchange)")
         ticker, found_exchange = symbol
     elif isinstance(symbol, str):
