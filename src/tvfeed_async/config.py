@@ -100,8 +100,12 @@ class Limits:
             (5,000 anonymous/free).
         stream_queue: per-subscription queue size (closed bars are never dropped; forming
             updates are coalesced when it is full).
+        max_backfill_bars: after a reconnect, how many bars a stream may page back to close
+            the hole; an outage longer than that (or than the server's history) is reported
+            as a gap.
     """
 
     max_in_flight: int = 16
     bars_per_request: int = 5_000
     stream_queue: int = 1_000
+    max_backfill_bars: int = 50_000

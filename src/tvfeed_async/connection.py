@@ -162,6 +162,11 @@ class Supervisor:
         """Stop delivering messages of ``session_id`` (unknown ids are ignored)."""
         self._routes.pop(session_id, None)
 
+    def stop(self) -> None:
+        """The feed is closing: wake every waiter with ConnectionLost."""
+        if self._fatal is None:
+            self._give_up(ConnectionLost("the feed is closed"))
+
     async def reconnect(self) -> None:
         """Close the current socket so the supervisor reconnects (e.g. with a fresh token).
 

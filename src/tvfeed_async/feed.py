@@ -10,6 +10,7 @@ every stream, closes the socket and the HTTP session. A ``TvFeed`` is single-use
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Self
 import aiohttp
 import anyio
 import polars as pl
-from anyio.abc import TaskGroup
 
 from .config import Endpoints, Limits, RetryPolicy, Timeouts
 from .connection import Supervisor
@@ -119,7 +119,9 @@ class TvFeed:
         self._http: aiohttp.ClientSession | None = None
         self._authenticator: Any = None
         self._auth: AuthSession | None = None
-        self._task_group: TaskGroup | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._background_ready = anyio.Event()
+        self._closed = anyio.Event()
         self._limiter = anyio.CapacityLimiter(self.limits.max_in_flight)
         self._supervisor = Supervisor(self.endpoints, self.timeouts, self.retry, self._token)
         self._streams: StreamManager | None = None
@@ -139,19 +141,38 @@ class TvFeed:
                 timeout=aiohttp.ClientTimeout(total=self.timeouts.http)
             )
             await self._authenticate()
-            task_group = anyio.create_task_group()
-            await task_group.__aenter__()
-            self._task_group = task_group
-            self._streams = StreamManager(self._supervisor, task_group, lambda: self.bar_limit)
-            task_group.start_soon(self._supervisor.run)
+            loop = asyncio.get_running_loop()
+            # The runner task owns the feed's task group. Keeping the group inside one task
+            # (rather than entering it here and leaving it in __aexit__) lets the feed be
+            # closed from any task, at any nesting of the caller's own task groups.
+            self._runner = loop.create_task(self._run_background(), name="tvfeed-async")
+            await self._background_ready.wait()
+            if self._runner.done():
+                self._runner.result()  # a crash while starting: raise it here
             await self._supervisor.wait_first_attempt()
-            if self._authenticator is not None:
-                task_group.start_soon(self._keep_token_fresh)
         except BaseException:
             await self._shutdown()
             raise
         self._state = "open"
         return self
+
+    async def _run_background(self) -> None:
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._streams = StreamManager(
+                    self._supervisor,
+                    task_group,
+                    lambda: self.bar_limit,
+                    self.limits.max_backfill_bars,
+                )
+                task_group.start_soon(self._supervisor.run)
+                if self._authenticator is not None:
+                    task_group.start_soon(self._keep_token_fresh)
+                self._background_ready.set()
+                await anyio.sleep_forever()
+        finally:
+            self._background_ready.set()
+            self._supervisor.stop()
 
     async def __aexit__(
         self,
@@ -162,27 +183,34 @@ class TvFeed:
         await self._shutdown()
 
     async def aclose(self) -> None:
-        """Close the feed (same as leaving ``async with``)."""
+        """Close the feed (same as leaving ``async with``); safe to call from any task.
+
+        Every stream ends, background tasks finish their bounded cleanup, the socket and the
+        HTTP session close. Calling it again does nothing.
+        """
         await self._shutdown()
 
     async def _shutdown(self) -> None:
         if self._state == "closed":
+            await self._closed.wait()
             return
         self._state = "closed"
         if self._streams is not None:
             self._streams.close()
-        task_group, self._task_group = self._task_group, None
+        runner, self._runner = self._runner, None
         try:
-            if task_group is not None:
-                # Cancelling the group's own scope ends every background task; its exit waits
-                # for their (shielded, time-bounded) cleanup.
-                task_group.cancel_scope.cancel()
-                await task_group.__aexit__(None, None, None)
+            if runner is not None and not runner.done():
+                runner.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({runner})
+            if runner is not None and not runner.cancelled() and runner.exception() is not None:
+                logger.error("background task failed", exc_info=runner.exception())
         finally:
             http, self._http = self._http, None
             if http is not None:
                 with anyio.CancelScope(shield=True):
                     await http.close()
+            self._closed.set()
 
     def _check_open(self) -> None:
         if self._state != "open":

@@ -348,7 +348,7 @@ class Subscription:
         newest = self.merger.newest_time
         if resuming and newest is not None:
             # Page back until the history reaches the last bar we knew, or runs out.
-            while True:
+            while len(self._pending) < self.manager.max_backfill_bars:
                 oldest = min((bar.timestamp for bar in self._pending), default=None)
                 if oldest is not None and oldest <= newest:
                     break
@@ -363,13 +363,21 @@ class Subscription:
                 if not older:
                     break
         pending, self._pending = self._pending, []
-        result = self.merger.apply_many(pending, overlap_expected=resuming)
         if resuming:
-            if result.gap is not None:
+            oldest = min((bar.timestamp for bar in pending), default=None)
+            if newest is not None and oldest is not None and oldest > newest:
+                # The history does not reach the bar we last knew: the bars in between, and
+                # the final values of the bar that was forming, are unknown. Report the hole
+                # and do not pass that bar off as closed.
+                self.merger.discard_forming()
+                after = self.merger.last_closed
+                gap = Gap(after=newest if after is None else after, before=oldest)
                 for consumer in list(self.consumers):
-                    consumer.report_gap(result.gap, key)
+                    consumer.report_gap(gap, key)
+            result = self.merger.apply_many(pending)
             self._deliver(result.closed, result.forming)
         else:
+            result = self.merger.apply_many(pending)
             self.retained.extend(result.closed)
             if result.forming is not None:
                 for consumer in self.consumers:
@@ -394,8 +402,10 @@ class StreamManager:
         supervisor: Supervisor,
         task_group: TaskGroup,
         bar_limit: Callable[[], int],
+        max_backfill_bars: int = 50_000,
     ) -> None:
         self.supervisor = supervisor
+        self.max_backfill_bars = max_backfill_bars
         self._task_group = task_group
         self.bar_limit = bar_limit
         self._subscriptions: dict[StreamKey, Subscription] = {}
@@ -409,7 +419,7 @@ class StreamManager:
 
     def backfill_count(self, subscription: Subscription) -> int:
         """Bars to ask for when re-creating a series (paging covers longer outages)."""
-        return min(self.bar_limit(), max(subscription.history + 1, 300))
+        return min(self.bar_limit(), self.max_backfill_bars, max(subscription.history + 1, 300))
 
     def subscribe(self, key: StreamKey, consumer: Consumer, history: int = 2) -> Subscription:
         """Attach ``consumer`` to the subscription of ``key``, creating it if needed."""

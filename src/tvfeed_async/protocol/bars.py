@@ -160,6 +160,12 @@ class BarMerger:
             self.apply(bar, result)
         return result
 
+    def discard_forming(self) -> Bar | None:
+        """Forget the forming bar without reporting it closed (its final values are unknown,
+        e.g. after an outage the history could not cover); return what it was."""
+        forming, self._forming = self._forming, None
+        return forming
+
     def close_forming(self) -> Bar | None:
         """Declare the forming bar closed (e.g. history is final); return it closed, or None."""
         forming = self._forming

@@ -1,0 +1,19 @@
+"""Helpers for tests that run TvFeed against the bundled simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tvfeed_async import Timeouts, TvFeed
+
+
+@asynccontextmanager
+async def open_feed(simulator: Any, **options: Any) -> AsyncIterator[TvFeed]:
+    """A TvFeed on the simulator: no session cache, no credentials from the environment."""
+    options.setdefault("timeouts", Timeouts(request=60.0, idle=30.0))
+    async with TvFeed(
+        endpoints=simulator.endpoints, session_cache=False, use_env=False, **options
+    ) as feed:
+        yield feed
