@@ -42,9 +42,8 @@ async def run_demo(seconds: float = 3.0) -> int:
             started = time.perf_counter()
             results = await feed.get_hist_many(HISTORY_SYMBOLS, interval="60", n_bars=2_000)
             elapsed = time.perf_counter() - started
-            say(
-                f"history: {len(results)} symbols x 2,000 hourly bars in {elapsed:.2f} s, one socket"
-            )
+            count = len(results)
+            say(f"history: {count} symbols x 2,000 hourly bars in {elapsed:.2f} s on one socket")
             for symbol, result in results.items():
                 if isinstance(result, Exception):
                     say(f"  {symbol:<20} error: {result}")
