@@ -122,6 +122,7 @@ class TvFeed:
         self._runner: asyncio.Task[None] | None = None
         self._background_ready = anyio.Event()
         self._closed = anyio.Event()
+        self._last_refresh = -_TOKEN_RETRY_DELAY
         self._limiter = anyio.CapacityLimiter(self.limits.max_in_flight)
         self._supervisor = Supervisor(self.endpoints, self.timeouts, self.retry, self._token)
         self._streams: StreamManager | None = None
@@ -271,6 +272,13 @@ class TvFeed:
             if wait > 0:
                 await anyio.sleep(wait)
                 continue
+            if time.monotonic() - self._last_refresh < _TOKEN_RETRY_DELAY:
+                # A fresh token that already looks close to lapsing (clock skew between us and
+                # the server): do not hammer the sign-in endpoints; rely on the server saying
+                # "bad auth token", which refreshes and reconnects anyway.
+                await anyio.sleep(_TOKEN_RETRY_DELAY)
+                continue
+            self._last_refresh = time.monotonic()
             logger.info("auth token lapses soon; refreshing it")
             try:
                 self._auth = await self._authenticator.refresh()

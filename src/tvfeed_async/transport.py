@@ -24,6 +24,19 @@ USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
+
+
+class _NoFrameDumps(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The websockets library logs every frame at DEBUG, the auth token included. Its
+    connection events (INFO and above) still go to ``tvfeed_async.websocket``; frame dumps
+    never do, so turning on debug logging cannot leak a secret."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+_WEBSOCKET_LOGGER = _NoFrameDumps(logging.getLogger("tvfeed_async.websocket"), {})
+
 # A 20,000-bar history packet is about 2 MB (PROTOCOL.md §8); allow generous headroom.
 _MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
@@ -92,6 +105,7 @@ async def open_transport(
             close_timeout=close_timeout,
             max_size=_MAX_MESSAGE_SIZE,
             max_queue=64,
+            logger=_WEBSOCKET_LOGGER,
             # Loopback servers (the bundled simulator, tests) must never go through a proxy
             # configured for the outside world; other hosts use the environment's proxy.
             proxy=None if _is_loopback(url) else True,

@@ -13,7 +13,7 @@ from tvfeed_async import Timeouts, TvFeed
 async def open_feed(simulator: Any, **options: Any) -> AsyncIterator[TvFeed]:
     """A TvFeed on the simulator: no session cache, no credentials from the environment."""
     options.setdefault("timeouts", Timeouts(request=60.0, idle=30.0))
-    async with TvFeed(
-        endpoints=simulator.endpoints, session_cache=False, use_env=False, **options
-    ) as feed:
+    options.setdefault("session_cache", False)
+    options.setdefault("use_env", False)
+    async with TvFeed(endpoints=simulator.endpoints, **options) as feed:
         yield feed

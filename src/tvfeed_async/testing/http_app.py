@@ -122,6 +122,8 @@ class SearchEntry:
         currency: the ``currency_code``.
         country: two-letter country code, may be empty.
         prefix: the id prefix when it differs from the exchange (``prefix:symbol``).
+        typespecs: finer types (``("crypto",)`` for a ``spot`` pair); ``search_type`` matches
+            the type or any of these, as the real search does for crypto pairs.
     """
 
     symbol: str
@@ -131,6 +133,7 @@ class SearchEntry:
     currency: str
     country: str = ""
     prefix: str | None = None
+    typespecs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +382,10 @@ class HttpState:
                 (entry.prefix or "").casefold(),
             ):
                 continue
-            if wanted_type and entry.type.casefold() != wanted_type:
+            if wanted_type and wanted_type not in (
+                entry.type.casefold(),
+                *(spec.casefold() for spec in entry.typespecs),
+            ):
                 continue
             symbol_span = _find(entry.symbol, needle_folded)
             description_span = _find(entry.description, needle_folded)
@@ -436,7 +442,7 @@ def _symbol_json(
         "source_id": source,
         "source2": {"id": source, "name": entry.exchange, "description": entry.exchange},
         "country": entry.country,
-        "typespecs": ["common"] if entry.type == "stock" else [],
+        "typespecs": list(entry.typespecs) or (["common"] if entry.type == "stock" else []),
         "is_primary_listing": True,
         "found_by_isin": False,
         "found_by_cusip": False,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
@@ -161,11 +162,14 @@ class TvSimulator:
                 type=info.type,
                 currency=info.currency,
                 country=info.country,
+                typespecs=tuple(getattr(info, "typespecs", ())),
             )
             for info in self.catalogue
         ]
+        # Wall-clock time for accounts, TOTP codes and tokens: a client's pyotp and its token
+        # expiry checks use the real clock; the virtual clock only drives market data.
         self.http = HttpState(
-            tokens=self.tokens, now=self.clock.now, accounts=self._accounts, search_entries=entries
+            tokens=self.tokens, now=time.time, accounts=self._accounts, search_entries=entries
         )
         runner = web.AppRunner(build_http_app(self.http), access_log=None)
         await runner.setup()
@@ -253,10 +257,8 @@ class TvSimulator:
         self, plan: str = "pro_premium", user_id: int = 1_000_001, issued_at: float | None = None
     ) -> str:
         """A token the WebSocket side accepts, valid for 4 h from ``issued_at`` (default:
-        now on the simulator clock)."""
-        return self.tokens.issue(
-            user_id, plan, self.clock.now() if issued_at is None else issued_at
-        )
+        now on the wall clock: tokens live in real time, market data in virtual time)."""
+        return self.tokens.issue(user_id, plan, time.time() if issued_at is None else issued_at)
 
     # -- ground truth ----------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -768,7 +769,10 @@ class SimConnection:
             self.authenticated, self.plan = True, None
             self.bar_limit = self.hub.bar_limit(None)
             return
-        claims = self.hub.tokens.verify(token, self._now()) if isinstance(token, str) else None
+        # Tokens live in wall-clock time, like the accounts and TOTP codes of the HTTP side:
+        # the virtual clock only drives market data (a client checks a token's exp against
+        # its own clock, which a virtual clock set in the past would make look expired).
+        claims = self.hub.tokens.verify(token, time.time()) if isinstance(token, str) else None
         if claims is None:
             if out:
                 self.emit(out)
