@@ -49,9 +49,7 @@ async def history(request: web.Request) -> web.Response:
         )
     except (TvFeedError, ValueError) as error:
         return web.json_response({"error": str(error)}, status=400)
-    rows = [
-        {**row, "time": row["time"].isoformat()} for row in frame.iter_rows(named=True)
-    ]
+    rows = [{**row, "time": row["time"].isoformat()} for row in frame.iter_rows(named=True)]
     return web.json_response(rows)
 
 

@@ -1,6 +1,6 @@
 """Download daily history of many symbols at once on one socket and save one Parquet file.
 
-    python examples/download_many.py out.parquet NASDAQ:AAPL NASDAQ:MSFT BINANCE:BTCUSDT
+python examples/download_many.py out.parquet NASDAQ:AAPL NASDAQ:MSFT BINANCE:BTCUSDT
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
     simulate = commands.add_parser("simulate", help="run the bundled TradingView simulator")
     simulate.add_argument("--port", type=int, default=0, help="WebSocket port (0: any free)")
-    simulate.add_argument("--http-port", type=int, default=None, help="HTTP port (default: any)")
+    simulate.add_argument("--http-port", type=int, default=0, help="HTTP port (0: any free)")
     simulate.add_argument("--speed", type=float, default=1.0, help="virtual seconds per second")
 
     demo = commands.add_parser("demo", help="history and live bars from the bundled simulator")
