@@ -22,9 +22,10 @@ def _install(session: nox.Session, *groups: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The default suite: unit, property and integration tests (loopback only)."""
+    """The default suite: unit, property, simulator, integration and chaos-proxy tests
+    (loopback only). The long soak and the third-party peer run are opt-in sessions."""
     _install(session, "test")
-    session.run("pytest", "-m", "not chaos and not soak and not peer", *session.posargs)
+    session.run("pytest", "-m", "not soak and not peer", *session.posargs)
 
 
 @nox.session(default=False)
@@ -39,7 +40,7 @@ def soak(session: nox.Session) -> None:
     """Long randomised fault schedules (TVFEED_SOAK_SECONDS sets the length)."""
     _install(session, "test")
     session.env.setdefault("TVFEED_SOAK_SECONDS", "300")
-    session.run("pytest", "-m", "soak", "-p", "no:timeout", *session.posargs)
+    session.run("pytest", "-m", "soak", "-o", "timeout=0", *session.posargs)
 
 
 @nox.session(default=False)

@@ -59,6 +59,7 @@ class Timeouts:
             (real servers send a heartbeat every 10 s).
         close: how long the shutdown may wait for the closing handshake.
         http: one HTTP request (sign-in, search).
+        token_refresh_margin: refresh the auth token this long before it lapses.
     """
 
     connect: float = 15.0
@@ -66,6 +67,7 @@ class Timeouts:
     idle: float = 30.0
     close: float = 5.0
     http: float = 30.0
+    token_refresh_margin: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

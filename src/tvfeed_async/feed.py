@@ -50,8 +50,8 @@ TimeLike = datetime | date | int | float
 StreamSpec = tuple[str, str, IntervalLike] | tuple[str, IntervalLike]
 _ADJUSTMENTS = ("splits", "dividends")
 _HISTORY_ATTEMPTS = 3
-#: Refresh the auth token this long before it lapses; retry a failed refresh after a minute.
-_TOKEN_REFRESH_MARGIN = 300.0
+#: Never refresh the auth token twice within this many seconds (and retry a failed refresh
+#: after as long).
 _TOKEN_RETRY_DELAY = 60.0
 _ENV_CREDENTIALS = (
     "TV_USERNAME",
@@ -268,7 +268,7 @@ class TvFeed:
             auth = self._auth
             if auth is None or auth.expires_at is None:
                 return
-            wait = auth.expires_at - _TOKEN_REFRESH_MARGIN - time.time()
+            wait = auth.expires_at - self.timeouts.token_refresh_margin - time.time()
             if wait > 0:
                 await anyio.sleep(wait)
                 continue

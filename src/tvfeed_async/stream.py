@@ -69,6 +69,9 @@ logger = logging.getLogger("tvfeed_async.stream")
 #: goes on with the bars after it.
 GapPolicy = Literal["raise"] | Callable[[Gap], None]
 
+#: Seconds a backfill waits for a full consumer queue to drain before ending that consumer.
+BACKFILL_PATIENCE = 10.0
+
 
 @dataclass(frozen=True, slots=True)
 class StreamKey:
@@ -92,6 +95,7 @@ class Consumer:
         "_error",
         "_finished",
         "_forming",
+        "_room",
         "_wakeup",
         "max_closed",
         "on_gap",
@@ -107,6 +111,18 @@ class Consumer:
         self._error: BaseException | None = None
         self._finished = False
         self._wakeup = anyio.Event()
+        self._room = anyio.Event()
+
+    @property
+    def full(self) -> bool:
+        """True while ``max_closed`` closed bars are waiting (the next one would overflow)."""
+        return len(self._closed) >= self.max_closed and not self.done
+
+    async def wait_for_room(self) -> None:
+        """Wait until the consumer takes a closed bar (or ends)."""
+        while self.full:
+            self._room = anyio.Event()
+            await self._room.wait()
 
     @property
     def done(self) -> bool:
@@ -157,11 +173,13 @@ class Consumer:
         if self._error is None and not self._finished:
             self._error = error
             self._wakeup.set()
+            self._room.set()
 
     def finish(self) -> None:
         """End the consumer normally (its iterator stops)."""
         self._finished = True
         self._wakeup.set()
+        self._room.set()
 
     async def get(self) -> Bar | None:
         """The next bar, or None when the consumer was finished.
@@ -170,6 +188,7 @@ class Consumer:
         """
         while True:
             if self._closed:
+                self._room.set()
                 return self._closed.popleft()
             if self._forming:
                 key = next(iter(self._forming))
@@ -262,6 +281,18 @@ class Subscription:
         if forming is not None:
             for consumer in consumers:
                 consumer.push_forming(forming)
+
+    async def _deliver_paced(self, closed: list[Bar]) -> None:
+        """Deliver a backfill at the consumers' pace: an outage can close more bars than a
+        queue holds, and a consumer that keeps up must not be ended for that. One that makes
+        no room within ``BACKFILL_PATIENCE`` seconds is ended as too slow."""
+        for bar in closed:
+            self.retained.append(bar)
+            for consumer in list(self.consumers):
+                if consumer.full:
+                    with anyio.move_on_after(BACKFILL_PATIENCE):
+                        await consumer.wait_for_room()
+                consumer.push_closed(bar)
 
     def _fail(self, error: TvFeedError) -> None:
         if self._error is None:
@@ -375,7 +406,15 @@ class Subscription:
                 for consumer in list(self.consumers):
                     consumer.report_gap(gap, key)
             result = self.merger.apply_many(pending)
-            self._deliver(result.closed, result.forming)
+            forming = result.forming
+            await self._deliver_paced(result.closed)
+            # Live updates that arrived while the backfill was being consumed.
+            while self._pending:
+                more, self._pending = self._pending, []
+                result = self.merger.apply_many(more)
+                forming = result.forming or forming
+                await self._deliver_paced(result.closed)
+            self._deliver([], forming)
         else:
             result = self.merger.apply_many(pending)
             self.retained.extend(result.closed)

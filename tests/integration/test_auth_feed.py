@@ -194,3 +194,31 @@ async def test_no_secret_in_logs_or_reprs(sim, caplog):
     for text in texts:
         for secret in (PASSWORD, TOTP_SECRET, code, token, cookie):
             assert secret not in text
+
+
+async def test_token_is_refreshed_before_it_lapses_without_losing_a_bar(sim):
+    """A feed lives for days, a token for hours: it is renewed from the cookie ahead of time."""
+    from tvfeed_async import Timeouts
+
+    assert sim.http is not None
+    sim.tokens.lifetime = 30  # seconds of wall-clock time
+    timeouts = Timeouts(request=30.0, idle=30.0, token_refresh_margin=29.0)
+    async with open_feed(
+        sim, username="trader", password=PASSWORD, timeouts=timeouts, retry=FAST["retry"]
+    ) as feed:
+        stream = feed.stream("BINANCE:BTCUSDT", interval="1", partial=True)
+        async with contextlib.aclosing(stream):
+            start = (await first_forming(stream)).timestamp
+            with anyio.fail_after(10):
+                while feed.connections_opened < 2:
+                    await sim.clock.advance(MINUTE)
+                    await anyio.sleep(0.1)
+            await sim.clock.advance(2 * MINUTE)
+            now = sim.clock.now()
+            minutes = int(now - start) // MINUTE
+            closed = await collect_closed(stream, minutes)
+    assert as_tuples(closed) == truth_bars(
+        sim, "BINANCE:BTCUSDT", "1", start, start + minutes * MINUTE
+    )
+    assert sim.http.signin_attempts == 1
+    assert sim.http.home_requests >= 1

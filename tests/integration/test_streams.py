@@ -394,3 +394,19 @@ async def test_closing_the_feed_ends_streams(tv_simulator):
             await feed.aclose()
             with anyio.fail_after(5):
                 await ended.wait()
+
+
+async def test_backfill_larger_than_the_queue_is_paced_not_fatal(tv_simulator):
+    """An outage can close more bars than a consumer's queue holds; a consumer that keeps up
+    receives them all (the backfill waits for it) instead of being ended as too slow."""
+    async with open_feed(tv_simulator, **FAST) as feed:
+        stream = feed.stream("BINANCE:BTCUSDT", interval="1", partial=True, queue_size=10)
+        async with contextlib.aclosing(stream):
+            start = (await first_forming(stream)).timestamp
+            tv_simulator.faults.refuse_upgrades(3)
+            assert tv_simulator.faults.drop_open() == 1
+            await tv_simulator.clock.advance(120 * MINUTE)
+            closed = await collect_closed(stream, 120)
+    assert as_tuples(closed) == truth_bars(
+        tv_simulator, "BINANCE:BTCUSDT", "1", start, start + 120 * MINUTE
+    )

@@ -265,6 +265,10 @@ class ChaosProxy:
                 )
         finally:
             self._connections.discard(connection)
+            # Close both before awaiting either: aclose() may cancel this task while it waits
+            # for the first one, and the second socket must not be left open.
+            client_writer.close()
+            upstream_writer.close()
             await _close(client_writer)
             await _close(upstream_writer)
 
