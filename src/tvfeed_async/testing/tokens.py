@@ -14,18 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PLAN_BAR_LIMITS", "TokenClaims", "TokenIssuer", "decode_claims"]
+from ..auth import PLAN_BAR_LIMITS
 
-#: Bars per request by plan (PROTOCOL.md §8).
-PLAN_BAR_LIMITS: dict[str, int] = {
-    "": 5_000,
-    "free": 5_000,
-    "pro": 10_000,
-    "pro_plus": 10_000,
-    "pro_premium": 20_000,
-    "pro_expert": 25_000,
-    "pro_ultimate": 40_000,
-}
+__all__ = ["PLAN_BAR_LIMITS", "TokenClaims", "TokenIssuer", "decode_claims"]
 
 TOKEN_LIFETIME = 14_400
 
@@ -110,7 +101,9 @@ class TokenIssuer:
             return None
         try:
             result = TokenClaims(
-                int(claims["user_id"]), str(claims.get("plan", "")), int(claims["iat"]),
+                int(claims["user_id"]),
+                str(claims.get("plan", "")),
+                int(claims["iat"]),
                 int(claims["exp"]),
             )
         except (KeyError, TypeError, ValueError):
