@@ -410,3 +410,21 @@ async def test_backfill_larger_than_the_queue_is_paced_not_fatal(tv_simulator):
     assert as_tuples(closed) == truth_bars(
         tv_simulator, "BINANCE:BTCUSDT", "1", start, start + 120 * MINUTE
     )
+
+
+async def test_reconnect_during_backfill_loses_nothing(tv_simulator):
+    async with open_feed(tv_simulator, **FAST) as feed:
+        stream = feed.stream("BINANCE:ETHUSDT", interval="1", partial=True)
+        async with contextlib.aclosing(stream):
+            start = (await first_forming(stream)).timestamp
+            await tv_simulator.clock.advance(2 * MINUTE)
+            # The next connection dies after its hello, symbol_resolved and series_loading:
+            # in the middle of the backfill.
+            tv_simulator.faults.next_connection(drop_after_packets=3)
+            assert tv_simulator.faults.drop_open() == 1
+            await tv_simulator.clock.advance(30 * MINUTE)
+            closed = await collect_closed(stream, 32)
+        assert feed.connections_opened == 3
+    assert as_tuples(closed) == truth_bars(
+        tv_simulator, "BINANCE:ETHUSDT", "1", start, start + 32 * MINUTE
+    )
