@@ -948,7 +948,8 @@ class SimConnection:
             out.clear()
         self.emit([_envelope("series_loading", [chart_id, series_id, turnaround], now)])
         # History and series_completed travel in one WebSocket message, as observed (§6).
-        rows = [truth.at(slot, now) for slot in slots]
+        closed = sum(1 for slot in slots if slot[2] <= now)
+        rows = truth.finals(slots[:closed]) + [truth.at(slot, now) for slot in slots[closed:]]
         series.first_open = slots[0][1] if slots else now_floor(now)
         series.loaded = len(slots)
         packets = [
