@@ -58,6 +58,9 @@ class SimulatorClock:
     def _attach(self, driver: Driver) -> None:
         """Install the simulator's event driver (one per clock)."""
         self._driver = driver
+
+    def _start_running(self) -> None:
+        """Real-time mode: virtual time starts following the event loop from now on."""
         if self.realtime and self._wall_origin is None:
             self._wall_origin = _loop_time()
 

@@ -143,6 +143,7 @@ class TvSimulator:
             if self._http_port is not None:
                 await self._start_http(self._http_port)
             if self.clock.realtime:
+                self.clock._start_running()
                 self._realtime_task = asyncio.create_task(self._hub.run_realtime())
         except BaseException:
             await self._ws.stop()
