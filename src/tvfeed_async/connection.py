@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
+import anyio.lowlevel
 
 from .config import Endpoints, RetryPolicy, Timeouts
 from .errors import (
@@ -45,6 +46,9 @@ from .transport import WebSocketTransport, open_transport
 __all__ = ["Link", "Route", "Supervisor"]
 
 logger = logging.getLogger("tvfeed_async.connection")
+
+#: The reader lets other tasks run after this many messages in a row.
+_YIELD_EVERY = 32
 
 
 class Route(Protocol):
@@ -289,16 +293,38 @@ class Supervisor:
         link: Link,
         after_refresh: bool,
     ) -> None:
+        idle = self._timeouts.idle
+        # One watchdog scope for the whole connection, its deadline pushed forward as data
+        # arrives (at most every idle/4 s): a scope per receive cost more than the decoding.
+        with anyio.CancelScope(deadline=anyio.current_time() + idle) as watchdog:
+            await self._read_messages(transport, protocol, link, after_refresh, watchdog)
+        if watchdog.cancelled_caught:
+            raise ConnectionLost(
+                f"no data and no heartbeat for about {idle:g} s: the connection is stalled"
+            )
+
+    async def _read_messages(
+        self,
+        transport: WebSocketTransport,
+        protocol: ClientProtocol,
+        link: Link,
+        after_refresh: bool,
+        watchdog: anyio.CancelScope,
+    ) -> None:
         routes = self._routes
         idle = self._timeouts.idle
+        slack = idle / 4
+        received = 0
         while True:
-            try:
-                with anyio.fail_after(idle):
-                    data = await transport.receive()
-            except TimeoutError:
-                raise ConnectionLost(
-                    f"no data and no heartbeat for {idle:g} s: the connection is stalled"
-                ) from None
+            data = await transport.receive()
+            now = anyio.current_time()
+            if watchdog.deadline - now < idle - slack:
+                watchdog.deadline = now + idle
+            received += 1
+            if received % _YIELD_EVERY == 0:
+                # recv() does not yield while messages are queued: let consumers run during
+                # a backlog instead of coalescing everything behind it.
+                await anyio.lowlevel.checkpoint()
             try:
                 messages = protocol.receive_data(data)
             except FramingError as exc:
