@@ -33,6 +33,7 @@ from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
     ConsumerTooSlow,
+    FramingError,
     GapError,
     SymbolNotFound,
     TvFeedError,
@@ -49,7 +50,6 @@ from .protocol.messages import (
     ServerMessage,
     SymbolError,
     SymbolResolved,
-    bar_from_values,
     chart_create_session,
     chart_delete_session,
     create_series,
@@ -236,8 +236,9 @@ class Subscription:
                 return
             symbol, interval = self.key.symbol.full, self.key.interval.code
             try:
-                bars = [bar_from_values(row["v"], symbol, interval) for row in payload.rows]
-            except (KeyError, IndexError, TypeError, ValueError):
+                # The protocol core's fast path (one inline bar for a one-row live update).
+                bars = payload.bars(symbol, interval)
+            except FramingError:
                 logger.warning("%s: ignoring a malformed bar update", symbol)
                 return
             if self._live:

@@ -45,6 +45,7 @@ _JSON_PREFIX = "~j~"
 # A complete header. Real packets are at most a few MB; ten digits is far beyond that and
 # bounds garbage headers. [0-9], because \d would also take other scripts' digits.
 _HEADER = re.compile(r"~m~([0-9]{1,10})~m~")
+_match_header = _HEADER.match
 # An incomplete header at the end of the buffer: "~", "~m", "~m~", "~m~12", "~m~12~", "~m~12~m".
 _PARTIAL_HEADER = re.compile(r"~(?:m(?:~(?:[0-9]{0,10}(?:~m?)?)?)?)?\Z")
 
@@ -192,8 +193,26 @@ class FrameDecoder:
                 data = bytes(data).decode("utf-8")
             except (UnicodeDecodeError, TypeError) as exc:
                 raise FramingError("binary message is not UTF-8 text") from exc
-        text = self._pending + data if self._pending else data
-        if text.isascii() or not _has_astral(text):
+        if self._pending:
+            text = self._pending + data
+            self._pending = ""
+        else:
+            text = data
+        if text.isascii():
+            # isascii() is O(1) (a flag of the string object), and in ASCII text one character
+            # is one UTF-16 unit. Most live messages are exactly one packet: cut it here.
+            found = _match_header(text)
+            if found is not None:
+                start = found.end()
+                if start + int(found[1]) == len(text):
+                    payload = text[start:]
+                    return [_classify(payload) if payload[:1] == "~" else payload]
+            packets, rest = _split(text, units=False)
+            # Almost every message ends on a packet boundary; skip the slice then.
+            if rest < len(text):
+                self._pending = text[rest:]
+            return packets
+        if not _has_astral(text):
             packets, rest = _split(text, units=False)
             # Almost every message ends on a packet boundary; skip the slice then.
             self._pending = text[rest:] if rest < len(text) else ""
