@@ -216,7 +216,6 @@ class Subscription:
         self.merger = BarMerger()
         self.retained: deque[Bar] = deque(maxlen=max(2, history))
         self.history = max(2, history)
-        self.info: dict[str, Any] | None = None
         self.ready = anyio.Event()
         self._scope = anyio.CancelScope()
         self._session: str | None = None
@@ -251,7 +250,9 @@ class Subscription:
             if message.series_id == SERIES_ID:
                 self._completed.set()
         elif isinstance(message, SymbolResolved):
-            self.info = message.info
+            # Not kept: the full symbol_resolved object is ~6 KB per stream and streams do not
+            # need it (feed.resolve() returns it on demand).
+            pass
         elif isinstance(message, SymbolError):
             self._fail(SymbolNotFound(self.key.symbol.full, message.reason))
         elif isinstance(message, SeriesError):
