@@ -42,14 +42,13 @@ import hmac
 import json
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyotp
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from multidict import MultiDictProxy
 
 from tvfeed_async.testing.tokens import TokenIssuer
 
@@ -477,7 +476,7 @@ def _set_session_cookies(
         response.set_cookie(name, value, path="/", httponly=True, samesite="Lax", max_age=max_age)
 
 
-def _remember(form: MultiDictProxy[str | bytes | web.FileField]) -> bool:
+def _remember(form: Mapping[str, object]) -> bool:
     return str(form.get("remember", "")).lower() in ("on", "true", "1", "yes")
 
 
