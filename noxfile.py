@@ -68,7 +68,9 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Every benchmark script; each prints figures and writes JSON to benchmarks/results/."""
+    """Every benchmark script; each prints figures and writes JSON to benchmarks/results/.
+    The tvkit rows need tvkit in /tmp/tvkit-venv (see benchmarks/README.md); without it they
+    are skipped."""
     _install(session, "bench")
-    for script in ("codec_throughput.py",):
+    for script in ("codec_throughput.py", "history_throughput.py", "stream_throughput.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)
