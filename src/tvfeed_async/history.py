@@ -24,43 +24,29 @@ from typing import Any
 import anyio
 import polars as pl
 
+from .chart import SERIES_ID, SYMBOL_REF, chart_error, open_chart
 from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
-    EntitlementError,
-    InvalidRequest,
-    ProtocolError,
-    SymbolNotFound,
     TvFeedError,
 )
 from .frames import finalize, frame_from_rows
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
 from .protocol.messages import (
-    CriticalError,
     SeriesCompleted,
     SeriesData,
-    SeriesError,
     ServerMessage,
-    SymbolError,
     SymbolResolved,
-    chart_create_session,
     chart_delete_session,
     create_series,
     modify_series,
     range_param,
     request_more_data,
-    resolve_symbol,
-    symbol_spec,
 )
 from .protocol.symbols import Symbol
 
 __all__ = ["HistoryRequest", "HistoryResult", "SymbolInfo", "fetch_history", "fetch_symbol_info"]
-
-SERIES_ID = "sds_1"
-SYMBOL_REF = "sds_sym_1"
-#: series_error reasons that mean "your plan does not include this" (PROTOCOL.md §3.8).
-ENTITLEMENT_REASONS = ("seconds_not_entitled", "custom_resolution", "study_not_auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +153,8 @@ class HistoryResult:
 class _ChartRoute:
     """Collects the messages of one history chart session (runs in the reader task)."""
 
-    def __init__(self, request_name: str) -> None:
+    def __init__(self, symbol: str, request_name: str) -> None:
+        self.symbol = symbol
         self.request_name = request_name
         self.chunks: list[list[dict[str, Any]]] = []
         self.info: dict[str, Any] | None = None
@@ -197,12 +184,10 @@ class _ChartRoute:
         elif isinstance(message, SymbolResolved):
             self.info = message.info
             self.resolved.set()
-        elif isinstance(message, SymbolError):
-            self._fail(SymbolNotFound(self.request_name.split(" ")[0], message.reason))
-        elif isinstance(message, SeriesError):
-            self._fail(_series_error(self.request_name, message.reason))
-        elif isinstance(message, CriticalError):
-            self._fail(_critical_error(self.request_name, message))
+        else:
+            error = chart_error(message, self.symbol, self.request_name)
+            if error is not None:
+                self._fail(error)
 
     def connection_lost(self, error: TvFeedError) -> None:
         self._fail(error if isinstance(error, ConnectionLost) else ConnectionLost(str(error)))
@@ -228,23 +213,6 @@ class _ChartRoute:
         return completed
 
 
-def _series_error(request_name: str, reason: str) -> TvFeedError:
-    if reason.startswith(ENTITLEMENT_REASONS) or "not_entitled" in reason:
-        return EntitlementError(
-            f"{request_name}: TradingView says {reason!r}: the account's plan does not include "
-            "this (seconds and custom intervals need a paid plan; sign in with one)",
-            reason,
-        )
-    return ProtocolError(f"{request_name}: series error {reason!r}")
-
-
-def _critical_error(request_name: str, message: CriticalError) -> TvFeedError:
-    text = f"{request_name}: server refused the request ({message.message}; {message.detail})"
-    if message.message.startswith("invalid"):
-        return InvalidRequest(text)
-    return ProtocolError(text)
-
-
 def _row_times(rows: list[dict[str, Any]]) -> list[int]:
     return [int(row["v"][0]) for row in rows]
 
@@ -254,14 +222,14 @@ async def _open_chart(
 ) -> str:
     session = new_session_id("cs")
     supervisor.add_route(session, route)
-    spec = symbol_spec(
+    await open_chart(
+        link,
+        session,
         request.symbol.full,
         adjustment=request.adjustment,
-        session=request.session,
-        back_adjustment=request.back_adjusted,
+        trading_session=request.session,
+        back_adjusted=request.back_adjusted,
     )
-    await link.send(chart_create_session(session))
-    await link.send(resolve_symbol(session, SYMBOL_REF, spec))
     return session
 
 
@@ -285,7 +253,7 @@ async def fetch_history(
         Cancellation: the chart session is deleted (best effort) and the route removed.
     """
     link = await supervisor.wait_link()
-    route = _ChartRoute(request.describe())
+    route = _ChartRoute(request.symbol.full, request.describe())
     session = await _open_chart(link, supervisor, request, route)
     try:
         if request.start is not None:
@@ -429,7 +397,7 @@ async def fetch_symbol_info(supervisor: Supervisor, symbol: Symbol, session: str
         SymbolNotFound: the server answered ``symbol_error``.
     """
     link = await supervisor.wait_link()
-    route = _ChartRoute(f"{symbol.full} resolve")
+    route = _ChartRoute(symbol.full, f"{symbol.full} resolve")
     request = HistoryRequest(symbol=symbol, interval=Interval("1D"), session=session)
     chart = await _open_chart(link, supervisor, request, route)
     try:

@@ -29,34 +29,26 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskGroup
 
+from .chart import SERIES_ID, SYMBOL_REF, chart_error, open_chart
 from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
     ConsumerTooSlow,
     FramingError,
     GapError,
-    SymbolNotFound,
     TvFeedError,
 )
-from .history import SERIES_ID, SYMBOL_REF, _critical_error, _series_error
 from .protocol.bars import Bar, BarMerger, Gap
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
 from .protocol.messages import (
-    CriticalError,
     SeriesCompleted,
     SeriesData,
-    SeriesError,
     ServerMessage,
-    SymbolError,
-    SymbolResolved,
-    chart_create_session,
     chart_delete_session,
     create_series,
     remove_series,
     request_more_data,
-    resolve_symbol,
-    symbol_spec,
 )
 from .protocol.symbols import Symbol
 
@@ -249,16 +241,12 @@ class Subscription:
         elif isinstance(message, SeriesCompleted):
             if message.series_id == SERIES_ID:
                 self._completed.set()
-        elif isinstance(message, SymbolResolved):
-            # Not kept: the full symbol_resolved object is ~6 KB per stream and streams do not
-            # need it (feed.resolve() returns it on demand).
-            pass
-        elif isinstance(message, SymbolError):
-            self._fail(SymbolNotFound(self.key.symbol.full, message.reason))
-        elif isinstance(message, SeriesError):
-            self._fail(_series_error(self._name, message.reason))
-        elif isinstance(message, CriticalError):
-            self._fail(_critical_error(self._name, message))
+        else:
+            # symbol_resolved is not kept: ~6 KB per stream that streams do not need
+            # (feed.resolve() returns it on demand).
+            error = chart_error(message, self.key.symbol.full, self._name)
+            if error is not None:
+                self._fail(error)
 
     def connection_lost(self, error: TvFeedError) -> None:
         self._live = False
@@ -366,14 +354,14 @@ class Subscription:
         key = self.key
         resuming = self.merger.newest_time is not None
         count = self.manager.backfill_count(self) if resuming else self.history + 1
-        spec = symbol_spec(
+        await open_chart(
+            link,
+            session,
             key.symbol.full,
             adjustment=key.adjustment,
-            session=key.session,
-            back_adjustment=key.back_adjusted,
+            trading_session=key.session,
+            back_adjusted=key.back_adjusted,
         )
-        await link.send(chart_create_session(session))
-        await link.send(resolve_symbol(session, SYMBOL_REF, spec))
         await link.send(
             create_series(session, SERIES_ID, "s1", SYMBOL_REF, key.interval.code, count)
         )
