@@ -6,10 +6,11 @@ registered for its session id, watches liveness, and reconnects with exponential
 jitter when anything goes wrong. Writes all go through :meth:`Supervisor.send`, which holds
 one lock, so there is exactly one write path.
 
-Routes are plain objects with three callbacks, called from the supervisor task only:
-``handle(message)`` for a message of their session, ``connection_lost(error)`` when the
-socket that carried them died, and ``connected(link)`` after a new socket is ready (streams
-use it to re-create their series; history requests fail over instead).
+Routes are plain objects with two callbacks, called from the supervisor task only:
+``handle(message)`` for a message of their session and ``connection_lost(error)`` when the
+socket that carried them died. A route that outlives a socket (a stream) waits for the next
+one with :meth:`Supervisor.wait_link` and re-creates its session there; history requests are
+retried from scratch instead.
 """
 
 from __future__ import annotations
@@ -59,9 +60,6 @@ class Route(Protocol):
 
     def connection_lost(self, error: TvFeedError) -> None:
         """The socket carrying this route died."""
-
-    def connected(self, link: Link) -> None:
-        """A new socket is ready; the route may re-create its session on it."""
 
 
 class Link:
@@ -269,8 +267,6 @@ class Supervisor:
             self._ready.set()
             self._first_attempt.set()
             logger.info("connected (generation %d)", link.generation)
-            for route in list(self._routes.values()):
-                route.connected(link)
             await self._read(transport, protocol, link, refresh_token)
         except TvFeedError as exc:
             error = exc

@@ -192,9 +192,6 @@ class _ChartRoute:
     def connection_lost(self, error: TvFeedError) -> None:
         self._fail(error if isinstance(error, ConnectionLost) else ConnectionLost(str(error)))
 
-    def connected(self, link: Link) -> None:
-        """History requests do not survive a reconnect; they are retried from scratch."""
-
     def _fail(self, error: TvFeedError) -> None:
         if self.error is None:
             self.error = error

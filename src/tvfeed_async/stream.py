@@ -24,7 +24,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -253,9 +253,6 @@ class Subscription:
         self._lost.set()
         self._completed.set()
 
-    def connected(self, link: Link) -> None:
-        """Nothing to do here: the subscription task notices the new link itself."""
-
     # -------------------------------------------------- delivery
 
     @property
@@ -305,7 +302,7 @@ class Subscription:
 
     # -------------------------------------------------- the subscription task
 
-    async def run(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(self) -> None:
         """Keep the series alive across reconnects until cancelled or failed."""
         supervisor = self.manager.supervisor
         with self._scope:
