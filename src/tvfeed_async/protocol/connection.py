@@ -48,8 +48,17 @@ class ClientProtocol:
         Raises:
             FramingError: the text is not valid protocol.
         """
+        packets = self._decoder.feed(data)
+        if len(packets) == 1:
+            # The usual case: one data packet (a call and a loop fewer per live update).
+            packet = packets[0]
+            if packet.__class__ is str:
+                message = parse_message(packet)
+                if message.__class__ is SessionInfo:
+                    self.session_info = message
+                return [message]
         messages: list[ServerMessage] = []
-        for packet in self._decoder.feed(data):
+        for packet in packets:
             if isinstance(packet, Heartbeat):
                 self.heartbeats += 1
                 self._outgoing.append(encode_heartbeat(packet))

@@ -24,8 +24,7 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import FramingError
 
@@ -41,18 +40,20 @@ __all__ = [
 ]
 
 _HEARTBEAT_PREFIX = "~h~"
+_new_tuple = tuple.__new__
 _JSON_PREFIX = "~j~"
 # A complete header. Real packets are at most a few MB; ten digits is far beyond that and
 # bounds garbage headers. [0-9], because \d would also take other scripts' digits.
 _HEADER = re.compile(r"~m~([0-9]{1,10})~m~")
-_match_header = _HEADER.match
 # An incomplete header at the end of the buffer: "~", "~m", "~m~", "~m~12", "~m~12~", "~m~12~m".
 _PARTIAL_HEADER = re.compile(r"~(?:m(?:~(?:[0-9]{0,10}(?:~m?)?)?)?)?\Z")
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(NamedTuple):
     """A heartbeat packet ``~h~<number>``; the client must echo it unchanged.
+
+    A named tuple (built in one C call) rather than a frozen dataclass: every heartbeat in the
+    live stream builds one.
 
     Attributes:
         number: the text after ``~h~`` (a decimal counter on real servers).
@@ -96,7 +97,7 @@ def encode_heartbeat(heartbeat: Heartbeat | str | int) -> str:
 def _classify(payload: str) -> Packet:
     if payload.startswith("~"):
         if payload.startswith(_HEARTBEAT_PREFIX):
-            return Heartbeat(payload[3:])
+            return _new_tuple(Heartbeat, (payload[3:],))
         if payload.startswith(_JSON_PREFIX):
             return payload[3:]
     return payload
@@ -155,6 +156,10 @@ def _split(text: str, units: bool) -> tuple[list[Packet], int]:
     return packets, position
 
 
+# Packets of one message cut by str.split before the position-driven _split takes over.
+_SPLIT_PACKETS = 8
+
+
 class FrameDecoder:
     """Incremental decoder: feed it WebSocket text messages, get packets back.
 
@@ -178,6 +183,41 @@ class FrameDecoder:
         """Text of an incomplete packet waiting for the rest of its data."""
         return self._pending
 
+    def _feed_plain(self, text: str) -> list[Packet]:
+        """Cut the packets off ``text``, in which one character is one UTF-16 unit.
+
+        str.split copies the remaining text once per packet, so after a few packets of one
+        message the position-driven :func:`_split` takes over (many packets would otherwise
+        cost quadratic time); it also decides what a bad header is (garbage or incomplete).
+        """
+        packets: list[Packet] = []
+        for _ in range(_SPLIT_PACKETS):
+            parts = text.split("~m~", 2)
+            if len(parts) != 3 or parts[0]:
+                break
+            digits = parts[1]
+            if not (digits.isascii() and digits.isdigit() and len(digits) <= 10):
+                break
+            length = int(digits)
+            payload = parts[2]
+            size = len(payload)
+            if length > size:  # incomplete: wait for the rest
+                self._pending = text
+                return packets
+            if length < size:
+                text = payload[length:]
+                payload = payload[:length]
+            else:
+                text = ""
+            packets.append(payload if payload[:1] != "~" else _classify(payload))
+            if not text:
+                return packets
+        more, rest = _split(text, units=False)
+        packets.extend(more)
+        if rest < len(text):
+            self._pending = text[rest:]
+        return packets
+
     def feed(self, data: str | bytes) -> list[Packet]:
         """Decode every complete packet in the buffered text plus ``data``.
 
@@ -198,28 +238,34 @@ class FrameDecoder:
             self._pending = ""
         else:
             text = data
+        # isascii() is O(1) (a flag of the string object). In ASCII text, and in any text
+        # without characters beyond U+FFFF, one character is one UTF-16 unit.
         if text.isascii():
-            # isascii() is O(1) (a flag of the string object), and in ASCII text one character
-            # is one UTF-16 unit. Most live messages are exactly one packet: cut it here.
-            found = _match_header(text)
-            if found is not None:
-                start = found.end()
-                if start + int(found[1]) == len(text):
-                    payload = text[start:]
-                    return [_classify(payload) if payload[:1] == "~" else payload]
-            packets, rest = _split(text, units=False)
-            # Almost every message ends on a packet boundary; skip the slice then.
-            if rest < len(text):
-                self._pending = text[rest:]
-            return packets
+            # Most live messages are exactly one packet: cut it here, inline, with as few steps
+            # as possible (this runs for every message). str.split("~m~", 2) reads the header
+            # and copies out the payload in one C call (measured about twice as fast as a regex
+            # match plus a slice); the checks are as strict as the regex: one to ten ASCII
+            # digits between the markers (isdigit() is exactly [0-9] in ASCII text), nothing
+            # before them.
+            parts = text.split("~m~", 2)
+            if len(parts) == 3:
+                digits = parts[1]
+                payload = parts[2]
+                if not parts[0] and digits.isdigit() and len(digits) <= 10:
+                    length = int(digits)
+                    if length == len(payload):
+                        return [payload if payload[:1] != "~" else _classify(payload)]
+                    if length < len(payload):  # more packets follow
+                        packets = self._feed_plain(payload[length:])
+                        first = payload[:length]
+                        packets.insert(0, first if first[:1] != "~" else _classify(first))
+                        return packets
+            return self._feed_plain(text)
         if not _has_astral(text):
-            packets, rest = _split(text, units=False)
-            # Almost every message ends on a packet boundary; skip the slice then.
-            self._pending = text[rest:] if rest < len(text) else ""
-        else:
-            unit_text = _to_units(text)
-            packets, rest = _split(unit_text, units=True)
-            self._pending = _from_units(unit_text[rest:])
+            return self._feed_plain(text)
+        unit_text = _to_units(text)
+        packets, rest = _split(unit_text, units=True)
+        self._pending = _from_units(unit_text[rest:])
         return packets
 
 
