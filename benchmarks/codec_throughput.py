@@ -4,8 +4,8 @@ Measures, in one run (best of N repeats, ``time.perf_counter``, one core, no thr
 
 1. ``du`` decoding: realistic live-update messages (the shape of the genuine ``du`` recording;
    one or two packets per WebSocket message, some with a heartbeat packed in) fed through
-   ``FrameDecoder`` -> ``parse_message`` -> ``SeriesPayload.bars()``. Target: >= 300,000
-   packets/s.
+   ``ClientProtocol.receive_data`` (framing, heartbeat echo, ``parse_message``) ->
+   ``SeriesPayload.bars()``. Target: >= 300,000 packets/s.
 2. The floor: ``orjson.loads`` alone of the same payloads, and the ratio of (1) to it.
 3. A 5,000-bar ``timescale_update`` (with the per-bar tick-mark metadata real servers send and
    2019-style long float tails) -> finalized Polars frame, against ``orjson.loads`` of that
@@ -31,11 +31,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import polars as pl
 
 from tvfeed_async.frames import finalize, frame_from_payloads
-from tvfeed_async.protocol import FrameDecoder, Heartbeat, SeriesData, parse_message
+from tvfeed_async.protocol import ClientProtocol, FrameDecoder, SeriesData, parse_message
 from tvfeed_async.protocol import messages as messages_module
 from tvfeed_async.protocol.framing import encode_packet
 
@@ -137,29 +138,23 @@ def history_packet(bars: int, seed: int = 11) -> str:
 
 
 def decode_du(messages: list[str]) -> int:
-    """The measured pipeline for live updates; returns the number of bars produced."""
-    decoder = FrameDecoder()
+    """The measured pipeline for live updates, as the client's reader runs it: each WebSocket
+    message through ``ClientProtocol.receive_data`` (framing, heartbeat echo, parsing), then
+    each series payload to ``Bar`` values with symbol and interval. Returns the bar count."""
+    receive = ClientProtocol().receive_data
     produced = 0
     for message in messages:
-        for packet in decoder.feed(message):
-            if isinstance(packet, Heartbeat):
-                continue
-            parsed = parse_message(packet)
+        for parsed in receive(message):
             if isinstance(parsed, SeriesData):
                 for payload in parsed.series.values():
                     produced += len(payload.bars("BINANCE:ETHUSDT", "1"))
     return produced
 
 
-def orjson_floor(payloads: list[str]) -> int:
+def parse_all(loads: Callable[[str], Any], payloads: list[str]) -> int:
+    """The floor: JSON parsing alone of each payload (results dropped, as the pipeline's)."""
     for payload in payloads:
-        orjson.loads(payload)
-    return len(payloads)
-
-
-def stdlib_floor(payloads: list[str]) -> int:
-    for payload in payloads:
-        json.loads(payload)
+        loads(payload)
     return len(payloads)
 
 
@@ -172,16 +167,25 @@ def history_frame(packet: str) -> pl.DataFrame:
 
 
 @contextmanager
-def stdlib_json() -> Iterator[None]:
-    """Swap the parser used by ``parse_message`` for the stdlib one, for comparison only."""
-    # parse_message binds orjson's loads and error at import; swap those two names.
-    original = messages_module._loads, messages_module._JSONDecodeError
-    messages_module._loads = json.loads
-    messages_module._JSONDecodeError = json.JSONDecodeError
+def general_path(
+    loads: Callable[[str], Any], errors: tuple[type[Exception], ...]
+) -> Iterator[None]:
+    """Route every packet through ``parse_message``'s general path with the parser ``loads``.
+
+    That is the design before the typed msgspec path (parse to dicts and lists, then build the
+    bars in Python); timing it with orjson and with the stdlib parser shows what the typed path
+    is worth. For comparison only.
+    """
+    names = ("_BARS_PREFIXES", "_loads", "_JSON_ERRORS")
+    original = [getattr(messages_module, name) for name in names]
+    messages_module._BARS_PREFIXES = ("never a packet prefix",)  # type: ignore[assignment]
+    messages_module._loads = loads
+    messages_module._JSON_ERRORS = errors
     try:
         yield
     finally:
-        messages_module._loads, messages_module._JSONDecodeError = original
+        for name, value in zip(names, original, strict=True):
+            setattr(messages_module, name, value)
 
 
 def best_of(repeats: int, functions: dict[str, Callable[[], Any]]) -> dict[str, float]:
@@ -220,47 +224,64 @@ def run(repeats: int, du_count: int) -> dict[str, Any]:
     frame = history_frame(packet)
     assert frame.height == HISTORY_BARS
     assert frame["volume"].null_count() == 0
+    msgspec_loads = msgspec.json.Decoder().decode
 
     timings = best_of(
         repeats,
         {
             "du_decode": lambda: decode_du(messages),
-            "du_orjson_floor": lambda: orjson_floor(payloads),
-            "du_stdlib_floor": lambda: stdlib_floor(payloads),
+            "du_floor_orjson": lambda: parse_all(orjson.loads, payloads),
+            "du_floor_msgspec": lambda: parse_all(msgspec_loads, payloads),
+            "du_floor_stdlib": lambda: parse_all(json.loads, payloads),
             "history_frame": lambda: history_frame(packet),
-            "history_orjson_floor": lambda: orjson.loads(history_payload),
+            "history_floor_orjson": lambda: orjson.loads(history_payload),
+            "history_floor_msgspec": lambda: msgspec_loads(history_payload),
         },
     )
-    with stdlib_json():
-        assert decode_du(messages) == du_count
-        stdlib_runs = {"du_decode_stdlib_json": lambda: decode_du(messages)}
-        timings.update(best_of(max(3, repeats // 3), stdlib_runs))
+    alternatives = {
+        "du_decode_general_orjson": (orjson.loads, (orjson.JSONDecodeError,)),
+        "du_decode_general_stdlib": (json.loads, (json.JSONDecodeError,)),
+    }
+    for name, (loads, errors) in alternatives.items():
+        with general_path(loads, errors):
+            assert decode_du(messages) == du_count
+            timings.update(best_of(max(3, repeats // 3), {name: lambda: decode_du(messages)}))
 
-    du_rate = du_count / timings["du_decode"]
-    floor_rate = du_count / timings["du_orjson_floor"]
-    stdlib_rate = du_count / timings["du_decode_stdlib_json"]
-    stdlib_floor_rate = du_count / timings["du_stdlib_floor"]
-    frame_ratio = timings["history_frame"] / timings["history_orjson_floor"]
+    def rate(name: str) -> float:
+        return du_count / timings[name]
+
+    du_rate = rate("du_decode")
+    floor_name = min(("du_floor_orjson", "du_floor_msgspec"), key=timings.__getitem__)
+    floor_rate = rate(floor_name)
+    history_floor = min(timings["history_floor_orjson"], timings["history_floor_msgspec"])
+    frame_ratio = timings["history_frame"] / history_floor
     return {
         "du": {
             "packets": du_count,
             "websocket_messages": len(messages),
             "decoded_packets_per_second": round(du_rate),
-            "orjson_floor_packets_per_second": round(floor_rate),
+            "floor_parser": floor_name.removeprefix("du_floor_"),
+            "floor_packets_per_second": round(floor_rate),
+            "orjson_parse_packets_per_second": round(rate("du_floor_orjson")),
+            "msgspec_parse_packets_per_second": round(rate("du_floor_msgspec")),
+            "stdlib_parse_packets_per_second": round(rate("du_floor_stdlib")),
             "ratio_to_floor": round(floor_rate / du_rate, 2),
             "target_packets_per_second": DU_TARGET_PER_SECOND,
             "target_met": du_rate >= DU_TARGET_PER_SECOND,
-            "stdlib_json_packets_per_second": round(stdlib_rate),
-            "orjson_speedup_over_stdlib": round(du_rate / stdlib_rate, 2),
-            "stdlib_json_floor_packets_per_second": round(stdlib_floor_rate),
-            "orjson_parser_speedup_over_stdlib": round(floor_rate / stdlib_floor_rate, 2),
+            "general_path_orjson_packets_per_second": round(rate("du_decode_general_orjson")),
+            "general_path_stdlib_packets_per_second": round(rate("du_decode_general_stdlib")),
+            "typed_speedup_over_general_orjson": round(
+                du_rate / rate("du_decode_general_orjson"), 2
+            ),
         },
         "history_frame": {
             "bars": HISTORY_BARS,
             "packet_characters": len(packet),
             "frame_ms": round(timings["history_frame"] * 1e3, 3),
             "bars_per_second": round(HISTORY_BARS / timings["history_frame"]),
-            "orjson_floor_ms": round(timings["history_orjson_floor"] * 1e3, 3),
+            "orjson_parse_ms": round(timings["history_floor_orjson"] * 1e3, 3),
+            "msgspec_parse_ms": round(timings["history_floor_msgspec"] * 1e3, 3),
+            "floor_ms": round(history_floor * 1e3, 3),
             "ratio_to_floor": round(frame_ratio, 3),
             "target_ratio": FRAME_TARGET_RATIO,
             "target_met": frame_ratio <= FRAME_TARGET_RATIO,
@@ -271,6 +292,7 @@ def run(repeats: int, du_count: int) -> dict[str, Any]:
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "orjson": orjson.__version__,
+            "msgspec": msgspec.__version__,
             "polars": pl.__version__,
             "repeats": repeats,
             "sum_range_1000_us": round(python_speed(repeats), 2),
@@ -290,19 +312,22 @@ def report(results: dict[str, Any]) -> str:
         [
             f"machine yardstick: sum(range(1000)) = {results['environment']['sum_range_1000_us']}"
             " us (roughly 7-10 us on a recent desktop)",
-            f"du -> Bars:        {du['decoded_packets_per_second']:>12,} packets/s "
+            f"du -> Bars:              {du['decoded_packets_per_second']:>10,} packets/s "
             f"(target {du['target_packets_per_second']:,}: {verdict(du['target_met'])})",
-            f"orjson floor:      {du['orjson_floor_packets_per_second']:>12,} packets/s "
-            f"(decode is {du['ratio_to_floor']}x the floor's time)",
-            f"stdlib json:       {du['stdlib_json_packets_per_second']:>12,} packets/s "
-            f"(orjson pipeline is {du['orjson_speedup_over_stdlib']}x faster)",
-            f"stdlib json floor: {du['stdlib_json_floor_packets_per_second']:>12,} packets/s "
-            f"(orjson parses {du['orjson_parser_speedup_over_stdlib']}x faster)",
-            f"5,000-bar frame:   {history['frame_ms']:>12} ms "
+            f"parse alone, orjson:     {du['orjson_parse_packets_per_second']:>10,} packets/s",
+            f"parse alone, msgspec:    {du['msgspec_parse_packets_per_second']:>10,} packets/s",
+            f"parse alone, stdlib:     {du['stdlib_parse_packets_per_second']:>10,} packets/s",
+            f"floor ({du['floor_parser']}):  decode takes {du['ratio_to_floor']}x the time of "
+            "parsing alone",
+            f"general path + orjson:   {du['general_path_orjson_packets_per_second']:>10,} "
+            f"packets/s (typed path is {du['typed_speedup_over_general_orjson']}x faster)",
+            f"general path + stdlib:   {du['general_path_stdlib_packets_per_second']:>10,} "
+            "packets/s",
+            f"5,000-bar frame:         {history['frame_ms']:>10} ms "
             f"({history['bars_per_second']:,} bars/s)",
-            f"orjson floor:      {history['orjson_floor_ms']:>12} ms "
-            f"(ratio {history['ratio_to_floor']}, target <= {history['target_ratio']}: "
-            f"{verdict(history['target_met'])})",
+            f"parse alone: orjson {history['orjson_parse_ms']} ms, msgspec "
+            f"{history['msgspec_parse_ms']} ms (ratio to the faster {history['ratio_to_floor']}, "
+            f"target <= {history['target_ratio']}: {verdict(history['target_met'])})",
         ]
     )
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
-from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -43,6 +41,7 @@ __all__ = [
     "frame_from_bars",
     "frame_from_payloads",
     "frame_from_rows",
+    "frame_from_wire_bars",
 ]
 
 #: Column names, in order.
@@ -64,7 +63,6 @@ FRAME_SCHEMA: pl.Schema = pl.Schema(
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 _MICROSECONDS = 1_000_000
 _UTC_MICROSECONDS = pl.Datetime("us", "UTC")
-_WIRE_VALUES = itemgetter("v")
 
 
 def empty_frame() -> pl.DataFrame:
@@ -125,24 +123,33 @@ def frame_from_rows(values: Sequence[Sequence[Any]], symbol: str) -> pl.DataFram
 def frame_from_payloads(payloads: Iterable[SeriesPayload], symbol: str) -> pl.DataFrame:
     """Build a frame from the bars of parsed series payloads (history chunks), in order.
 
-    The same as ``frame_from_rows`` over every payload's ``values()``, without building those
-    intermediate lists (the history path's fastest route from a parsed packet to a frame).
-
-    Raises:
-        FramingError: a row has no ``v`` list of at least five numbers.
+    Order and duplicates are kept; pass the result to :func:`finalize` to sort and
+    de-duplicate.
     """
-    chunks = [payload.rows for payload in payloads]
-    rows = chunks[0] if len(chunks) == 1 else list(chain.from_iterable(chunks))
-    if not rows:
+    return frame_from_wire_bars([row.v for payload in payloads for row in payload.rows], symbol)
+
+
+def frame_from_wire_bars(bars: Sequence[Bar], symbol: str) -> pl.DataFrame:
+    """Build a frame of ``symbol`` from bars as the parser gives them (``Row.v``).
+
+    The bars' own ``symbol`` field is not read (the parser leaves it empty); times are the
+    integer seconds of :class:`~tvfeed_async.Bar`.
+    """
+    if not bars:
         return empty_frame()
-
-    def values() -> list[Any]:
-        return list(map(_WIRE_VALUES, rows))
-
-    try:
-        return _frame(map(_WIRE_VALUES, rows), values, len(rows), symbol)
-    except (KeyError, TypeError) as exc:
-        raise FramingError(f"malformed bar rows for {symbol!r}: {exc!r}") from exc
+    columns = _transpose(bars)
+    size = len(bars)
+    seconds = pl.Series("time", columns[0], dtype=pl.Int64)
+    frame_columns = [
+        (seconds * _MICROSECONDS).cast(_UTC_MICROSECONDS),
+        _constant("symbol", symbol, pl.String(), size),
+    ]
+    frame_columns.extend(
+        pl.Series(name, values, dtype=pl.Float64)
+        for name, values in zip(_PRICE_COLUMNS, columns[1:5], strict=True)
+    )
+    frame_columns.append(pl.Series("volume", columns[5], dtype=pl.Float64))
+    return pl.DataFrame(frame_columns)
 
 
 def _frame(

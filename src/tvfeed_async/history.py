@@ -30,10 +30,11 @@ from .errors import (
     ConnectionLost,
     TvFeedError,
 )
-from .frames import finalize, frame_from_rows
+from .frames import finalize, frame_from_wire_bars
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
 from .protocol.messages import (
+    Row,
     SeriesCompleted,
     SeriesData,
     ServerMessage,
@@ -156,7 +157,7 @@ class _ChartRoute:
     def __init__(self, symbol: str, request_name: str) -> None:
         self.symbol = symbol
         self.request_name = request_name
-        self.chunks: list[list[dict[str, Any]]] = []
+        self.chunks: list[list[Row]] = []
         self.info: dict[str, Any] | None = None
         self.error: TvFeedError | None = None
         self.completed: SeriesCompleted | None = None
@@ -210,8 +211,8 @@ class _ChartRoute:
         return completed
 
 
-def _row_times(rows: list[dict[str, Any]]) -> list[int]:
-    return [int(row["v"][0]) for row in rows]
+def _row_times(rows: list[Row]) -> list[int]:
+    return [row.v[0] for row in rows]
 
 
 async def _open_chart(
@@ -360,8 +361,8 @@ async def _run_range(
 
 
 def _build_frame(request: HistoryRequest, route: _ChartRoute) -> pl.DataFrame:
-    rows = [row["v"] for chunk in route.chunks for row in chunk]
-    frame = finalize(frame_from_rows(rows, request.symbol.full))
+    bars = [row.v for chunk in route.chunks for row in chunk]
+    frame = finalize(frame_from_wire_bars(bars, request.symbol.full))
     if request.start is not None and request.end is not None:
         start_us = request.start * 1_000_000
         end_us = request.end * 1_000_000

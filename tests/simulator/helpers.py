@@ -140,11 +140,7 @@ class RawClient:
 
 def rows_of(data: SeriesData, series: str = "s1") -> list[tuple[Any, ...]]:
     """Wire bars as ``(time, o, h, l, c, v)`` tuples (volume None when absent)."""
-    result = []
-    for row in data.series[series].rows:
-        values = row["v"]
-        result.append((int(values[0]), *values[1:5], values[5] if len(values) > 5 else None))
-    return result
+    return [tuple(row.v[:6]) for row in data.series[series].rows]
 
 
 def truth_tuples(

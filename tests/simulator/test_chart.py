@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import orjson
 import pytest
 
 from tvfeed_async.protocol.framing import decode_packets, utf16_len
@@ -108,7 +108,7 @@ async def test_count_form_returns_truth_plus_the_forming_bar(
 ) -> None:
     history, completed = await client.chart("BINANCE:BTCUSDT", "1", 300)
     rows = rows_of(history)
-    assert [row["i"] for row in history.series["s1"].rows] == list(range(300))
+    assert [row.i for row in history.series["s1"].rows] == list(range(300))
     assert rows[:-1] == truth_tuples(sim, "BINANCE:BTCUSDT", "1", n_bars=299)
     forming = sim.forming_bar("BINANCE:BTCUSDT", "1")
     assert forming is not None
@@ -127,7 +127,7 @@ async def test_history_packet_shape(client: RawClient) -> None:
     packets = decode_packets(raw)
     assert len(packets) == 2
     assert isinstance(packets[0], str)
-    payload = orjson.loads(packets[0])
+    payload = json.loads(packets[0])
     assert payload["m"] == "timescale_update"
     assert isinstance(payload["t"], int)
     assert isinstance(payload["t_ms"], int)
@@ -149,7 +149,14 @@ async def test_history_packet_shape(client: RawClient) -> None:
 async def test_index_bars_have_no_volume(sim: TvSimulator, client: RawClient) -> None:
     await sim.clock.advance(3 * 86_400)  # Thursday: several sessions of SPX
     history, _ = await client.chart("SP:SPX", "60", 30)
-    assert all(len(row["v"]) == 5 for row in history.series["s1"].rows)
+    assert all(row.v.volume is None for row in history.series["s1"].rows)
+    # On the wire the rows have five values: no volume at all, not a null one.
+    raw = next(text for text, items in client.frames if isinstance(items[0], SeriesData))
+    packet = decode_packets(raw)[0]
+    assert isinstance(packet, str)
+    body = json.loads(packet)["p"][1]["s1"]
+    assert len(body["s"]) == 30
+    assert all(len(bar["v"]) == 5 for bar in body["s"])
     frame = sim.truth("SP:SPX", "60", n_bars=10)
     assert frame["volume"].null_count() == 10
 
@@ -268,7 +275,7 @@ async def test_request_more_data_pages_to_exhaustion_with_resent_bars() -> None:
             chunk = await raw.expect(SeriesData)
             done = await raw.expect(SeriesCompleted)
             rows = rows_of(chunk)
-            indexes = [row["i"] for row in chunk.series["s1"].rows]
+            indexes = [row.i for row in chunk.series["s1"].rows]
             assert indexes == list(range(len(rows)))
             resent += sum(1 for row in rows if row[0] in seen)
             for row in rows:

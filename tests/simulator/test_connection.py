@@ -209,8 +209,8 @@ async def test_history_and_completion_share_one_websocket_message(client: RawCli
     await client.chart("BINANCE:BTCUSDT", "5", 50)
     kinds = [[type(item).__name__ for item in items] for _, items in client.frames]
     assert ["SeriesLoading"] in kinds
-    assert ["SeriesData", "SeriesCompleted"] in kinds
-    assert kinds.index(["SeriesLoading"]) < kinds.index(["SeriesData", "SeriesCompleted"])
+    assert ["HistoryData", "SeriesCompleted"] in kinds
+    assert kinds.index(["SeriesLoading"]) < kinds.index(["HistoryData", "SeriesCompleted"])
     completed = client.frames[-1][1][1]
     assert isinstance(completed, SeriesCompleted)
     assert completed.update_mode == "streaming"

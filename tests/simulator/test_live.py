@@ -31,13 +31,13 @@ def updates(items: list[Item], series: str = "s1") -> list[tuple[int, tuple[obje
         if isinstance(item, SeriesData) and item.method == "du" and series in item.series:
             payload = item.series[series]
             for row, bar in zip(payload.rows, rows_of(item, series), strict=True):
-                found.append((row["i"], bar))
+                found.append((row.i, bar))
     return found
 
 
 async def test_du_revisions_end_at_the_truth(sim: TvSimulator, client: RawClient) -> None:
     history, _ = await client.chart("BINANCE:BTCUSDT", "1", 100)
-    last_index = history.series["s1"].rows[-1]["i"]
+    last_index = history.series["s1"].rows[-1].i
     await sim.clock.advance(3_600)
     received = updates(await client.quiet(0.5))
     final: dict[int, tuple[object, ...]] = {}
@@ -70,7 +70,7 @@ async def test_stock_live_updates_wait_for_the_open(sim: TvSimulator, client: Ra
     assert updates(await client.quiet(0.2)) == []
     await sim.clock.advance(40 * 60)  # until 10:00
     received = updates(await client.quiet(0.3))
-    first_index = history.series["s1"].rows[-1]["i"] + 1
+    first_index = history.series["s1"].rows[-1].i + 1
     assert received[0][0] == first_index
     closed = truth_tuples(sim, "NASDAQ:AAPL", "5", n_bars=6)
     final = {bar[0]: bar for _, bar in received}

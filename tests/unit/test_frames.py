@@ -20,9 +20,16 @@ from tvfeed_async.frames import (
     frame_from_bars,
     frame_from_payloads,
     frame_from_rows,
+    frame_from_wire_bars,
 )
 from tvfeed_async.protocol.bars import Bar
-from tvfeed_async.protocol.messages import SeriesData, SeriesPayload, parse_message
+from tvfeed_async.protocol.messages import (
+    Row,
+    SeriesData,
+    SeriesPayload,
+    bar_from_values,
+    parse_message,
+)
 
 T0 = 1663050540
 SYMBOL = "BINANCE:ETHUSDT"
@@ -102,19 +109,24 @@ def test_float_times_truncate_like_bars() -> None:
 
 
 def test_rows_with_long_float_tails_match_bar_values() -> None:
-    message = parse_message(
+    text = (
         '{"m":"timescale_update","p":["cs_x",{"s1":{"s":['
         '{"i":0,"v":[1558194300.0,7382.8800000000001091,7382.8800000000001091,'
         "7352.6599999999998545,7360.4200000000000728,33.79020585000002086]},"
         '{"i":1,"v":[1558195200.0,7360.4099999999998545,7378.8900000000003274,'
         '7338.8500000000003638,7361.9499999999998181,38.780757140000005734]}],"t":"s1"}}]}'
     )
+    message = parse_message(text)
     assert isinstance(message, SeriesData)
     payload = message.series["s1"]
-    from_rows = frame_from_rows(payload.values(), "BITSTAMP:BTCUSD")
+    raw_values = [row["v"] for row in json.loads(text)["p"][1]["s1"]["s"]]
+    from_rows = frame_from_rows(raw_values, "BITSTAMP:BTCUSD")
+    from_wire_bars = frame_from_wire_bars(payload.values(), "BITSTAMP:BTCUSD")
     from_bars = frame_from_bars(payload.bars("BITSTAMP:BTCUSD", "15"))
     assert_frame_equal(from_rows, from_bars)
+    assert_frame_equal(from_wire_bars, from_bars)
     assert from_rows["open"].to_list() == [7382.88, 7360.41]
+    assert from_wire_bars["open"].to_list() == [7382.88, 7360.41]
 
 
 def test_empty_inputs_give_the_empty_frame() -> None:
@@ -234,7 +246,7 @@ def test_realistic_history_packet() -> None:
         )
     )
     assert isinstance(message, SeriesData)
-    frame = finalize(frame_from_rows(message.series["s1"].values(), SYMBOL))
+    frame = finalize(frame_from_wire_bars(message.series["s1"].values(), SYMBOL))
     assert frame.height == 5000
     assert frame["volume"].null_count() == len(range(0, 5000, 7))
     assert frame["close"].sum() == sum(v[4] for v in values)
@@ -243,7 +255,7 @@ def test_realistic_history_packet() -> None:
 
 
 def payload(values: list[list[Any]]) -> SeriesPayload:
-    return SeriesPayload("s1", "s1", [{"i": i, "v": v} for i, v in enumerate(values)])
+    return SeriesPayload([Row(bar_from_values(v), i) for i, v in enumerate(values)], "s1")
 
 
 def test_frame_from_payloads_equals_frame_from_rows() -> None:
@@ -274,5 +286,7 @@ def test_frame_from_payloads_of_nothing() -> None:
     [[{"i": 0}], [None], ["text"], [{"i": 0, "v": [1, 2]}], [{"i": 0, "v": ["a", 1, 2, 3, 4]}]],
 )
 def test_frame_from_payloads_malformed_rows(rows_: list[Any]) -> None:
+    # Malformed rows never become payloads: the parser rejects the message.
+    text = json.dumps({"m": "timescale_update", "p": ["cs", {"s1": {"s": rows_, "t": "s1"}}]})
     with pytest.raises(FramingError):
-        frame_from_payloads([SeriesPayload("s1", "s1", rows_)], SYMBOL)
+        parse_message(text)

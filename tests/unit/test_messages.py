@@ -11,11 +11,13 @@ from tvfeed_async.errors import FramingError
 from tvfeed_async.protocol.bars import Bar
 from tvfeed_async.protocol.messages import (
     ANONYMOUS_TOKEN,
+    BarCloseInfo,
     ClientMessage,
     CriticalError,
     ProtocolErrorMessage,
     QuoteCompleted,
     QuoteData,
+    Row,
     SeriesCompleted,
     SeriesData,
     SeriesError,
@@ -163,14 +165,16 @@ def test_timescale_update() -> None:
     assert message.method == "timescale_update"
     assert message.session == "cs_xkd21F2c6xIU"
     assert message.server_time == 1558466894.0
+    assert list(message.series) == ["s1"]  # the key is the series id
     payload = message.series["s1"]
-    assert payload.series_id == "s1"
     assert payload.turnaround == "s1"
     assert payload.bar_close_time == 1558196100
+    assert [row.i for row in payload.rows] == [0, 1]
     assert payload.values() == [
-        [1558194300.0, 7382.88, 7382.88, 7352.66, 7360.42, 33.79],
-        [1558195200.0, 7360.41, 7378.89, 7338.85, 7361.95, 38.78],
+        Bar(1558194300, 7382.88, 7382.88, 7352.66, 7360.42, 33.79),
+        Bar(1558195200, 7360.41, 7378.89, 7338.85, 7361.95, 38.78),
     ]
+    assert all(isinstance(bar.timestamp, int) for bar in payload.values())
     assert payload.bars("BITSTAMP:BTCUSD", "15") == [
         Bar(1558194300, 7382.88, 7382.88, 7352.66, 7360.42, 33.79, "BITSTAMP:BTCUSD", "15"),
         Bar(1558195200, 7360.41, 7378.89, 7338.85, 7361.95, 38.78, "BITSTAMP:BTCUSD", "15"),
@@ -204,7 +208,7 @@ def test_du_live_bar_recording() -> None:
     assert message.series["s1"].bar_close_time == 1663050600
 
 
-def test_du_study_and_pointset_entries_are_skipped() -> None:
+def test_du_study_and_pointset_entries_carry_no_bars() -> None:
     message = parse_message(
         dumps(
             {
@@ -229,19 +233,28 @@ def test_du_study_and_pointset_entries_are_skipped() -> None:
         )
     )
     assert isinstance(message, SeriesData)
-    assert list(message.series) == ["s1"]
+    assert list(message.series) == ["st2", "pointsetEstimates_1", "s1"]
+    # Study and pointset entries are there, without rows: they never become bars.
+    for study in ("st2", "pointsetEstimates_1"):
+        assert message.series[study].rows == []
+        assert message.series[study].bars() == []
+        assert message.series[study].values() == []
+    assert [sid for sid, payload in message.series.items() if payload.bars()] == ["s1"]
     (bar,) = message.series["s1"].bars()
     assert bar.volume is None
     assert message.series["s1"].bar_close_time is None
 
 
-def test_du_with_only_a_study_has_no_series() -> None:
+def test_du_with_only_a_study_has_no_bars() -> None:
     message = parse_message(
         '{"m":"du","p":["cs_MWY8N9BKPkOk",{"st2":{"st":[{"i":299,"v":[1558445400.0,20932619.0,'
         '0.0,33044525.449999999255]}],"ns":{"d":"","indexes":"nochange"},"t":"s1_st1"}}]}'
     )
     assert isinstance(message, SeriesData)
-    assert message.series == {}
+    assert list(message.series) == ["st2"]
+    assert message.series["st2"].rows == []
+    assert message.series["st2"].bars() == []
+    assert message.series["st2"].values() == []
 
 
 def test_envelope_time_prefers_milliseconds() -> None:
@@ -389,16 +402,21 @@ def test_bar_from_values_shapes() -> None:
     ],
 )
 def test_malformed_bar_rows_raise_framing_error(rows: list[Any]) -> None:
-    message = parse_message(dumps({"m": "timescale_update", "p": ["cs", {"s1": {"s": rows}}]}))
-    assert isinstance(message, SeriesData)
+    text = dumps({"m": "timescale_update", "p": ["cs", {"s1": {"s": rows}}]})
     with pytest.raises(FramingError, match="malformed bar row"):
-        message.series["s1"].bars()
+        parse_message(text)
 
 
 def test_values_of_malformed_rows_raise_framing_error() -> None:
-    payload = SeriesPayload("s1", "s1", [{"i": 0}])
+    # A du of the usual full shape (t, lbs) whose row has no values: no message comes out.
+    text = dumps(
+        {
+            "m": "du",
+            "p": ["cs", {"s1": {"s": [{"i": 0}], "t": "s1", "lbs": {"bar_close_time": 60}}}],
+        }
+    )
     with pytest.raises(FramingError):
-        payload.values()
+        parse_message(text)
 
 
 # --------------------------------------------------------------------------- malformed shapes
@@ -451,9 +469,17 @@ def test_parsed_series_objects_are_frozen() -> None:
     with pytest.raises(AttributeError):
         message.session = "other"  # type: ignore[misc]
     with pytest.raises(AttributeError):
+        message.p = message.p  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        message.p.session = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
         message.series["s1"].turnaround = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        message.series["s1"].rows[0].i = 5  # type: ignore[misc]
     assert message.series["s1"] == SeriesPayload(
-        "s1", "s1", TIMESCALE_UPDATE["p"][1]["s1"]["s"], 1558196100
+        [Row(bar_from_values(row["v"]), row["i"]) for row in TIMESCALE_UPDATE["p"][1]["s1"]["s"]],
+        "s1",
+        BarCloseInfo(1558196100),
     )
 
 

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from tvfeed_async.errors import FramingError
-from tvfeed_async.frames import frame_from_rows
+from tvfeed_async.frames import frame_from_wire_bars
 from tvfeed_async.protocol.bars import Bar, BarMerger
 from tvfeed_async.protocol.framing import Heartbeat, decode_packets, encode_packet
 from tvfeed_async.protocol.messages import (
     ClientMessage,
     CriticalError,
+    HistoryData,
     ProtocolErrorMessage,
     QuoteData,
     SeriesCompleted,
@@ -211,10 +212,10 @@ def test_devtools_every_received_text_frame_decodes_and_parses(recordings_dir: P
     assert kinds == Counter(
         {
             "QuoteData": 119,
-            "SeriesData:du": 15,
+            "LiveData:du": 15,
             "UnknownMessage:study_loading": 10,
             "UnknownMessage:study_completed": 9,
-            "SeriesData:timescale_update": 4,
+            "HistoryData:timescale_update": 4,
             "SessionInfo": 3,
             "SeriesLoading": 2,
             "SymbolResolved": 2,
@@ -226,14 +227,19 @@ def test_devtools_every_received_text_frame_decodes_and_parses(recordings_dir: P
             "UnknownMessage:depth_symbol_cleared": 1,
         }
     )
-    # Every bar in every data message converts; study rows ("st") were left out.
+    # Every bar in every data message converts; study rows ("st") never become bars.
+    studies = 0
     for message in messages:
         if isinstance(message, SeriesData):
-            assert set(message.series) <= {"s1"}
-            for payload in message.series.values():
+            for series_id, payload in message.series.items():
+                if series_id != "s1":
+                    studies += 1
+                    assert payload.rows == []
+                    assert payload.bars() == []
                 for bar in payload.bars():
                     assert bar.high >= bar.low
                     assert bar.volume is not None
+    assert studies == 12  # study and pointset entries: present, without rows
 
 
 def test_devtools_history_and_completion(recordings_dir: Path) -> None:
@@ -263,7 +269,7 @@ def test_devtools_history_and_completion(recordings_dir: Path) -> None:
     assert len(apple) == 300
     assert apple[0].timestamp == 1520947800  # 13:30 UTC: daily bars stamp the session open
     assert apple[-1].volume == 20932219.0
-    frame = frame_from_rows(histories[1].series["s1"].values(), "BATS:AAPL")
+    frame = frame_from_wire_bars(histories[1].series["s1"].values(), "BATS:AAPL")
     assert frame.height == 300
     assert frame["close"].to_list() == [b.close for b in apple]
 
@@ -276,7 +282,7 @@ def test_devtools_history_and_completion_share_one_frame(recordings_dir: Path) -
     ]
     assert len(both) == 1
     kinds = [type(parse_message(p)) for p in decode_packets(both[0]) if isinstance(p, str)]
-    assert kinds == [SeriesData, SeriesCompleted]
+    assert kinds == [HistoryData, SeriesCompleted]
 
 
 def test_devtools_live_updates_merge_into_one_forming_bar(recordings_dir: Path) -> None:

@@ -11,13 +11,14 @@ framed, ASCII-only packet text.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
-from typing import Any, NamedTuple
+from operator import attrgetter
+from typing import Any, ClassVar
 
-import orjson
+import msgspec
 
 from ..errors import FramingError
 from .bars import Bar
@@ -29,11 +30,16 @@ __all__ = [
     "CriticalError",
     "ProtocolErrorMessage",
     "QuoteCompleted",
+    "BarCloseInfo",
+    "HistoryData",
+    "LiveData",
     "QuoteData",
+    "Row",
     "SeriesCompleted",
     "SeriesData",
     "SeriesError",
     "SeriesLoading",
+    "SeriesParams",
     "SeriesPayload",
     "ServerMessage",
     "SessionInfo",
@@ -66,10 +72,11 @@ __all__ = [
 #: The token anonymous clients send with set_auth_token (§3.1).
 ANONYMOUS_TOKEN = "unauthorized_user_token"  # noqa: S105 (a public constant, not a secret)
 
-_loads = orjson.loads
-_JSONDecodeError = orjson.JSONDecodeError
+_loads = msgspec.json.Decoder().decode
+# msgspec.DecodeError for bad JSON; UnicodeEncodeError for text with lone surrogates.
+_JSON_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, UnicodeEncodeError)
 _new_tuple = tuple.__new__
-_VALUES = itemgetter("v")
+_ROW_BAR = attrgetter("v")
 _MALFORMED_ROW = (KeyError, IndexError, TypeError, ValueError, OverflowError)
 
 
@@ -121,8 +128,7 @@ def bar_from_values(values: Sequence[Any], symbol: str = "", interval: str = "")
     absent (indices) or null.
     """
     volume = values[5] if len(values) > 5 else None
-    # tuple.__new__ is what Bar._make does; it skips the generated __new__ and its defaults,
-    # which matters at hundreds of thousands of live bars per second.
+    # tuple.__new__ is what Bar._make does; it skips the generated __new__ and its defaults.
     return _new_tuple(
         Bar,
         (
@@ -139,91 +145,153 @@ def bar_from_values(values: Sequence[Any], symbol: str = "", interval: str = "")
     )
 
 
-class SeriesPayload(NamedTuple):
-    """One series object inside ``timescale_update`` or ``du``.
-
-    An immutable named tuple rather than a frozen dataclass: the parser builds one per live
-    update, and a tuple is built in one C call (a frozen dataclass costs several times that).
+class Row(msgspec.Struct, frozen=True, gc=False):
+    """One wire row ``{"i": index, "v": [time, open, high, low, close(, volume)]}``.
 
     Attributes:
-        series_id: the key under which the series was created.
-        turnaround: the ``t`` field (turnaround id), ``""`` when absent.
-        rows: the raw ``s`` rows ``{"i": index, "v": [time, o, h, l, c, v?]}`` in server order.
-        bar_close_time: ``lbs.bar_close_time`` when the server sent it.
+        bar: the values as a :class:`Bar` without symbol and interval (volume ``None`` when
+            the row has none).
+        index: the server's bar index ``i`` (``-1`` when absent).
     """
 
-    series_id: str
-    turnaround: str
-    rows: list[dict[str, Any]]
+    v: Bar
+    i: int = -1
+
+    @property
+    def bar(self) -> Bar:
+        """The row's bar (symbol and interval empty)."""
+        return self.v
+
+    @property
+    def index(self) -> int:
+        """The server's bar index ``i``."""
+        return self.i
+
+
+class BarCloseInfo(msgspec.Struct, frozen=True, gc=False):
+    """The ``lbs`` object of a series: ``bar_close_time`` of the newest bar, when sent."""
+
     bar_close_time: int | None = None
+
+
+class SeriesPayload(msgspec.Struct, frozen=True, gc=False):
+    """One series object inside ``timescale_update`` or ``du``.
+
+    A msgspec struct: the parser builds it straight from the JSON text (no dicts first), which
+    is what makes hundreds of thousands of live updates per second possible.
+
+    Attributes:
+        rows: the ``s`` rows in server order, already validated (:class:`Row`); empty for a
+            study or pointset entry, which has no ``s``.
+        turnaround: the ``t`` field (turnaround id), ``""`` when absent.
+        lbs: the ``lbs`` object, when sent (see :attr:`bar_close_time`).
+    """
+
+    rows: list[Row] = msgspec.field(name="s", default_factory=list)
+    turnaround: str = msgspec.field(name="t", default="")
+    lbs: BarCloseInfo | None = None
+
+    @property
+    def bar_close_time(self) -> int | None:
+        """``lbs.bar_close_time``: when the newest bar closes, if the server said."""
+        lbs = self.lbs
+        return None if lbs is None else lbs.bar_close_time
 
     def __repr__(self) -> str:
         # The rows can be thousands of bars; say how many instead.
         return (
-            f"SeriesPayload(series_id={self.series_id!r}, turnaround={self.turnaround!r}, "
-            f"rows=<{len(self.rows)} rows>, bar_close_time={self.bar_close_time!r})"
+            f"SeriesPayload(turnaround={self.turnaround!r}, rows=<{len(self.rows)} rows>, "
+            f"bar_close_time={self.bar_close_time!r})"
         )
 
     def bars(self, symbol: str = "", interval: str = "") -> list[Bar]:
-        """The rows as :class:`Bar` values (server order).
-
-        Raises:
-            FramingError: a row is not ``{"v": [time, open, high, low, close(, volume)]}``.
-        """
+        """The rows as :class:`Bar` values of ``symbol`` and ``interval`` (server order)."""
         rows = self.rows
-        try:
-            if len(rows) == 1:
-                # A live du carries one bar: build it inline (no comprehension, no call), by
-                # unpacking when the row has the usual six values.
-                values = rows[0]["v"]
-                if values.__class__ is list and len(values) == 6:
-                    time, open_, high, low, close, volume = values
-                    return [
-                        _new_tuple(
-                            Bar,
-                            (
-                                int(time),
-                                float(open_),
-                                float(high),
-                                float(low),
-                                float(close),
-                                None if volume is None else float(volume),
-                                symbol,
-                                interval,
-                                False,
-                            ),
-                        )
-                    ]
-                return [bar_from_values(values, symbol, interval)]
-            return [bar_from_values(row["v"], symbol, interval) for row in rows]
-        except _MALFORMED_ROW as exc:
-            raise FramingError(f"malformed bar row in series {self.series_id!r}") from exc
+        tail = (symbol, interval, False)
+        if len(rows) == 1:
+            # A live du carries one bar: no comprehension for it.
+            return [_new_tuple(Bar, rows[0].v[:6] + tail)]
+        return [_new_tuple(Bar, row.v[:6] + tail) for row in rows]
 
-    def values(self) -> list[list[Any]]:
-        """The raw ``v`` lists of the rows (for fast frame building)."""
-        try:
-            return list(map(_VALUES, self.rows))
-        except (KeyError, TypeError) as exc:
-            raise FramingError(f"malformed bar row in series {self.series_id!r}") from exc
+    def values(self) -> list[Bar]:
+        """The rows' bars without symbol and interval (for fast frame building)."""
+        return list(map(_ROW_BAR, self.rows))
 
 
-class SeriesData(NamedTuple):
-    """``timescale_update`` (history) or ``du`` (live update): bars for one or more series.
+class SeriesParams(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """The ``p`` array of a bar message: ``[session, {seriesId: payload}, ...]``.
 
-    An immutable named tuple, like :class:`SeriesPayload`, for the cost of building one per
-    live update.
-
-    Attributes:
-        method: ``"timescale_update"`` or ``"du"``.
-        session: chart session id.
-        series: series id -> payload; study and pointset entries (no ``s`` rows) are left out.
-        server_time: the envelope's ``t_ms``/``t`` as unix seconds, when the server sent one.
+    ``timescale_update`` has a third element (timescale marks), which is not kept.
     """
 
-    method: str
     session: str
     series: dict[str, SeriesPayload]
-    server_time: float | None = None
+
+
+class SeriesData(msgspec.Struct, tag_field="m", frozen=True, gc=False):
+    """``timescale_update`` (history) or ``du`` (live update): bars for one or more series.
+
+    A msgspec struct decoded straight from the packet text (see :class:`SeriesPayload`). Build
+    one with :meth:`create`; the two methods are the subclasses ``LiveData`` (``du``) and
+    ``HistoryData`` (``timescale_update``).
+
+    Attributes:
+        p: the parameters; :attr:`session` and :attr:`series` read them.
+        t_ms, t: the envelope's server time (milliseconds / seconds), when sent; see
+            :attr:`server_time`.
+    """
+
+    p: SeriesParams
+    t_ms: int | float | None = None
+    t: int | float | None = None
+    method: ClassVar[str]
+
+    @property
+    def session(self) -> str:
+        """The chart session id."""
+        return self.p.session
+
+    @property
+    def series(self) -> dict[str, SeriesPayload]:
+        """Series id -> payload."""
+        return self.p.series
+
+    @property
+    def server_time(self) -> float | None:
+        """The envelope's ``t_ms`` (preferred) or ``t`` as unix seconds, when sent."""
+        milliseconds = self.t_ms
+        if milliseconds is not None:
+            return milliseconds / 1000.0
+        seconds = self.t
+        return None if seconds is None else float(seconds)
+
+    @staticmethod
+    def create(
+        method: str,
+        session: str,
+        series: dict[str, SeriesPayload],
+        server_time: float | None = None,
+    ) -> SeriesData:
+        """A ``du`` or ``timescale_update`` message (``server_time`` in unix seconds)."""
+        kind = _SERIES_KINDS.get(method)
+        if kind is None:
+            raise ValueError(f"not a bar message method: {method!r}")
+        return kind(SeriesParams(session, series), t=server_time)
+
+
+class LiveData(SeriesData, tag="du", frozen=True, gc=False):
+    """A ``du`` message: live updates."""
+
+    method: ClassVar[str] = "du"
+
+
+class HistoryData(SeriesData, tag="timescale_update", frozen=True, gc=False):
+    """A ``timescale_update`` message: a batch of history."""
+
+    method: ClassVar[str] = "timescale_update"
+
+
+_SERIES_KINDS: dict[str, type[SeriesData]] = {"du": LiveData, "timescale_update": HistoryData}
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,18 +435,27 @@ _PARSERS: dict[str, Callable[[list[Any]], ServerMessage]] = {
 def _load_object(text: str) -> dict[str, Any]:
     try:
         value = _loads(text)
-    except _JSONDecodeError as exc:
+    except _JSON_ERRORS as exc:
         raise FramingError(f"packet is not JSON: {text[:60]!r}") from exc
     if not isinstance(value, dict):
         raise FramingError(f"packet is not a JSON object: {text[:60]!r}")
     return value
 
 
-class _Unusual(Exception):
-    """Raised inside the fast path of :func:`parse_message` to hand over to the general one."""
+# The typed fast path for bar messages (nearly all the traffic: hundreds of thousands of
+# packets per second live, 5,000-bar batches in history). msgspec checks the exact shape real
+# servers send while it parses, and builds the Bar tuples directly from the JSON arrays, which
+# is faster than parsing to dicts and lists first (benchmarks/codec_throughput.py). Whatever it
+# does not accept (a row with a fractional time, an extra value, a study entry of an unusual
+# shape, ...) goes to the general path, which decides what it is; the two build the same
+# message from the same text, except that numbers sent as strings are read as numbers by
+# both (the general path through float()/int()).
 
 
-_UNUSUAL = (LookupError, TypeError, AttributeError, _Unusual)
+_decode_bars = msgspec.json.Decoder(LiveData | HistoryData, strict=False).decode
+_BARS_PREFIXES = ('{"m":"du",', '{"m":"timescale_update",')
+# Packets at least this long (characters; about 600 bars) are decoded with collection paused.
+_LARGE_PACKET = 50_000
 
 
 def parse_message(text: str) -> ServerMessage:
@@ -387,51 +464,28 @@ def parse_message(text: str) -> ServerMessage:
     Raises:
         FramingError: not a JSON object, or a known message with the wrong shape.
     """
+    if text.startswith(_BARS_PREFIXES):
+        try:
+            if len(text) < _LARGE_PACKET or not gc.isenabled():
+                return _decode_bars(text)  # type: ignore[no-any-return]
+            # A history batch builds thousands of bar tuples at once, and each few hundred
+            # allocations start a garbage collection that walks them and everything the
+            # caller still holds (earlier batches): measured 2-2.5x the decode time itself.
+            # The decoded message has no reference cycles, so collection is paused for the
+            # decode (msgspec holds the GIL throughout; no other code runs meanwhile).
+            gc.disable()
+            try:
+                return _decode_bars(text)  # type: ignore[no-any-return]
+            finally:
+                gc.enable()
+        except _JSON_ERRORS:
+            pass  # an unusual shape (or not JSON): the general path decides
     try:
         message = _loads(text)
-    except _JSONDecodeError as exc:
+    except _JSON_ERRORS as exc:
         raise FramingError(f"packet is not JSON: {text[:60]!r}") from exc
     if message.__class__ is not dict:
         raise FramingError(f"packet is not a JSON object: {text[:60]!r}")
-    # Fast path for bars (nearly all the traffic, hundreds of thousands of packets per second):
-    # the exact shape real servers send, read with plain subscripts and exact-class tests
-    # (orjson only builds plain dicts, lists, strs, ints and floats). Any other shape (a study
-    # entry without "s", a missing "lbs", a wrong type) raises inside and is handed to the
-    # general path below, which decides what it is; this path only ever builds what the general
-    # one would build from the same message.
-    try:
-        method = message["m"]
-        if method == "du" or method == "timescale_update":
-            params = message["p"]
-            if params.__class__ is not list:
-                raise _Unusual
-            session = params[0]
-            series: dict[str, SeriesPayload] = {}
-            for series_id, body in params[1].items():
-                rows = body["s"]
-                close_time = body["lbs"]["bar_close_time"]
-                turnaround = body["t"]
-                if (
-                    rows.__class__ is not list
-                    or close_time.__class__ is not int
-                    or turnaround.__class__ is not str
-                ):
-                    raise _Unusual
-                series[series_id] = _new_tuple(
-                    SeriesPayload, (series_id, turnaround, rows, close_time)
-                )
-            if session.__class__ is not str:
-                raise _Unusual
-            # The envelope time, as _server_time() reads it, inline.
-            server_time: float | None = None
-            milliseconds = message.get("t_ms")
-            if milliseconds.__class__ is int or milliseconds.__class__ is float:
-                server_time = milliseconds / 1000.0
-            elif "t" in message:
-                server_time = _server_time(message)
-            return _new_tuple(SeriesData, (method, session, series, server_time))
-    except _UNUSUAL:
-        pass
     return _parse_general(message, text)
 
 
@@ -446,6 +500,15 @@ def _server_time(envelope: dict[str, Any]) -> float | None:
     return None
 
 
+def _row(row: Any, method: str, series_id: str) -> Row:
+    try:
+        values = row["v"]
+        index = row.get("i", -1)
+        return Row(bar_from_values(values), index if index.__class__ is int else -1)
+    except _MALFORMED_ROW as exc:
+        raise FramingError(f"{method}: malformed bar row in series {series_id!r}") from exc
+
+
 def _series_data(method: str, params: list[Any], envelope: dict[str, Any]) -> SeriesData:
     """The general path for ``du``/``timescale_update``: any shape, or a FramingError."""
     session = params[0]
@@ -453,10 +516,12 @@ def _series_data(method: str, params: list[Any], envelope: dict[str, Any]) -> Se
         session = _text(session)
     series: dict[str, SeriesPayload] = {}
     for series_id, body in params[1].items():
-        rows = body.get("s") if body.__class__ is dict else None
+        if body.__class__ is not dict:
+            continue  # not a series object
+        rows = body.get("s")
         if rows is None:
-            continue  # a study or pointset entry
-        if rows.__class__ is not list:
+            rows = []  # a study or pointset entry
+        elif rows.__class__ is not list:
             raise FramingError(f"{method}: series {series_id!r} has non-list bars")
         lbs = body.get("lbs")
         close_time = lbs.get("bar_close_time") if lbs.__class__ is dict else None
@@ -464,9 +529,13 @@ def _series_data(method: str, params: list[Any], envelope: dict[str, Any]) -> Se
         if turnaround.__class__ is not str:
             turnaround = _text(turnaround)
         series[series_id] = SeriesPayload(
-            series_id, turnaround, rows, None if close_time is None else int(close_time)
+            [_row(row, method, series_id) for row in rows],
+            turnaround,
+            None
+            if lbs.__class__ is not dict
+            else BarCloseInfo(None if close_time is None else int(close_time)),
         )
-    return SeriesData(method, session, series, _server_time(envelope))
+    return SeriesData.create(method, session, series, _server_time(envelope))
 
 
 def _parse_general(message: dict[str, Any], text: str) -> ServerMessage:

@@ -67,7 +67,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import orjson
+import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -214,8 +214,12 @@ def split_client_packets(data: str | bytes) -> list[Packet]:
     return [_classify(part) for part in _PACKET_SPLIT.split(text) if part]
 
 
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
 def _dumps(message: dict[str, Any]) -> str:
-    return orjson.dumps(message).decode()
+    return _encode(message).decode()
 
 
 def _envelope(method: str, params: list[Any], now: float) -> str:
@@ -711,8 +715,8 @@ class SimConnection:
                 self.unanswered_heartbeats = 0
                 continue
             try:
-                message = orjson.loads(packet)
-            except orjson.JSONDecodeError:
+                message = _decode(packet)
+            except (msgspec.DecodeError, UnicodeEncodeError):
                 stats.ignored_methods["<not json>"] += 1
                 continue
             if not isinstance(message, dict):
