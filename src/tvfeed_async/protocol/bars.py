@@ -19,6 +19,16 @@ from typing import NamedTuple
 
 __all__ = ["Bar", "BarMerger", "Gap", "MergeResult"]
 
+# Bar._replace is a Python-level call that builds a dict; the merger runs once per live update,
+# so it copies with tuple.__new__ (what Bar._make does) and these tails instead.
+_new_tuple = tuple.__new__
+_FORMING = (False,)
+_CLOSED = (True,)
+
+
+def _as_forming(bar: Bar) -> Bar:
+    return bar if not bar[8] else _new_tuple(Bar, bar[:8] + _FORMING)
+
 
 class Bar(NamedTuple):
     """One OHLCV bar.
@@ -37,7 +47,7 @@ class Bar(NamedTuple):
     high: float
     low: float
     close: float
-    volume: float | None
+    volume: float | None = None
     symbol: str = ""
     interval: str = ""
     closed: bool = False
@@ -128,18 +138,18 @@ class BarMerger:
         if forming is None:
             if self._last_closed is not None and timestamp <= self._last_closed:
                 return result
-            self._forming = result.forming = bar._replace(closed=False)
+            self._forming = result.forming = _as_forming(bar)
             return result
         forming_time = forming.timestamp
         if timestamp == forming_time:
             if not forming.same_values(bar):
-                self._forming = result.forming = bar._replace(closed=False)
+                self._forming = result.forming = _as_forming(bar)
             return result
         if timestamp < forming_time:
             return result
-        result.closed.append(forming._replace(closed=True))
+        result.closed.append(_new_tuple(Bar, forming[:8] + _CLOSED))
         self._last_closed = forming_time
-        self._forming = result.forming = bar._replace(closed=False)
+        self._forming = result.forming = _as_forming(bar)
         return result
 
     def apply_many(self, bars: Iterable[Bar], *, overlap_expected: bool = False) -> MergeResult:
@@ -173,4 +183,4 @@ class BarMerger:
             return None
         self._forming = None
         self._last_closed = forming.timestamp
-        return forming._replace(closed=True)
+        return _new_tuple(Bar, forming[:8] + _CLOSED)
