@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import anyio
@@ -211,8 +213,17 @@ class _ChartRoute:
         return completed
 
 
-def _row_times(rows: list[Row]) -> list[int]:
-    return [row.v[0] for row in rows]
+_ROW_BAR = attrgetter("v")
+_BAR_TIME = itemgetter(0)
+
+
+def _chunk_start(rows: list[Row]) -> int:
+    return rows[0].v[0]
+
+
+def _row_times(rows: list[Row]) -> Iterator[int]:
+    """The rows' open times (C-level maps: no Python step per row)."""
+    return map(_BAR_TIME, map(_ROW_BAR, rows))
 
 
 async def _open_chart(
@@ -284,23 +295,19 @@ async def _run_count(
     processed = 0
     first = True
     while True:
-        new_times = [
-            timestamp
-            for rows in route.chunks[processed:]
-            for timestamp in _row_times(rows)
-            if timestamp not in seen
-        ]
+        new_times: set[int] = set()
+        for rows in route.chunks[processed:]:
+            new_times.update(_row_times(rows))
         processed = len(route.chunks)
-        seen.update(new_times)
-        if oldest is None:
-            added_older = len(new_times)
-        else:
-            added_older = sum(1 for timestamp in new_times if timestamp < oldest)
-        if new_times:
-            oldest = min(new_times) if oldest is None else min(oldest, min(new_times))
+        new_times -= seen
+        seen |= new_times
+        page_oldest = min(new_times, default=None)
+        added_older = page_oldest is not None and (oldest is None or page_oldest < oldest)
+        if added_older:
+            oldest = page_oldest
         if len(seen) >= wanted:
             return processed, False
-        if added_older == 0 and (not first or not seen):
+        if not added_older and (not first or not seen):
             # A page that brought no older bar (only re-sent ones, or none): history ends here.
             return processed, True
         first = False
@@ -361,7 +368,11 @@ async def _run_range(
 
 
 def _build_frame(request: HistoryRequest, route: _ChartRoute) -> pl.DataFrame:
-    bars = [row.v for chunk in route.chunks for row in chunk]
+    # Pages arrive newest first, each older than the last; put the batches in time order (a
+    # stable sort by first bar: a live update of the newest bar stays after the batch it
+    # revises) so that the usual result is already sorted and finalize() skips its sort.
+    chunks = sorted(route.chunks, key=_chunk_start)
+    bars = [row.v for chunk in chunks for row in chunk]
     frame = finalize(frame_from_wire_bars(bars, request.symbol.full))
     if request.start is not None and request.end is not None:
         start_us = request.start * 1_000_000
