@@ -34,7 +34,6 @@ from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
     ConsumerTooSlow,
-    FramingError,
     GapError,
     TvFeedError,
 )
@@ -225,13 +224,8 @@ class Subscription:
             payload = message.series.get(SERIES_ID)
             if payload is None or not payload.rows:
                 return
-            symbol, interval = self.key.symbol.full, self.key.interval.code
-            try:
-                # The protocol core's fast path (one inline bar for a one-row live update).
-                bars = payload.bars(symbol, interval)
-            except FramingError:
-                logger.warning("%s: ignoring a malformed bar update", symbol)
-                return
+            # Rows were validated by parse_message (a malformed one fails the whole message).
+            bars = payload.bars(self.key.symbol.full, self.key.interval.code)
             if self._live:
                 for bar in bars:
                     result = self.merger.apply(bar)
