@@ -489,15 +489,9 @@ def parse_message(text: str) -> ServerMessage:
     return _parse_general(message, text)
 
 
-def _server_time(envelope: dict[str, Any]) -> float | None:
-    """The envelope's ``t_ms`` (preferred) or ``t`` as unix seconds, if present."""
-    milliseconds = envelope.get("t_ms")
-    if milliseconds.__class__ is int or milliseconds.__class__ is float:
-        return milliseconds / 1000.0
-    seconds = envelope.get("t")
-    if seconds.__class__ is int or seconds.__class__ is float:
-        return float(seconds)
-    return None
+def _number(value: Any) -> int | float | None:
+    """``value`` when it is a JSON number, else None (the envelope's ``t_ms`` and ``t``)."""
+    return value if value.__class__ is int or value.__class__ is float else None
 
 
 def _row(row: Any, method: str, series_id: str) -> Row:
@@ -535,7 +529,12 @@ def _series_data(method: str, params: list[Any], envelope: dict[str, Any]) -> Se
             if lbs.__class__ is not dict
             else BarCloseInfo(None if close_time is None else int(close_time)),
         )
-    return SeriesData.create(method, session, series, _server_time(envelope))
+    # The envelope times are kept as sent; SeriesData.server_time picks t_ms over t.
+    return _SERIES_KINDS[method](
+        SeriesParams(session, series),
+        t_ms=_number(envelope.get("t_ms")),
+        t=_number(envelope.get("t")),
+    )
 
 
 def _parse_general(message: dict[str, Any], text: str) -> ServerMessage:
