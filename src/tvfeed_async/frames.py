@@ -73,7 +73,10 @@ def empty_frame() -> pl.DataFrame:
 def _time_column(times: Sequence[Any]) -> pl.Series:
     # Wire times are floats such as 1558194300.0; casting to Int64 truncates like int() does in
     # bar_from_values, so a frame and the Bar values built from the same rows agree.
-    seconds = pl.Series("time", times, dtype=pl.Float64).cast(pl.Int64)
+    return _utc(pl.Series("time", times, dtype=pl.Float64).cast(pl.Int64))
+
+
+def _utc(seconds: pl.Series) -> pl.Series:
     return (seconds * _MICROSECONDS).cast(_UTC_MICROSECONDS)
 
 
@@ -84,7 +87,7 @@ def _constant(name: str, value: Any, dtype: pl.DataType, size: int) -> pl.Series
 
 
 def _assemble(
-    times: Sequence[Any],
+    time: pl.Series,
     symbols: pl.Series,
     prices: Sequence[Sequence[Any]],
     volume: pl.Series | Sequence[Any],
@@ -92,7 +95,7 @@ def _assemble(
     # One Series per column straight from the Python sequences: measured faster than building
     # a frame first and deriving time/symbol with expressions (pl.DataFrame(orient="row") is
     # about 3x slower still).
-    columns = [_time_column(times), symbols]
+    columns = [time, symbols]
     columns.extend(
         pl.Series(name, values, dtype=pl.Float64)
         for name, values in zip(_PRICE_COLUMNS, prices, strict=True)
@@ -138,18 +141,12 @@ def frame_from_wire_bars(bars: Sequence[Bar], symbol: str) -> pl.DataFrame:
     if not bars:
         return empty_frame()
     columns = _transpose(bars)
-    size = len(bars)
-    seconds = pl.Series("time", columns[0], dtype=pl.Int64)
-    frame_columns = [
-        (seconds * _MICROSECONDS).cast(_UTC_MICROSECONDS),
-        _constant("symbol", symbol, pl.String(), size),
-    ]
-    frame_columns.extend(
-        pl.Series(name, values, dtype=pl.Float64)
-        for name, values in zip(_PRICE_COLUMNS, columns[1:5], strict=True)
+    return _assemble(
+        _utc(pl.Series("time", columns[0], dtype=pl.Int64)),
+        _constant("symbol", symbol, pl.String(), len(bars)),
+        columns[1:5],
+        columns[5],
     )
-    frame_columns.append(pl.Series("volume", columns[5], dtype=pl.Float64))
-    return pl.DataFrame(frame_columns)
 
 
 def _frame(
@@ -174,7 +171,7 @@ def _frame(
             else:
                 volume = _constant("volume", None, pl.Float64(), size)
         symbols = _constant("symbol", symbol, pl.String(), size)
-        return _assemble(columns[0], symbols, columns[1:5], volume)
+        return _assemble(_time_column(columns[0]), symbols, columns[1:5], volume)
     except FramingError:
         raise
     except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
@@ -204,7 +201,7 @@ def frame_from_bars(bars: Sequence[Bar]) -> pl.DataFrame:
         return empty_frame()
     columns = _transpose(bars)
     symbols = pl.Series("symbol", columns[6], dtype=pl.String)
-    return _assemble(columns[0], symbols, columns[1:5], columns[5])
+    return _assemble(_time_column(columns[0]), symbols, columns[1:5], columns[5])
 
 
 def finalize(frame: pl.DataFrame, *, timezone: str | None = None) -> pl.DataFrame:
