@@ -251,15 +251,14 @@ class FrameDecoder:
             if len(parts) == 3:
                 digits = parts[1]
                 payload = parts[2]
-                if not parts[0] and digits.isdigit() and len(digits) <= 10:
-                    length = int(digits)
-                    if length == len(payload):
-                        return [payload if payload[:1] != "~" else _classify(payload)]
-                    if length < len(payload):  # more packets follow
-                        packets = self._feed_plain(payload[length:])
-                        first = payload[:length]
-                        packets.insert(0, first if first[:1] != "~" else _classify(first))
-                        return packets
+                if (
+                    not parts[0]
+                    and digits.isdigit()
+                    and len(digits) <= 10
+                    and int(digits) == len(payload)
+                ):
+                    return [payload if payload[:1] != "~" else _classify(payload)]
+            # Several packets, an incomplete one, or garbage.
             return self._feed_plain(text)
         if not _has_astral(text):
             return self._feed_plain(text)
