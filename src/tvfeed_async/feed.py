@@ -573,11 +573,16 @@ class TvFeed:
         consumer = self._new_consumer(queue_size, partial, on_gap)
         streams = self._stream_manager()
         subscription = streams.subscribe(key, consumer)
+        # consumer.get() inlined: this loop runs once per live update of every stream.
+        take, wait = consumer.take, consumer.wait
         try:
             while True:
-                bar = await consumer.get()
+                bar = take()
                 if bar is None:
-                    return
+                    if consumer.done:
+                        return
+                    await wait()
+                    continue
                 yield bar
         finally:
             streams.unsubscribe(subscription, consumer)

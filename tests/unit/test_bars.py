@@ -190,3 +190,32 @@ def test_close_forming() -> None:
     assert merger.last_closed == T0
     # The closed bar is never reported again.
     assert merger.apply(bar(0, close=200.0)) == MergeResult()
+
+
+def test_update_reports_the_bar_it_closed_and_the_new_forming_one() -> None:
+    merger = BarMerger()
+    assert merger.update(bar(0, close=100.0)) == (None, bar(0, close=100.0))
+    assert merger.update(bar(0, close=100.0)) == (None, None)  # identical: nothing changed
+    assert merger.update(bar(0, close=101.0)) == (None, bar(0, close=101.0))
+    closed, forming = merger.update(bar(1, close=102.0))
+    assert closed == bar(0, close=101.0)._replace(closed=True)
+    assert forming == bar(1, close=102.0)
+    assert merger.update(bar(0, close=999.0)) == (None, None)  # older than the forming bar
+    assert merger.last_closed == T0
+
+
+def test_update_never_reports_a_bar_at_or_before_the_resume_point() -> None:
+    merger = BarMerger(last_closed=T0 + MINUTE)
+    assert merger.update(bar(1)) == (None, None)
+    assert merger.update(bar(2)) == (None, bar(2))
+
+
+def test_update_and_apply_agree_on_any_sequence() -> None:
+    updates = [bar(m % 7, close=100.0 + (m * 37) % 11) for m in range(60)]
+    updates += [bar(7 + m // 3, close=100.0 + m % 5) for m in range(30)]
+    by_update, by_apply = BarMerger(), BarMerger()
+    for update in updates:
+        closed, forming = by_update.update(update)
+        result = by_apply.apply(update)
+        assert result.closed == ([] if closed is None else [closed])
+        assert result.forming == forming

@@ -24,6 +24,7 @@ __all__ = ["Bar", "BarMerger", "Gap", "MergeResult"]
 _new_tuple = tuple.__new__
 _FORMING = (False,)
 _CLOSED = (True,)
+_NOTHING: tuple[None, None] = (None, None)
 
 
 def _as_forming(bar: Bar) -> Bar:
@@ -124,6 +125,33 @@ class BarMerger:
             return self._forming.timestamp
         return self._last_closed
 
+    def update(self, bar: Bar) -> tuple[Bar | None, Bar | None]:
+        """Apply one update (live ``du`` or a history row); the lean form of :meth:`apply`.
+
+        Returns:
+            ``(closed, forming)``: the bar this update closed (at most one: a later open time
+            closes the forming bar), and the forming bar if it was created or revised; each
+            is ``None`` otherwise.
+        """
+        forming = self._forming
+        timestamp = bar[0]
+        if forming is None:
+            if self._last_closed is not None and timestamp <= self._last_closed:
+                return _NOTHING
+            forming = self._forming = _as_forming(bar)
+            return None, forming
+        forming_time = forming[0]
+        if timestamp == forming_time:
+            if forming[:6] == bar[:6]:
+                return _NOTHING
+            forming = self._forming = _as_forming(bar)
+            return None, forming
+        if timestamp < forming_time:
+            return _NOTHING
+        self._last_closed = forming_time
+        self._forming = _as_forming(bar)
+        return _new_tuple(Bar, forming[:8] + _CLOSED), self._forming
+
     def apply(self, bar: Bar, result: MergeResult | None = None) -> MergeResult:
         """Apply one update (live ``du`` or a history row).
 
@@ -133,23 +161,11 @@ class BarMerger:
         """
         if result is None:
             result = MergeResult()
-        forming = self._forming
-        timestamp = bar.timestamp
-        if forming is None:
-            if self._last_closed is not None and timestamp <= self._last_closed:
-                return result
-            self._forming = result.forming = _as_forming(bar)
-            return result
-        forming_time = forming.timestamp
-        if timestamp == forming_time:
-            if not forming.same_values(bar):
-                self._forming = result.forming = _as_forming(bar)
-            return result
-        if timestamp < forming_time:
-            return result
-        result.closed.append(_new_tuple(Bar, forming[:8] + _CLOSED))
-        self._last_closed = forming_time
-        self._forming = result.forming = _as_forming(bar)
+        closed, forming = self.update(bar)
+        if closed is not None:
+            result.closed.append(closed)
+        if forming is not None:
+            result.forming = forming
         return result
 
     def apply_many(self, bars: Iterable[Bar], *, overlap_expected: bool = False) -> MergeResult:

@@ -1,0 +1,114 @@
+"""The per-consumer queue of a stream: order, coalescing, errors, waking (stream.Consumer)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tvfeed_async.errors import ConsumerTooSlow, GapError
+from tvfeed_async.protocol.bars import Bar
+from tvfeed_async.stream import Consumer
+
+T0 = 1663050540
+
+
+def bar(
+    minute: int, close: float = 100.0, symbol: str = "BINANCE:ETHUSDT", closed: bool = False
+) -> Bar:
+    return Bar(T0 + 60 * minute, 100.0, 101.0, 99.0, close, 1.0, symbol, "1", closed)
+
+
+def test_closed_bars_come_first_in_order_then_the_latest_forming_bar() -> None:
+    consumer = Consumer(10, partial=True, on_gap="raise")
+    consumer.push_forming(bar(0, close=1.0))
+    consumer.push_forming(bar(0, close=2.0))  # coalesced: replaces the pending one
+    consumer.push_closed(bar(0, close=2.0, closed=True))  # closes it: the forming one goes
+    consumer.push_forming(bar(1, close=3.0))
+    consumer.push_forming(bar(1, close=4.0))
+    assert consumer.take() == bar(0, close=2.0, closed=True)
+    assert consumer.take() == bar(1, close=4.0)
+    assert consumer.take() is None
+    assert not consumer.done
+
+
+def test_forming_bars_are_not_queued_without_partial() -> None:
+    consumer = Consumer(10, partial=False, on_gap="raise")
+    consumer.push_forming(bar(0))
+    assert consumer.take() is None
+
+
+def test_forming_bars_of_several_series_each_keep_their_latest() -> None:
+    consumer = Consumer(10, partial=True, on_gap="raise")
+    consumer.push_forming(bar(0, close=1.0, symbol="A:A"))
+    consumer.push_forming(bar(0, close=2.0, symbol="B:B"))
+    consumer.push_forming(bar(0, close=3.0, symbol="A:A"))
+    assert {consumer.take(), consumer.take()} == {
+        bar(0, close=3.0, symbol="A:A"),
+        bar(0, close=2.0, symbol="B:B"),
+    }
+    assert consumer.take() is None
+
+
+def test_a_full_queue_ends_the_consumer_after_its_closed_bars() -> None:
+    consumer = Consumer(2, partial=False, on_gap="raise")
+    for minute in range(3):
+        consumer.push_closed(bar(minute, closed=True))
+    assert consumer.done
+    assert consumer.take() == bar(0, closed=True)
+    assert consumer.take() == bar(1, closed=True)
+    with pytest.raises(ConsumerTooSlow):
+        consumer.take()
+
+
+async def test_wait_completes_when_a_bar_is_pushed() -> None:
+    consumer = Consumer(10, partial=True, on_gap="raise")
+    waiter = consumer.wait()
+    assert not waiter.done()
+    consumer.push_forming(bar(0))
+    assert waiter.done()
+    assert consumer.take() == bar(0)
+
+
+async def test_get_waits_and_returns_none_when_finished() -> None:
+    consumer = Consumer(10, partial=False, on_gap="raise")
+    task = asyncio.create_task(consumer.get())
+    await asyncio.sleep(0)
+    assert not task.done()
+    consumer.push_closed(bar(0, closed=True))
+    assert await task == bar(0, closed=True)
+    task = asyncio.create_task(consumer.get())
+    await asyncio.sleep(0)
+    consumer.finish()
+    assert await task is None
+
+
+async def test_a_cancelled_wait_leaves_the_consumer_usable() -> None:
+    consumer = Consumer(10, partial=False, on_gap="raise")
+    task = asyncio.create_task(consumer.get())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    consumer.push_closed(bar(0, closed=True))  # must not fail on the cancelled waiter
+    assert await consumer.get() == bar(0, closed=True)
+
+
+async def test_fail_wakes_the_waiter_with_the_error() -> None:
+    consumer = Consumer(10, partial=False, on_gap="raise")
+    task = asyncio.create_task(consumer.get())
+    await asyncio.sleep(0)
+    consumer.fail(GapError("hole", 1, 2))
+    with pytest.raises(GapError):
+        await task
+
+
+async def test_wait_for_room_returns_once_a_closed_bar_is_taken() -> None:
+    consumer = Consumer(1, partial=False, on_gap="raise")
+    consumer.push_closed(bar(0, closed=True))
+    assert consumer.full
+    waiting = asyncio.create_task(consumer.wait_for_room())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert consumer.take() == bar(0, closed=True)
+    await asyncio.wait_for(waiting, 1.0)
