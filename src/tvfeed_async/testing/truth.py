@@ -31,27 +31,34 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, chain
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from ..protocol.intervals import Interval
 from .catalogue import Catalogue, SymbolInfo, TradingSession
 
-__all__ = ["BarGrid", "Row", "Slot", "Truth", "TruthSeries"]
+__all__ = ["BLOCK_BARS", "BarGrid", "BlockColumns", "Row", "Slot", "Truth", "TruthSeries"]
 
 #: ``(key, open_time, close_time)`` of one bar; times are unix seconds.
 Slot = tuple[int, int, int]
 #: ``(open_time, open, high, low, close, volume)``; volume None for symbols without volume.
 Row = tuple[int, float, float, float, float, float | None]
+#: Final ``(opens, highs, lows, closes, volumes)`` of the keys of one block, rounded to the
+#: tick, unadjusted (volumes all None for symbols without volume).
+BlockColumns = tuple[list[float], list[float], list[float], list[float], list[float | None]]
 
 _UNIX_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAY = 86_400
 _BLOCK = 256
+#: Bar keys per block: key ``k`` is bar ``k % BLOCK_BARS`` of block ``k // BLOCK_BARS``.
+BLOCK_BARS = _BLOCK
 _OCTAVES = 8
 # Log deviations from the base price are squashed into +-_RANGE (prices stay in
 # base * [0.3, 3.3]), so decades of history never drift to absurd levels.
@@ -60,6 +67,10 @@ _RANGE = 1.2
 # adjusted prices do not depend on the clock.
 _ADJUSTMENT_REFERENCE = int(datetime(2035, 1, 1, tzinfo=UTC).timestamp())
 _QUARTER = 91 * _DAY
+# Intraday slots a grid keeps cached (whole days, least recently used dropped first): a few
+# weeks of one-minute bars, years of hourly ones.
+_DAY_CACHE_SLOTS = 50_000
+_OPEN = itemgetter(1)
 
 
 def _hash64(*parts: object) -> int:
@@ -97,6 +108,7 @@ class BarGrid:
         self._per_day = -(-(session.length_seconds + 7_200) // self.step) + 1
         self._bounds: dict[int, tuple[int, int]] = {}
         self._day_slots: OrderedDict[int, list[Slot]] = OrderedDict()
+        self._day_slots_size = 0
         self._groups: dict[int, Slot] = {}
         weekdays = sorted(session.weekdays)
         self._weekdays = frozenset(weekdays)
@@ -162,8 +174,9 @@ class BarGrid:
             for index in range(count)
         ]
         self._day_slots[ordinal] = slots
-        if len(self._day_slots) > 64:
-            self._day_slots.popitem(last=False)
+        self._day_slots_size += len(slots)
+        while self._day_slots_size > _DAY_CACHE_SLOTS and len(self._day_slots) > 1:
+            self._day_slots_size -= len(self._day_slots.popitem(last=False)[1])
         return slots
 
     def _group_slot(self, ordinal: int) -> Slot:
@@ -194,21 +207,46 @@ class BarGrid:
             while True:
                 yield key, key * step, key * step + step
                 key -= 1
+        if self.intraday:
+            for day in self.days_desc(before):
+                yield from reversed(day)
         ordinal = self._ordinal(before) + 1
         last_key: int | None = None
         while True:
             if self._is_trading(ordinal):
-                if self.intraday:
-                    for slot in reversed(self._intraday_slots(ordinal)):
-                        if slot[1] < before:
-                            yield slot
-                else:
-                    key = self._group_key(ordinal)
-                    if key != last_key:
-                        last_key = key
-                        slot = self._group_slot(ordinal)
-                        if slot[1] < before:
-                            yield slot
+                key = self._group_key(ordinal)
+                if key != last_key:
+                    last_key = key
+                    slot = self._group_slot(ordinal)
+                    if slot[1] < before:
+                        yield slot
+            ordinal -= 1
+
+    def continuous_slots(self, oldest: int, last: int) -> list[Slot]:
+        """Continuous grids: the slots of keys ``oldest`` .. ``last``, oldest first."""
+        step, stop = self.step, last + 1
+        # (key, key * step, key * step + step) for each key, built in C.
+        return list(
+            zip(
+                range(oldest, stop),
+                range(oldest * step, stop * step, step),
+                range(oldest * step + step, stop * step + step, step),
+                strict=True,
+            )
+        )
+
+    def days_desc(self, before: float) -> Iterator[list[Slot]]:
+        """Intraday grids: the slots of each trading day that open earlier than ``before``,
+        oldest first, one list per day, newest day first (endless; do not modify the lists).
+        """
+        ordinal = self._ordinal(before) + 1
+        while True:
+            if self._is_trading(ordinal):
+                day = self._intraday_slots(ordinal)
+                if day and day[-1][1] >= before:
+                    day = day[: bisect_left(day, before, key=_OPEN)]
+                if day:
+                    yield day
             ordinal -= 1
 
     def iter_asc(self, after: float) -> Iterator[Slot]:
@@ -363,9 +401,7 @@ class TruthSeries:
         self._pricescale = symbol.pricescale
         self._has_volume = symbol.has_volume
         self._rows: dict[int, Row] = {}
-        self._rounded: dict[
-            int, tuple[list[float], list[float], list[float], list[float], list[float | None]]
-        ] = {}
+        self._rounded: dict[int, BlockColumns] = {}
         self._adjust_dividends = adjustment == "dividends" and symbol.dividend_ratio != 1.0
         self._undo_splits = adjustment == "none" and bool(symbol.splits)
         self._back_adjusted = back_adjusted and symbol.roll_gap != 0.0
@@ -437,15 +473,21 @@ class TruthSeries:
         self._rows[key] = row
         return row
 
+    @property
+    def plain(self) -> bool:
+        """True when final bars are :meth:`block_columns` values as they are (no dividend,
+        split or roll adjustment depends on the bar's time)."""
+        return not (self._adjust_dividends or self._undo_splits or self._back_adjusted)
+
     def finals(self, slots: list[Slot]) -> list[Row]:
         """:meth:`final` of many slots (fast path for series without adjustments)."""
-        if self._adjust_dividends or self._undo_splits or self._back_adjusted:
+        if not self.plain:
             return [self.final(slot) for slot in slots]
         rows: list[Row] = []
         position = 0
         while position < len(slots):
             block_index = slots[position][0] // _BLOCK
-            opens, highs, lows, closes, volumes = self._rounded_block(block_index)
+            opens, highs, lows, closes, volumes = self.block_columns(block_index)
             base = block_index * _BLOCK
             stop = position
             limit = base + _BLOCK
@@ -468,9 +510,9 @@ class TruthSeries:
             position = stop
         return rows
 
-    def _rounded_block(
-        self, block_index: int
-    ) -> tuple[list[float], list[float], list[float], list[float], list[float | None]]:
+    def block_columns(self, block_index: int) -> BlockColumns:
+        """The final bars of every key of one block (:data:`BLOCK_BARS` keys), rounded to the
+        tick but not adjusted (see :attr:`plain`). Cached; do not modify the lists."""
         found = self._rounded.get(block_index)
         if found is not None:
             return found
@@ -554,8 +596,23 @@ class TruthSeries:
         if grid.continuous:
             step = grid.step
             last = math.ceil(before / step) - 1
-            oldest = max(last - count + 1, -(-first // step))
-            return [(key, key * step, key * step + step) for key in range(oldest, last + 1)]
+            return grid.continuous_slots(max(last - count + 1, -(-first // step)), last)
+        if grid.intraday:
+            # Whole days at a time: the newest ``count`` of the slots opening at or after
+            # ``first``.
+            days: list[list[Slot]] = []
+            wanted = count
+            for day in grid.days_desc(before):
+                complete = day[0][1] >= first
+                if not complete:
+                    day = [slot for slot in day if slot[1] >= first]
+                day = day[-wanted:]
+                days.append(day)
+                wanted -= len(day)
+                if wanted <= 0 or not complete:
+                    break
+            days.reverse()
+            return list(chain.from_iterable(days))
         for slot in grid.iter_desc(before):
             if slot[1] < first:
                 break
@@ -569,7 +626,20 @@ class TruthSeries:
         """Slots with ``start <= open_time <= end`` (history start respected), oldest first."""
         slots: list[Slot] = []
         floor = max(start, self.first_open)
-        for slot in self.grid.iter_desc(math.floor(end) + 1):
+        before = math.floor(end) + 1
+        if self.grid.continuous:
+            step = self.grid.step
+            return self.grid.continuous_slots(int(-(-floor // step)), math.ceil(before / step) - 1)
+        if self.grid.intraday:
+            days: list[list[Slot]] = []
+            for day in self.grid.days_desc(before):
+                if day[0][1] < floor:
+                    days.append([slot for slot in day if slot[1] >= floor])
+                    break
+                days.append(day)
+            days.reverse()
+            return list(chain.from_iterable(days))
+        for slot in self.grid.iter_desc(before):
             if slot[1] < floor:
                 break
             slots.append(slot)

@@ -9,7 +9,8 @@ one heartbeat task per socket).
 Behaviour (PROTOCOL.md section numbers):
 
 * Path ``/socket.io/websocket`` with any query string (other paths: HTTP 404); no Origin
-  needed; permessage-deflate offered; text and binary frames; several packets per incoming
+  needed; permessage-deflate offered (``websockets``' default parameters, compressed at zlib
+  level ``ServerConfig.deflate_level``); text and binary frames; several packets per incoming
   message; client length prefixes parsed leniently (UTF-16 units, else a regex split).
 * The session-info packet first (§2.4), heartbeats ``~h~1``, ``~h~2``... every
   ``heartbeat_interval`` seconds (real or virtual time); a client that leaves
@@ -60,16 +61,19 @@ import logging
 import math
 import re
 import time
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from operator import itemgetter
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
 from ..errors import FramingError, InvalidInterval
@@ -80,15 +84,17 @@ from .catalogue import Catalogue, SymbolInfo
 from .clock import SimulatorClock
 from .faults import Faults, FaultScript
 from .tokens import PLAN_BAR_LIMITS, TokenIssuer
-from .truth import Row, Slot, Truth, TruthSeries
+from .truth import BLOCK_BARS, Row, Slot, Truth, TruthSeries
 
 __all__ = [
+    "DEFLATE_LEVEL",
     "WEBSOCKET_PATH",
     "Hub",
     "ServerConfig",
     "SimConnection",
     "SimulatorStats",
     "WebSocketServer",
+    "deflate_extension",
     "format_args",
     "split_client_packets",
 ]
@@ -105,6 +111,19 @@ STANDARD_MINUTES = frozenset({1, 3, 5, 15, 30, 45, 60, 120, 180, 240})
 _FREE_PLANS = frozenset({"", "free"})
 _PACKET_SPLIT = re.compile(r"~m~\d+~m~")
 _NOCHANGE = {"d": "", "indexes": "nochange"}
+#: Default zlib level of the simulator's permessage-deflate (``ServerConfig.deflate_level``).
+DEFLATE_LEVEL = 1
+
+
+def deflate_extension(level: int = DEFLATE_LEVEL) -> ServerPerMessageDeflateFactory:
+    """permessage-deflate as ``websockets.serve(compression="deflate")`` sets it up (same
+    window sizes and memory level, so the same negotiated parameters), but compressing at
+    zlib ``level`` instead of zlib's default."""
+    return ServerPerMessageDeflateFactory(
+        server_max_window_bits=12,
+        client_max_window_bits=12,
+        compress_settings={"level": level, "memLevel": 5},
+    )
 
 
 @dataclass
@@ -123,6 +142,10 @@ class ServerConfig:
         more_data_resend_bars: how many are re-sent.
         quote_update_period: virtual seconds between quote deltas.
         max_message_size: largest incoming WebSocket message.
+        deflate_level: zlib level of outgoing permessage-deflate messages. What is offered
+            and accepted in the handshake is always ``websockets``' default (see
+            :func:`deflate_extension`); 1 (the default) costs under half the CPU of zlib's
+            usual 6 for messages about 20% larger, which matters for 0.5 MB history replies.
     """
 
     heartbeat_interval: float | None = 10.0
@@ -134,6 +157,7 @@ class ServerConfig:
     more_data_resend_bars: int = 3
     quote_update_period: float = 15.0
     max_message_size: int = 4 * 1024 * 1024
+    deflate_level: int = DEFLATE_LEVEL
 
 
 @dataclass
@@ -246,6 +270,171 @@ def _mark_weight(open_time: int, intraday: bool) -> int:
     return 21
 
 
+# ----------------------------------------------------------------- timescale_update text
+#
+# A 5,000-bar history reply is ~0.5 MB of JSON. Building it as 5,000 ``{"i": n, "v": [...]}``
+# dicts (plus 5,000 marks) for msgspec costs far more than the numbers themselves, so the
+# ``s``, ``changes`` and ``marks`` arrays are joined here from text pieces and slotted into the
+# envelope as ``msgspec.Raw``. Every number is still written by msgspec (a whole column per
+# call), so the text is byte-identical to encoding the dicts: only the fixed punctuation
+# between the numbers is written here.
+
+# ``]},{"i":<n>,"v":[`` (the end of row n - 1 and the start of row n) and ``,<n>],`` (the
+# end of mark n), for every n used so far.
+_ROW_HEADS: list[str] = []
+_MARK_TAILS: list[str] = []
+_MARK_HEADS = {weight: f"[{weight}," for weight in (21, 30, 40)}
+_KEY = itemgetter(0)
+_OPEN_TIME = itemgetter(1)
+
+
+def _index_texts(first: int, count: int) -> tuple[list[str], list[str]]:
+    """Row heads and mark tails (see above) of indexes ``first`` .. ``first + count - 1``."""
+    stop = first + count
+    for n in range(len(_ROW_HEADS), stop):
+        _ROW_HEADS.append(f']}},{{"i":{n},"v":[')
+        _MARK_TAILS.append(f",{n}],")
+    return _ROW_HEADS[first:stop], _MARK_TAILS[first:stop]
+
+
+def _number_texts(values: list[Any]) -> list[str]:
+    """The JSON text of each number of ``values``, as msgspec writes it."""
+    if not values:
+        return []
+    return _encode(values)[1:-1].decode().split(",")
+
+
+def _price_texts(
+    opens: list[float],
+    highs: list[float],
+    lows: list[float],
+    closes: list[float],
+    volumes: list[float | None] | None,
+) -> list[str]:
+    """``,open,high,low,close[,volume]`` (the part of a wire row after its time) per bar."""
+    columns = [[""] * len(opens), *map(_number_texts, (opens, highs, lows, closes))]
+    if volumes is not None:
+        columns.append(_number_texts(volumes))
+    return list(map(",".join, zip(*columns, strict=True)))
+
+
+def _interleave(*columns: list[str]) -> list[str]:
+    """``[a0, b0, c0, a1, b1, c1, ...]`` of equally long lists."""
+    out = [""] * (len(columns) * len(columns[0]))
+    for position, column in enumerate(columns):
+        out[position :: len(columns)] = column
+    return out
+
+
+def _bars_text(first_index: int, stamps: list[str], prices: list[str]) -> msgspec.Raw:
+    """``[{"i":first_index,"v":[stamp,open,...]},...]`` (what :func:`_wire_row` dicts encode
+    to), from the time and price texts of each bar."""
+    if not stamps:
+        return msgspec.Raw("[]")
+    heads, _ = _index_texts(first_index, len(stamps))
+    heads[0] = heads[0][3:]  # no "]}," before the first row
+    return msgspec.Raw("".join(["[", *_interleave(heads, stamps, prices), "]}]"]))
+
+
+def _mark_heads(times: list[int], intraday: bool) -> list[str]:
+    """``[<weight>,`` (:func:`_mark_weight`) of bars opening at ``times`` (ascending)."""
+    count = len(times)
+    if not intraday:
+        return [_MARK_HEADS[40]] * count
+    hours = range(-(-times[0] // 3_600) * 3_600, times[-1] + 1, 3_600)
+    if len(hours) > count // 16:  # dense: test every bar
+        return [_MARK_HEADS[_mark_weight(t, True)] for t in times]
+    # Sparse (bars much shorter than an hour): most bars weigh 21; find the few on the hour.
+    heads = [_MARK_HEADS[21]] * count
+    for hour in hours:
+        index = bisect_left(times, hour)
+        if times[index] == hour:
+            heads[index] = _MARK_HEADS[_mark_weight(hour, True)]
+    return heads
+
+
+def _marks_text(
+    first_index: int, times: list[int], time_texts: list[str], intraday: bool
+) -> msgspec.Raw:
+    """``[[weight,time,index],...]`` of bars opening at ``times`` (ascending), indexes from
+    ``first_index``; ``time_texts`` are the JSON texts of ``times``."""
+    if not times:
+        return msgspec.Raw("[]")
+    _, tails = _index_texts(first_index, len(times))
+    tails[-1] = tails[-1][:-1] + "]"  # "]]" closes the last mark and the array
+    return msgspec.Raw(
+        "".join(["[", *_interleave(_mark_heads(times, intraday), time_texts, tails)])
+    )
+
+
+class _BarTexts:
+    """Wire text of the history bars of one :class:`TruthSeries`.
+
+    The price part of every final bar (:func:`_price_texts`) is cached, so a warm reply only
+    joins cached strings: per block of keys for a series without per-bar adjustments
+    (:attr:`TruthSeries.plain`), like the truth's own block cache, else per key.
+    """
+
+    _MAX_BLOCKS = 512
+    _MAX_KEYS = 200_000
+
+    def __init__(self, truth: TruthSeries) -> None:
+        self.truth = truth
+        self._has_volume = truth.symbol.has_volume
+        self._blocks: dict[int, list[str]] = {}
+        self._keys: dict[int, str] = {}
+
+    def _block(self, block_index: int) -> list[str]:
+        found = self._blocks.get(block_index)
+        if found is None:
+            opens, highs, lows, closes, volumes = self.truth.block_columns(block_index)
+            found = _price_texts(opens, highs, lows, closes, volumes if self._has_volume else None)
+            if len(self._blocks) >= self._MAX_BLOCKS:
+                self._blocks.clear()
+            self._blocks[block_index] = found
+        return found
+
+    def _rows(self, rows: list[Row]) -> list[str]:
+        if not rows:
+            return []
+        _, opens, highs, lows, closes, volumes = map(list, zip(*rows, strict=True))
+        return _price_texts(opens, highs, lows, closes, volumes if self._has_volume else None)
+
+    def _adjusted(self, slots: list[Slot]) -> list[str]:
+        cache = self._keys
+        missing = [slot for slot in slots if slot[0] not in cache]
+        if missing:
+            if len(cache) + len(missing) > self._MAX_KEYS:
+                cache.clear()
+                missing = slots
+            texts = self._rows(self.truth.finals(missing))
+            cache.update(zip(map(_KEY, missing), texts, strict=True))
+        return list(map(cache.__getitem__, map(_KEY, slots)))
+
+    def prices(self, slots: list[Slot], closed: int, now: float) -> list[str]:
+        """Price texts of ``slots``: the final bar of the first ``closed``, the rest as they
+        look at ``now`` (forming)."""
+        truth = self.truth
+        forming = self._rows([truth.at(slot, now) for slot in slots[closed:]])
+        if not truth.plain:
+            return self._adjusted(slots[:closed]) + forming
+        texts: list[str] = []
+        position = 0
+        while position < closed:
+            block_index = slots[position][0] // BLOCK_BARS
+            block = self._block(block_index)
+            base = block_index * BLOCK_BARS
+            limit = base + BLOCK_BARS
+            stop = bisect_left(slots, limit, position, closed, key=_KEY)
+            first, last = slots[position][0] - base, slots[stop - 1][0] - base
+            if last - first == stop - 1 - position:  # consecutive keys
+                texts += block[first : last + 1]
+            else:
+                texts += [block[slot[0] - base] for slot in slots[position:stop]]
+            position = stop
+        return texts + forming
+
+
 class _Target(Protocol):
     cancelled: bool
     connection: SimConnection
@@ -282,6 +471,7 @@ class Hub:
         self._sequence = itertools.count()
         self._events: list[tuple[float, int, _Target]] = []
         self._wakeup = asyncio.Event()
+        self._bar_texts: dict[TruthSeries, _BarTexts] = {}
         self.drain_timeout = 10.0
         clock._attach(self.run_until)
         faults._actions.stall = lambda: self._each(lambda c: c.stall())
@@ -389,6 +579,13 @@ class Hub:
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), max(delay, 0.001))
+
+    def bar_texts(self, truth: TruthSeries) -> _BarTexts:
+        """The (cached) wire text builder of one ground-truth series."""
+        found = self._bar_texts.get(truth)
+        if found is None:
+            found = self._bar_texts[truth] = _BarTexts(truth)
+        return found
 
     def bar_limit(self, plan: str | None) -> int:
         """Bars per request for a plan (None: anonymous)."""
@@ -952,12 +1149,14 @@ class SimConnection:
             out.clear()
         self.emit([_envelope("series_loading", [chart_id, series_id, turnaround], now)])
         # History and series_completed travel in one WebSocket message, as observed (§6).
-        closed = sum(1 for slot in slots if slot[2] <= now)
-        rows = truth.finals(slots[:closed]) + [truth.at(slot, now) for slot in slots[closed:]]
+        # Slots are in time order: the closed ones (final bars) come first.
+        closed = len(slots)
+        while closed and slots[closed - 1][2] > now:
+            closed -= 1
         series.first_open = slots[0][1] if slots else now_floor(now)
         series.loaded = len(slots)
         packets = [
-            self._timescale_update(series, rows, slots, 0, now),
+            self._timescale_update(series, slots, closed, 0, now),
             self._completed(series, limited, now),
         ]
         self.emit(packets)
@@ -1034,24 +1233,34 @@ class SimConnection:
         return slots, False
 
     def _timescale_update(
-        self, series: _Series, rows: list[Row], slots: list[Slot], first_index: int, now: float
+        self, series: _Series, slots: list[Slot], closed: int, first_index: int, now: float
     ) -> str:
-        float_times = series.truth.symbol.float_times
-        intraday = series.interval.is_intraday
-        wire = [_wire_row(first_index + n, row, float_times) for n, row in enumerate(rows)]
+        """History bars of ``slots`` (in time order) with indexes from ``first_index``: the
+        final bars of the first ``closed``, the others as they look at ``now``."""
+        truth = series.truth
+        float_times = truth.symbol.float_times
+        times = list(map(_OPEN_TIME, slots))
+        time_texts = _number_texts(times)
         skip, duplicate = self.script.skip_bar_times, self.script.duplicate_bar_times
+        bars: msgspec.Raw | list[dict[str, Any]]
         if skip or duplicate:
-            wire = [
+            rows = truth.finals(slots[:closed]) + [truth.at(slot, now) for slot in slots[closed:]]
+            wire = [_wire_row(first_index + n, row, float_times) for n, row in enumerate(rows)]
+            bars = [
                 item
                 for item in wire
                 if int(item["v"][0]) not in skip
                 for _ in range(2 if int(item["v"][0]) in duplicate else 1)
             ]
-        self.hub.stats.bars_sent += len(wire)
-        times = [row[0] for row in rows]
+            self.hub.stats.bars_sent += len(bars)
+        else:
+            prices = self.hub.bar_texts(truth).prices(slots, closed, now)
+            stamps = _number_texts(list(map(float, times))) if float_times else time_texts
+            bars = _bars_text(first_index, stamps, prices)
+            self.hub.stats.bars_sent += len(slots)
         body: dict[str, Any] = {
             "node": NODE,
-            "s": wire,
+            "s": bars,
             "ns": {"d": "", "indexes": []},
             "t": series.turnaround,
         }
@@ -1061,7 +1270,7 @@ class SimConnection:
             "index": first_index,
             "zoffset": 0,
             "changes": times,
-            "marks": [[_mark_weight(t, intraday), t, first_index + n] for n, t in enumerate(times)],
+            "marks": _marks_text(first_index, times, time_texts, series.interval.is_intraday),
             "index_diff": [],
         }
         return _envelope("timescale_update", [series.chart, {series.series_id: body}, meta], now)
@@ -1114,7 +1323,6 @@ class SimConnection:
         now = self._now()
         older = truth.slots_before(series.first_open, count)
         series.more_requests += 1
-        rows = truth.finals(older)
         slots = list(older)
         config = self.hub.config
         if (
@@ -1126,7 +1334,6 @@ class SimConnection:
             again = truth.slots_after(series.first_open, config.more_data_resend_bars, now)
             again = [slot for slot in again if slot[2] <= now]
             slots += again
-            rows += truth.finals(again)
         if older:
             series.first_open = older[0][1]
             series.loaded += len(older)
@@ -1134,7 +1341,8 @@ class SimConnection:
         limited = requested > self.bar_limit and len(older) == count
         self.emit(
             [
-                self._timescale_update(series, rows, slots, 0, now),
+                # Final bars all (an older bar still forming is sent as final, too).
+                self._timescale_update(series, slots, len(slots), 0, now),
                 self._completed(series, limited, now),
             ]
         )
@@ -1325,7 +1533,8 @@ class WebSocketServer:
             process_request=self._process_request,
             ping_interval=None,
             max_size=self.hub.config.max_message_size,
-            compression="deflate",
+            compression=None,
+            extensions=[deflate_extension(self.hub.config.deflate_level)],
         )
         sockname = next(iter(self._server.sockets)).getsockname()
         self.hub.port = int(sockname[1])
