@@ -69,6 +69,7 @@ from tvfeed_async.protocol.messages import (
     symbol_spec,
 )
 from tvfeed_async.testing.chaos import ChaosProxy
+from tvfeed_async.testing.ws_server import ServerConfig, deflate_extension
 
 RESULTS = Path(__file__).resolve().parent / "results" / "history_throughput.json"
 TVKIT_RUNNER = Path(__file__).resolve().parent / "_tvkit_runner.py"
@@ -149,7 +150,8 @@ async def serve_replay(simulator_url: str, count: int, bars: int) -> None:
 
     At start it records, from the simulator, the replies to one request per symbol (and a
     one-bar ``request_more_data`` page); then it serves them with only the chart session id
-    substituted, so its own cost per request is a string join and a deflate. Understands
+    substituted, so its own cost per request is a string join and a deflate (at the
+    simulator's zlib level). Understands
     exactly what the measured clients send: ``resolve_symbol``, ``create_series`` (any count:
     it replays the recorded ``bars``) and ``request_more_data``; everything else is ignored.
     """
@@ -190,7 +192,16 @@ async def serve_replay(simulator_url: str, count: int, bars: int) -> None:
                 elif method == "request_more_data" and params[0] in charts:
                     await reply(params[0], "more")
 
-    async with serve(handle, "127.0.0.1", 0, max_size=MAX_MESSAGE, compression="deflate") as server:
+    # Compressed exactly as the simulator compresses (same negotiated permessage-deflate,
+    # zlib level ServerConfig.deflate_level), so the two servers differ only in generating bars.
+    async with serve(
+        handle,
+        "127.0.0.1",
+        0,
+        max_size=MAX_MESSAGE,
+        compression=None,
+        extensions=[deflate_extension(ServerConfig().deflate_level)],
+    ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         print(f"ws_url=ws://127.0.0.1:{port}/socket.io/websocket", flush=True)
         await asyncio.Event().wait()
