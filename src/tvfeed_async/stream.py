@@ -76,6 +76,12 @@ class StreamKey:
     back_adjusted: bool = False
 
 
+def _release(waiter: asyncio.Future[None] | None) -> None:
+    """Complete ``waiter`` if it is still pending (it may have been cancelled)."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class Consumer:
     """One consumer's bounded queue (may be fed by several subscriptions: ``stream_many``).
 
@@ -130,18 +136,12 @@ class Consumer:
         return self._finished or self._error is not None
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self._waiter = self._waiter, None
+        _release(waiter)
 
     def _make_room(self) -> None:
-        room = self._room
-        if room is not None:
-            self._room = None
-            if not room.done():
-                room.set_result(None)
+        room, self._room = self._room, None
+        _release(room)
 
     def push_closed(self, bar: Bar) -> None:
         """Queue a closed bar; end the consumer with ConsumerTooSlow when the queue is full."""
