@@ -147,6 +147,27 @@ def test_payload_containing_a_header_lookalike_is_not_split() -> None:
     ]
 
 
+@pytest.mark.parametrize("where", [0, 7, 29])
+def test_long_message_with_a_header_lookalike_in_one_payload(where: int) -> None:
+    # Thirty packets in one message (a burst of live updates), one of them carrying text that
+    # looks like a header: every packet comes out whole, wherever the lookalike sits.
+    payloads = [f'{{"m":"du","p":["cs_{n}",{{"v":[{n}]}}]}}' for n in range(30)]
+    payloads[where] = '{"m":"qsd","p":["qs_1",{"v":{"description":"a~m~5~m~hello~m~"}}]}'
+    message = "".join(encode_packet(payload) for payload in payloads)
+    assert decode_packets(message) == payloads
+    decoder = FrameDecoder()
+    cut = len(message) - 7
+    assert decoder.feed(message[:cut]) == payloads[:-1]  # the last packet is incomplete
+    assert decoder.feed(message[cut:]) == payloads[-1:]
+
+
+def test_header_digits_must_be_ascii_in_a_non_ascii_message() -> None:
+    # "٣" (Arabic-Indic three) is a Unicode digit, and int() reads it: the header is still bad.
+    message = encode_packet(qsd_payload(KOREAN)) + "~m~٣~m~abc"
+    with pytest.raises(FramingError):
+        decode_packets(message)
+
+
 # --------------------------------------------------------------------------- length units
 
 

@@ -156,10 +156,6 @@ def _split(text: str, units: bool) -> tuple[list[Packet], int]:
     return packets, position
 
 
-# Packets of one message cut by str.split before the position-driven _split takes over.
-_SPLIT_PACKETS = 8
-
-
 class FrameDecoder:
     """Incremental decoder: feed it WebSocket text messages, get packets back.
 
@@ -186,34 +182,32 @@ class FrameDecoder:
     def _feed_plain(self, text: str) -> list[Packet]:
         """Cut the packets off ``text``, in which one character is one UTF-16 unit.
 
-        str.split copies the remaining text once per packet, so after a few packets of one
-        message the position-driven :func:`_split` takes over (many packets would otherwise
-        cost quadratic time); it also decides what a bad header is (garbage or incomplete).
+        First one ``str.split`` on the marker, which cuts every packet of the message in one C
+        call; it is right exactly when every piece is as long as its header says. A payload
+        that itself contains ``~m~`` is cut short by it, so that packet's length check fails
+        (a piece of a payload is always shorter than the payload), and so does an incomplete
+        packet at the end: then the position-driven :func:`_split` does the work, and it also
+        decides what a bad header is (garbage or incomplete).
         """
-        packets: list[Packet] = []
-        for _ in range(_SPLIT_PACKETS):
-            parts = text.split("~m~", 2)
-            if len(parts) != 3 or parts[0]:
-                break
-            digits = parts[1]
-            if not (digits.isascii() and digits.isdigit() and len(digits) <= 10):
-                break
-            length = int(digits)
-            payload = parts[2]
-            size = len(payload)
-            if length > size:  # incomplete: wait for the rest
-                self._pending = text
-                return packets
-            if length < size:
-                text = payload[length:]
-                payload = payload[:length]
+        parts = text.split("~m~")
+        count = len(parts)
+        if count & 1 and not parts[0]:
+            packets: list[Packet] = []
+            append = packets.append
+            for index in range(1, count, 2):
+                digits = parts[index]
+                payload = parts[index + 1]
+                if not (
+                    digits.isascii()  # the text may be non-ASCII: "٣".isdigit() is True
+                    and digits.isdigit()
+                    and len(digits) <= 10
+                    and int(digits) == len(payload)
+                ):
+                    break
+                append(payload if payload[:1] != "~" else _classify(payload))
             else:
-                text = ""
-            packets.append(payload if payload[:1] != "~" else _classify(payload))
-            if not text:
                 return packets
-        more, rest = _split(text, units=False)
-        packets.extend(more)
+        packets, rest = _split(text, units=False)
         if rest < len(text):
             self._pending = text[rest:]
         return packets
