@@ -36,6 +36,7 @@ from .errors import (
 from .protocol.connection import ClientProtocol
 from .protocol.messages import (
     ClientMessage,
+    LiveData,
     ProtocolErrorMessage,
     ServerMessage,
     SessionInfo,
@@ -333,6 +334,11 @@ class Supervisor:
             for text in protocol.data_to_send():
                 await link.send_text(text)
             for message in messages:
+                if message.__class__ is LiveData:  # nearly all the traffic of live streams
+                    route = routes.get(message.p.session)
+                    if route is not None:
+                        route.handle(message)
+                    continue
                 session = getattr(message, "session", None)
                 if session is not None:
                     route = routes.get(session)

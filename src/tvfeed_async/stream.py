@@ -168,8 +168,11 @@ class Consumer:
         if not self.partial or self._finished or self._error is not None:
             return
         self._forming[(bar.symbol, bar.interval)] = bar
-        if self._waiter is not None:
-            self._wake()
+        waiter = self._waiter
+        if waiter is not None:  # _wake(), inlined: this runs for every live update
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def report_gap(self, gap: Gap, key: StreamKey) -> None:
         """Apply the gap policy."""
@@ -275,7 +278,7 @@ class Subscription:
 
     def handle(self, message: ServerMessage) -> None:
         if isinstance(message, SeriesData):
-            payload = message.series.get(SERIES_ID)
+            payload = message.p.series.get(SERIES_ID)
             if payload is None or not payload.rows:
                 return
             # Rows were validated by parse_message (a malformed one fails the whole message).
@@ -293,7 +296,8 @@ class Subscription:
                     for consumer in consumers:
                         consumer.push_closed(closed)
                 if forming is not None:
-                    self._push_forming(forming)
+                    for consumer in consumers:
+                        consumer.push_forming(forming)
         elif isinstance(message, SeriesCompleted):
             if message.series_id == SERIES_ID:
                 self._completed.set()
