@@ -574,16 +574,16 @@ class TvFeed:
         streams = self._stream_manager()
         subscription = streams.subscribe(key, consumer)
         # consumer.get() inlined: this loop runs once per live update of every stream.
-        take, wait = consumer.take, consumer.wait
+        step = consumer.step
         try:
             while True:
-                bar = take()
-                if bar is None:
-                    if consumer.done:
-                        return
-                    await wait()
-                    continue
-                yield bar
+                item = step()
+                if isinstance(item, Bar):
+                    yield item
+                elif item is None:
+                    return
+                else:
+                    await item
         finally:
             streams.unsubscribe(subscription, consumer)
 

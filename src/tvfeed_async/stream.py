@@ -56,6 +56,8 @@ __all__ = ["Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"
 
 logger = logging.getLogger("tvfeed_async.stream")
 
+_new_tuple = tuple.__new__  # Bar._make without its Python-level call (see protocol.bars)
+
 #: What to do when an outage was longer than the server can backfill: ``"raise"`` ends the
 #: stream with :class:`GapError`; a callable is called with the :class:`Gap` and the stream
 #: goes on with the bars after it.
@@ -99,6 +101,7 @@ class Consumer:
         "_error",
         "_finished",
         "_forming",
+        "_loop",
         "_room",
         "_waiter",
         "max_closed",
@@ -116,6 +119,7 @@ class Consumer:
         self._finished = False
         self._waiter: asyncio.Future[None] | None = None
         self._room: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def full(self) -> bool:
@@ -202,10 +206,14 @@ class Consumer:
         self._wake()
         self._make_room()
 
-    def take(self) -> Bar | None:
-        """The next pending bar without waiting, or None when nothing is pending.
+    def step(self) -> Bar | asyncio.Future[None] | None:
+        """The next pending bar; if none is pending, a future to await before asking again;
+        None once the consumer was finished.
 
         Closed bars come first (oldest first), then the latest forming bar of each series.
+        One call per bar and one per wait, so that the stream's generator (which awaits the
+        future itself, without a coroutine in between) costs as little as possible per live
+        update.
 
         Raises:
             The error the consumer was ended with, once its closed bars were taken.
@@ -221,16 +229,12 @@ class Consumer:
             return forming.pop(next(iter(forming)))
         if self._error is not None:
             raise self._error
-        return None
-
-    def wait(self) -> asyncio.Future[None]:
-        """A future that completes when a bar is pushed or the consumer ends.
-
-        Await it after :meth:`take` gave None and :attr:`done` is False. It is a bare future
-        rather than a coroutine so that the stream's generator awaits it directly: one frame
-        fewer per live update.
-        """
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        if self._finished:
+            return None
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
         return waiter
 
     async def get(self) -> Bar | None:
@@ -239,12 +243,10 @@ class Consumer:
         Closed bars queued before an error are delivered first; then the error is raised.
         """
         while True:
-            bar = self.take()
-            if bar is not None:
-                return bar
-            if self._finished:
-                return None
-            await self.wait()
+            item = self.step()
+            if item is None or isinstance(item, Bar):
+                return item
+            await item
 
 
 class Subscription:
@@ -260,6 +262,7 @@ class Subscription:
         self.key = key
         self._symbol = key.symbol.full
         self._interval = key.interval.code
+        self._tail = (self._symbol, self._interval, False)  # symbol, interval, closed
         self.consumers: list[Consumer] = []
         self.merger = BarMerger()
         self.retained: deque[Bar] = deque(maxlen=max(2, history))
@@ -282,15 +285,17 @@ class Subscription:
             if payload is None or not payload.rows:
                 return
             # Rows were validated by parse_message (a malformed one fails the whole message).
-            bars = payload.bars(self._symbol, self._interval)
             if not self._live:
-                self._pending.extend(bars)
+                self._pending.extend(payload.bars(self._symbol, self._interval))
                 return
-            # The live path: one call per update, no intermediate lists.
+            # The live path: one call per update, no intermediate lists. Each row's values
+            # become a Bar of this series as SeriesPayload.bars() makes them (tuple.__new__
+            # over the first six values and this series' tail), without its call and list.
             update = self.merger.update
             consumers = self.consumers
-            for bar in bars:
-                closed, forming = update(bar)
+            tail = self._tail
+            for row in payload.rows:
+                closed, forming = update(_new_tuple(Bar, row.v[:6] + tail))
                 if closed is not None:
                     self.retained.append(closed)
                     for consumer in consumers:

@@ -1,4 +1,8 @@
-"""The per-consumer queue of a stream: order, coalescing, errors, waking (stream.Consumer)."""
+"""The per-consumer queue of a stream: order, coalescing, errors, waking (stream.Consumer).
+
+``step()`` is called here outside a running loop only while something is pending; with nothing
+pending it returns a future of the running loop, which the async tests check.
+"""
 
 from __future__ import annotations
 
@@ -26,16 +30,17 @@ def test_closed_bars_come_first_in_order_then_the_latest_forming_bar() -> None:
     consumer.push_closed(bar(0, close=2.0, closed=True))  # closes it: the forming one goes
     consumer.push_forming(bar(1, close=3.0))
     consumer.push_forming(bar(1, close=4.0))
-    assert consumer.take() == bar(0, close=2.0, closed=True)
-    assert consumer.take() == bar(1, close=4.0)
-    assert consumer.take() is None
+    assert consumer.step() == bar(0, close=2.0, closed=True)
+    assert consumer.step() == bar(1, close=4.0)
+    assert not consumer._forming
+    assert not consumer._closed
     assert not consumer.done
 
 
-def test_forming_bars_are_not_queued_without_partial() -> None:
+async def test_forming_bars_are_not_queued_without_partial() -> None:
     consumer = Consumer(10, partial=False, on_gap="raise")
     consumer.push_forming(bar(0))
-    assert consumer.take() is None
+    assert isinstance(consumer.step(), asyncio.Future)  # nothing pending: wait
 
 
 def test_forming_bars_of_several_series_each_keep_their_latest() -> None:
@@ -43,11 +48,11 @@ def test_forming_bars_of_several_series_each_keep_their_latest() -> None:
     consumer.push_forming(bar(0, close=1.0, symbol="A:A"))
     consumer.push_forming(bar(0, close=2.0, symbol="B:B"))
     consumer.push_forming(bar(0, close=3.0, symbol="A:A"))
-    assert {consumer.take(), consumer.take()} == {
+    assert {consumer.step(), consumer.step()} == {
         bar(0, close=3.0, symbol="A:A"),
         bar(0, close=2.0, symbol="B:B"),
     }
-    assert consumer.take() is None
+    assert not consumer._forming
 
 
 def test_a_full_queue_ends_the_consumer_after_its_closed_bars() -> None:
@@ -55,19 +60,28 @@ def test_a_full_queue_ends_the_consumer_after_its_closed_bars() -> None:
     for minute in range(3):
         consumer.push_closed(bar(minute, closed=True))
     assert consumer.done
-    assert consumer.take() == bar(0, closed=True)
-    assert consumer.take() == bar(1, closed=True)
+    assert consumer.step() == bar(0, closed=True)
+    assert consumer.step() == bar(1, closed=True)
     with pytest.raises(ConsumerTooSlow):
-        consumer.take()
+        consumer.step()
 
 
-async def test_wait_completes_when_a_bar_is_pushed() -> None:
+async def test_step_gives_a_future_that_completes_when_a_bar_is_pushed() -> None:
     consumer = Consumer(10, partial=True, on_gap="raise")
-    waiter = consumer.wait()
+    waiter = consumer.step()
+    assert isinstance(waiter, asyncio.Future)
     assert not waiter.done()
     consumer.push_forming(bar(0))
     assert waiter.done()
-    assert consumer.take() == bar(0)
+    assert consumer.step() == bar(0)
+
+
+async def test_step_gives_none_once_the_consumer_is_finished() -> None:
+    consumer = Consumer(10, partial=False, on_gap="raise")
+    consumer.push_closed(bar(0, closed=True))
+    consumer.finish()
+    assert consumer.step() == bar(0, closed=True)  # what was queued still comes out first
+    assert consumer.step() is None
 
 
 async def test_get_waits_and_returns_none_when_finished() -> None:
@@ -110,5 +124,5 @@ async def test_wait_for_room_returns_once_a_closed_bar_is_taken() -> None:
     waiting = asyncio.create_task(consumer.wait_for_room())
     await asyncio.sleep(0)
     assert not waiting.done()
-    assert consumer.take() == bar(0, closed=True)
+    assert consumer.step() == bar(0, closed=True)
     await asyncio.wait_for(waiting, 1.0)
