@@ -58,15 +58,16 @@ class ClientProtocol:
                     self.session_info = message
                 return [message]
         messages: list[ServerMessage] = []
+        append = messages.append
         for packet in packets:
-            if isinstance(packet, Heartbeat):
+            if packet.__class__ is not str:  # a Heartbeat (a burst of live updates has none)
                 self.heartbeats += 1
                 self._outgoing.append(encode_heartbeat(packet))
                 continue
             message = parse_message(packet)
-            if isinstance(message, SessionInfo):
+            if message.__class__ is SessionInfo:
                 self.session_info = message
-            messages.append(message)
+            append(message)
         return messages
 
     def send(self, message: ClientMessage) -> None:
