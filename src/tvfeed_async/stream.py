@@ -102,6 +102,7 @@ class Consumer:
         "_finished",
         "_forming",
         "_loop",
+        "_no_forming",
         "_room",
         "_waiter",
         "max_closed",
@@ -120,6 +121,8 @@ class Consumer:
         self._waiter: asyncio.Future[None] | None = None
         self._room: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # True when forming bars are not wanted: not partial, or the consumer was ended.
+        self._no_forming = not partial
 
     @property
     def full(self) -> bool:
@@ -169,7 +172,7 @@ class Consumer:
 
     def push_forming(self, bar: Bar) -> None:
         """Replace the pending forming bar of this series (coalescing)."""
-        if not self.partial or self._finished or self._error is not None:
+        if self._no_forming:
             return
         self._forming[(bar.symbol, bar.interval)] = bar
         waiter = self._waiter
@@ -197,12 +200,14 @@ class Consumer:
         """End the consumer with ``error`` (raised by its next ``get``)."""
         if self._error is None and not self._finished:
             self._error = error
+            self._no_forming = True
             self._wake()
             self._make_room()
 
     def finish(self) -> None:
         """End the consumer normally (its iterator stops)."""
         self._finished = True
+        self._no_forming = True
         self._wake()
         self._make_room()
 

@@ -27,10 +27,6 @@ _CLOSED = (True,)
 _NOTHING: tuple[None, None] = (None, None)
 
 
-def _as_forming(bar: Bar) -> Bar:
-    return bar if not bar[8] else _new_tuple(Bar, bar[:8] + _FORMING)
-
-
 class Bar(NamedTuple):
     """One OHLCV bar.
 
@@ -133,24 +129,26 @@ class BarMerger:
             closes the forming bar), and the forming bar if it was created or revised; each
             is ``None`` otherwise.
         """
+        if bar[8]:  # the forming bar is never marked closed, whatever came in
+            bar = _new_tuple(Bar, bar[:8] + _FORMING)
         forming = self._forming
         timestamp = bar[0]
         if forming is None:
             if self._last_closed is not None and timestamp <= self._last_closed:
                 return _NOTHING
-            forming = self._forming = _as_forming(bar)
-            return None, forming
+            self._forming = bar
+            return None, bar
         forming_time = forming[0]
         if timestamp == forming_time:
             if forming[:6] == bar[:6]:
                 return _NOTHING
-            forming = self._forming = _as_forming(bar)
-            return None, forming
+            self._forming = bar
+            return None, bar
         if timestamp < forming_time:
             return _NOTHING
         self._last_closed = forming_time
-        self._forming = _as_forming(bar)
-        return _new_tuple(Bar, forming[:8] + _CLOSED), self._forming
+        self._forming = bar
+        return _new_tuple(Bar, forming[:8] + _CLOSED), bar
 
     def apply(self, bar: Bar, result: MergeResult | None = None) -> MergeResult:
         """Apply one update (live ``du`` or a history row).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import string
 
-from .framing import FrameDecoder, Heartbeat, encode_heartbeat
+from .framing import FrameDecoder, encode_heartbeat
 from .messages import ClientMessage, ServerMessage, SessionInfo, parse_message
 
 __all__ = ["ClientProtocol", "new_session_id"]
