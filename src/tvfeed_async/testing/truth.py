@@ -56,9 +56,8 @@ BlockColumns = tuple[list[float], list[float], list[float], list[float], list[fl
 
 _UNIX_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAY = 86_400
-_BLOCK = 256
 #: Bar keys per block: key ``k`` is bar ``k % BLOCK_BARS`` of block ``k // BLOCK_BARS``.
-BLOCK_BARS = _BLOCK
+BLOCK_BARS = 256
 _OCTAVES = 8
 # Log deviations from the base price are squashed into +-_RANGE (prices stay in
 # base * [0.3, 3.3]), so decades of history never drift to absurd levels.
@@ -317,7 +316,7 @@ class _PathModel:
         found = self._anchors.get(block)
         if found is not None:
             return found
-        sigma_block = self._sigma_bar * math.sqrt(_BLOCK)
+        sigma_block = self._sigma_bar * math.sqrt(BLOCK_BARS)
         total = 0.0
         for octave in range(_OCTAVES):
             span = 4**octave
@@ -339,7 +338,7 @@ class _PathModel:
             self._blocks.move_to_end(block)
             return found
         revisions = self._revisions
-        steps = _BLOCK * revisions
+        steps = BLOCK_BARS * revisions
         rng = random.Random(_hash64(self._id, "block", block))
         draw = rng.random
         scale = self._sigma_bar / math.sqrt(revisions) * math.sqrt(12.0)
@@ -354,7 +353,7 @@ class _PathModel:
         lows: list[float] = []
         volumes: list[float] = []
         wick = self._sigma_bar * 0.6
-        for bar in range(_BLOCK):
+        for bar in range(BLOCK_BARS):
             path = points[bar * revisions : bar * revisions + revisions + 1]
             highs.append(max(path) * (1.0 + draw() * wick))
             lows.append(min(path) * (1.0 - draw() * wick))
@@ -446,7 +445,7 @@ class TruthSeries:
     # -- bars -------------------------------------------------------------------------------
 
     def _raw(self, key: int) -> tuple[_Block, int]:
-        block, offset = divmod(key, _BLOCK)
+        block, offset = divmod(key, BLOCK_BARS)
         return self._path.block(block), offset
 
     def final(self, slot: Slot) -> Row:
@@ -486,11 +485,11 @@ class TruthSeries:
         rows: list[Row] = []
         position = 0
         while position < len(slots):
-            block_index = slots[position][0] // _BLOCK
+            block_index = slots[position][0] // BLOCK_BARS
             opens, highs, lows, closes, volumes = self.block_columns(block_index)
-            base = block_index * _BLOCK
+            base = block_index * BLOCK_BARS
             stop = position
-            limit = base + _BLOCK
+            limit = base + BLOCK_BARS
             while stop < len(slots) and slots[stop][0] < limit:
                 stop += 1
             rows.extend(
@@ -532,7 +531,9 @@ class TruthSeries:
 
         opens = rounded(points[0:-1:revisions])
         closes = rounded(points[revisions::revisions])
-        volumes: list[float | None] = list(block.volumes) if self._has_volume else [None] * _BLOCK
+        volumes: list[float | None] = (
+            list(block.volumes) if self._has_volume else [None] * BLOCK_BARS
+        )
         result = (opens, rounded(block.highs), rounded(block.lows), closes, volumes)
         if len(self._rounded) > 512:
             self._rounded.clear()
