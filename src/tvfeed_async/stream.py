@@ -314,7 +314,7 @@ class Subscription:
         else:
             # symbol_resolved is not kept: ~6 KB per stream that streams do not need
             # (feed.resolve() returns it on demand).
-            error = chart_error(message, self.key.symbol.full, self._name)
+            error = chart_error(message, self._symbol, self._name)
             if error is not None:
                 self._fail(error)
 
@@ -327,7 +327,7 @@ class Subscription:
 
     @property
     def _name(self) -> str:
-        return f"{self.key.symbol.full} {self.key.interval.code}"
+        return f"{self._symbol} {self._interval}"
 
     def _push_forming(self, forming: Bar | None) -> None:
         if forming is not None:
@@ -419,7 +419,7 @@ class Subscription:
         await open_chart(
             link,
             session,
-            key.symbol.full,
+            self._symbol,
             adjustment=key.adjustment,
             trading_session=key.session,
             back_adjusted=key.back_adjusted,
