@@ -671,20 +671,20 @@ class TvFeed:
                     back_adjusted=back_adjusted,
                 )
                 known = {bar.timestamp for bar in bars}
+                columns = zip(
+                    older["time"].dt.epoch("s"),
+                    older["open"],
+                    older["high"],
+                    older["low"],
+                    older["close"],
+                    older["volume"],
+                    strict=True,
+                )
+                symbol, code = key.symbol.full, key.interval.code
                 prefix = [
-                    Bar(
-                        int(row["time"].timestamp()),
-                        row["open"],
-                        row["high"],
-                        row["low"],
-                        row["close"],
-                        row["volume"],
-                        key.symbol.full,
-                        key.interval.code,
-                        True,
-                    )
-                    for row in older.iter_rows(named=True)
-                    if int(row["time"].timestamp()) not in known
+                    Bar(opened, open_, high, low, close, volume, symbol, code, True)
+                    for opened, open_, high, low, close, volume in columns
+                    if opened not in known
                 ]
                 merged = sorted([*prefix, *bars], key=lambda bar: bar.timestamp)
                 bars = deque(merged, maxlen=window)
