@@ -161,6 +161,39 @@ def test_long_message_with_a_header_lookalike_in_one_payload(where: int) -> None
     assert decoder.feed(message[cut:]) == payloads[-1:]
 
 
+@pytest.mark.parametrize("packets", [1, 3])
+def test_header_with_leading_zeros_is_read_by_its_value(packets: int) -> None:
+    # The fast path compares each header with the decimal form of its payload's length, so
+    # "~m~05~m~" fails that check; the position-driven parser then reads it as five.
+    message = "~m~05~m~hello" + PROTOCOL_ERROR * (packets - 1)
+    assert decode_packets(message) == ["hello"] + [PROTOCOL_ERROR[8:]] * (packets - 1)
+    assert decode_packets(encode_packet("hi") + "~m~0002~m~yo") == ["hi", "yo"]
+
+
+@pytest.mark.parametrize("count", [1, 2, 40])
+def test_long_messages_are_cut_like_short_ones(count: int) -> None:
+    # Past a few kilobytes the decoder reads the first header before searching the whole
+    # text (a history batch is one long packet); every shape must still come out whole,
+    # lookalikes and a trailing incomplete packet included.
+    payloads = [
+        f'{{"m":"timescale_update","p":["cs_{n}",{{"v":[{"1.5," * 3_000}{n}]}}]}}'
+        for n in range(count)
+    ]
+    payloads[count // 2] = payloads[count // 2].replace("1.5,", '"~m~12~m~",', 3)
+    message = "".join(encode_packet(payload) for payload in payloads)
+    assert len(message) > 8192
+    assert decode_packets(message) == payloads
+    decoder = FrameDecoder()
+    cut = len(message) - 5
+    assert decoder.feed(message[:cut]) == payloads[:-1]
+    assert decoder.feed(message[cut:] + PROTOCOL_ERROR) == [
+        payloads[-1],
+        PROTOCOL_ERROR[8:],
+    ]
+    with pytest.raises(FramingError):
+        decode_packets(message + "~m~x~m~garbage")
+
+
 def test_header_digits_must_be_ascii_in_a_non_ascii_message() -> None:
     # "٣" (Arabic-Indic three) is a Unicode digit, and int() reads it: the header is still bad.
     message = encode_packet(qsd_payload(KOREAN)) + "~m~٣~m~abc"

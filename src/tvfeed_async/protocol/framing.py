@@ -45,6 +45,8 @@ _JSON_PREFIX = "~j~"
 # A complete header. Real packets are at most a few MB; ten digits is far beyond that and
 # bounds garbage headers. [0-9], because \d would also take other scripts' digits.
 _HEADER = re.compile(r"~m~([0-9]{1,10})~m~")
+# Messages shorter than this (characters) are split on every marker at once (see feed).
+_SPLIT_WHOLE_BELOW = 8192
 # An incomplete header at the end of the buffer: "~", "~m", "~m~", "~m~12", "~m~12~", "~m~12~m".
 _PARTIAL_HEADER = re.compile(r"~(?:m(?:~(?:[0-9]{0,10}(?:~m?)?)?)?)?\Z")
 
@@ -179,32 +181,29 @@ class FrameDecoder:
         """Text of an incomplete packet waiting for the rest of its data."""
         return self._pending
 
-    def _feed_plain(self, text: str) -> list[Packet]:
-        """Cut the packets off ``text``, in which one character is one UTF-16 unit.
+    def _feed_parts(self, text: str, parts: list[str]) -> list[Packet]:
+        """Cut the packets off ``text`` (one character per UTF-16 unit), already split on the
+        marker into ``parts``.
 
-        First one ``str.split`` on the marker, which cuts every packet of the message in one C
-        call; it is right exactly when every piece is as long as its header says. A payload
-        that itself contains ``~m~`` is cut short by it, so that packet's length check fails
-        (a piece of a payload is always shorter than the payload), and so does an incomplete
-        packet at the end: then the position-driven :func:`_split` does the work, and it also
-        decides what a bad header is (garbage or incomplete).
+        One ``str.split`` on the marker cuts every packet of a message in one C call; it is
+        right exactly when every piece is as long as its header says. A payload that itself
+        contains ``~m~`` is cut short by it, so that packet's length check fails (a piece of a
+        payload is always shorter than the payload), and so does an incomplete packet at the
+        end: then the position-driven :func:`_split` does the work, and it also decides what a
+        bad header is (garbage or incomplete). The check compares each header with the
+        decimal form of its piece's length, which also rules out anything but ASCII digits
+        ("٣".isdigit() is True); a header with leading zeros fails it and is read by
+        :func:`_split`.
         """
-        parts = text.split("~m~")
-        count = len(parts)
-        if count & 1 and not parts[0]:
-            packets: list[Packet] = []
-            append = packets.append
-            for index in range(1, count, 2):
-                digits = parts[index]
-                payload = parts[index + 1]
-                if not (
-                    digits.isascii()  # the text may be non-ASCII: "٣".isdigit() is True
-                    and digits.isdigit()
-                    and len(digits) <= 10
-                    and int(digits) == len(payload)
-                ):
+        if len(parts) & 1 and not parts[0]:
+            # The payloads, in place: a heartbeat among them is replaced by its Heartbeat.
+            packets: list[Any] = parts[2::2]
+            for index, digits in enumerate(parts[1::2]):
+                payload = packets[index]
+                if str(len(payload)) != digits:
                     break
-                append(payload if payload[:1] != "~" else _classify(payload))
+                if payload[:1] == "~":
+                    packets[index] = _classify(payload)
             else:
                 return packets
         packets, rest = _split(text, units=False)
@@ -235,27 +234,22 @@ class FrameDecoder:
         # isascii() is O(1) (a flag of the string object). In ASCII text, and in any text
         # without characters beyond U+FFFF, one character is one UTF-16 unit.
         if text.isascii():
-            # Most live messages are exactly one packet: cut it here, inline, with as few steps
-            # as possible (this runs for every message). str.split("~m~", 2) reads the header
-            # and copies out the payload in one C call (measured about twice as fast as a regex
-            # match plus a slice); the checks are as strict as the regex: one to ten ASCII
-            # digits between the markers (isdigit() is exactly [0-9] in ASCII text), nothing
-            # before them.
-            parts = text.split("~m~", 2)
+            # A long message (a history batch) is cut after its first header first: searching
+            # all of its text for the marker costs about 0.7 ns per character (0.6 ms for a
+            # 5,000-bar batch), and it is nearly always one packet.
+            short = len(text) < _SPLIT_WHOLE_BELOW
+            parts = text.split("~m~") if short else text.split("~m~", 2)
             if len(parts) == 3:
-                digits = parts[1]
+                # Most live messages are exactly one packet: cut it here, inline, with as few
+                # steps as possible (this runs for every message). The header must be the
+                # decimal length of the payload, with nothing before it (see _feed_parts).
                 payload = parts[2]
-                if (
-                    not parts[0]
-                    and digits.isdigit()
-                    and len(digits) <= 10
-                    and int(digits) == len(payload)
-                ):
+                if not parts[0] and str(len(payload)) == parts[1]:
                     return [payload if payload[:1] != "~" else _classify(payload)]
             # Several packets, an incomplete one, or garbage.
-            return self._feed_plain(text)
+            return self._feed_parts(text, parts if short else text.split("~m~"))
         if not _has_astral(text):
-            return self._feed_plain(text)
+            return self._feed_parts(text, text.split("~m~"))
         unit_text = _to_units(text)
         packets, rest = _split(unit_text, units=True)
         self._pending = _from_units(unit_text[rest:])
