@@ -4,8 +4,10 @@ Measures, in one run (best of N repeats, ``time.perf_counter``, one core, no thr
 
 1. ``du`` decoding: realistic live-update messages (the shape of the genuine ``du`` recording;
    one or two packets per WebSocket message, some with a heartbeat packed in) fed through
-   ``ClientProtocol.receive_data`` (framing, heartbeat echo, ``parse_message``) ->
-   ``SeriesPayload.bars()``. Target: >= 300,000 packets/s.
+   ``ClientProtocol.receive_data`` (framing, heartbeat echo, ``parse_message``) -> ``Bar``
+   values with symbol and interval, built as the client's live path builds them
+   (``stream.Subscription.handle``). Target: >= 300,000 packets/s. Also reported: the same
+   through the public ``SeriesPayload.bars()``.
 2. The floor: ``orjson.loads`` alone of the same payloads, and the ratio of (1) to it.
 3. A 5,000-bar ``timescale_update`` (with the per-bar tick-mark metadata real servers send and
    2019-style long float tails) -> finalized Polars frame, against ``orjson.loads`` of that
@@ -36,7 +38,15 @@ import orjson
 import polars as pl
 
 from tvfeed_async.frames import finalize, frame_from_payloads
-from tvfeed_async.protocol import ClientProtocol, FrameDecoder, SeriesData, parse_message
+from tvfeed_async.protocol import (
+    Bar,
+    ClientProtocol,
+    FrameDecoder,
+    LiveData,
+    SeriesData,
+    bar_from_values,
+    parse_message,
+)
 from tvfeed_async.protocol import messages as messages_module
 from tvfeed_async.protocol.framing import encode_packet
 
@@ -44,6 +54,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "codec_throughput.json"
 DU_TARGET_PER_SECOND = 300_000
 FRAME_TARGET_RATIO = 1.5
 HISTORY_BARS = 5_000
+DU_SERIES = "s1"
+DU_SYMBOL = "BINANCE:ETHUSDT"
+DU_INTERVAL = "1"
+_new_tuple = tuple.__new__  # as tvfeed_async.stream builds live bars
 
 
 def _long_tail(value: float) -> str:
@@ -137,17 +151,39 @@ def history_packet(bars: int, seed: int = 11) -> str:
     return encode_packet(payload)
 
 
-def decode_du(messages: list[str]) -> int:
-    """The measured pipeline for live updates, as the client's reader runs it: each WebSocket
-    message through ``ClientProtocol.receive_data`` (framing, heartbeat echo, parsing), then
-    each series payload to ``Bar`` values with symbol and interval. Returns the bar count."""
+def decode_du(messages: list[str]) -> tuple[int, Bar | None]:
+    """The measured pipeline for live updates, as the client runs it: each WebSocket message
+    through ``ClientProtocol.receive_data`` (framing, heartbeat echo, parsing), and each row of
+    a ``du``'s series made a ``Bar`` with symbol and interval the way
+    ``stream.Subscription.handle`` makes it (the series looked up by id, ``tuple.__new__``
+    over the row's first six values and the series' tail). Returns the bar count and the
+    last bar."""
+    receive = ClientProtocol().receive_data
+    tail = (DU_SYMBOL, DU_INTERVAL, False)
+    produced = 0
+    bar = None
+    for message in messages:
+        for parsed in receive(message):
+            if parsed.__class__ is LiveData:
+                payload = parsed.p.series.get(DU_SERIES)
+                if payload is not None:
+                    for row in payload.rows:
+                        bar = _new_tuple(Bar, row.v[:6] + tail)
+                        produced += 1
+    return produced, bar
+
+
+def decode_du_public(messages: list[str]) -> int:
+    """The same through the public API only: every series of every bar message, and
+    ``SeriesPayload.bars()`` (a method call and a list per payload more). Returns the bar
+    count."""
     receive = ClientProtocol().receive_data
     produced = 0
     for message in messages:
         for parsed in receive(message):
             if isinstance(parsed, SeriesData):
                 for payload in parsed.series.values():
-                    produced += len(payload.bars("BINANCE:ETHUSDT", "1"))
+                    produced += len(payload.bars(DU_SYMBOL, DU_INTERVAL))
     return produced
 
 
@@ -218,7 +254,11 @@ def python_speed(repeats: int) -> float:
 def run(repeats: int, du_count: int) -> dict[str, Any]:
     payloads = du_payloads(du_count)
     messages = du_messages(payloads)
-    assert decode_du(messages) == du_count
+    count, last = decode_du(messages)
+    assert count == du_count
+    assert decode_du_public(messages) == du_count
+    last_values = orjson.loads(payloads[-1])["p"][1][DU_SERIES]["s"][0]["v"]
+    assert last == bar_from_values(last_values, DU_SYMBOL, DU_INTERVAL)
     packet = history_packet(HISTORY_BARS)
     history_payload = packet[packet.index("~m~", 3) + 3 :]
     frame = history_frame(packet)
@@ -230,6 +270,7 @@ def run(repeats: int, du_count: int) -> dict[str, Any]:
         repeats,
         {
             "du_decode": lambda: decode_du(messages),
+            "du_decode_public": lambda: decode_du_public(messages),
             "du_floor_orjson": lambda: parse_all(orjson.loads, payloads),
             "du_floor_msgspec": lambda: parse_all(msgspec_loads, payloads),
             "du_floor_stdlib": lambda: parse_all(json.loads, payloads),
@@ -244,7 +285,7 @@ def run(repeats: int, du_count: int) -> dict[str, Any]:
     }
     for name, (loads, errors) in alternatives.items():
         with general_path(loads, errors):
-            assert decode_du(messages) == du_count
+            assert decode_du(messages)[0] == du_count
             timings.update(best_of(max(3, repeats // 3), {name: lambda: decode_du(messages)}))
 
     def rate(name: str) -> float:
@@ -260,6 +301,7 @@ def run(repeats: int, du_count: int) -> dict[str, Any]:
             "packets": du_count,
             "websocket_messages": len(messages),
             "decoded_packets_per_second": round(du_rate),
+            "public_api_packets_per_second": round(rate("du_decode_public")),
             "floor_parser": floor_name.removeprefix("du_floor_"),
             "floor_packets_per_second": round(floor_rate),
             "orjson_parse_packets_per_second": round(rate("du_floor_orjson")),
@@ -314,6 +356,8 @@ def report(results: dict[str, Any]) -> str:
             " us (roughly 7-10 us on a recent desktop)",
             f"du -> Bars:              {du['decoded_packets_per_second']:>10,} packets/s "
             f"(target {du['target_packets_per_second']:,}: {verdict(du['target_met'])})",
+            f"same via .bars():        {du['public_api_packets_per_second']:>10,} packets/s "
+            "(the public SeriesPayload.bars(), not the client's path)",
             f"parse alone, orjson:     {du['orjson_parse_packets_per_second']:>10,} packets/s",
             f"parse alone, msgspec:    {du['msgspec_parse_packets_per_second']:>10,} packets/s",
             f"parse alone, stdlib:     {du['stdlib_parse_packets_per_second']:>10,} packets/s",
