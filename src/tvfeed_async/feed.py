@@ -583,7 +583,12 @@ class TvFeed:
                 elif item is None:
                     return
                 else:
-                    await item
+                    # The reader hands the next bar over as the future's result (None: ask
+                    # again). A cancellation here ends this generator, and its consumer with
+                    # it, so a bar handed over just before needs no give_back().
+                    bar = await item
+                    if bar is not None:
+                        yield bar
         finally:
             streams.unsubscribe(subscription, consumer)
 

@@ -78,8 +78,8 @@ class StreamKey:
     back_adjusted: bool = False
 
 
-def _release(waiter: asyncio.Future[None] | None) -> None:
-    """Complete ``waiter`` if it is still pending (it may have been cancelled)."""
+def _release(waiter: asyncio.Future[Bar | None] | asyncio.Future[None] | None) -> None:
+    """Complete ``waiter`` with None if it is still pending (it may have been cancelled)."""
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
 
@@ -90,10 +90,12 @@ class Consumer:
     Closed bars queue up to ``max_closed``; forming bars are coalesced per series.
 
     Pushing never blocks and never yields (it runs in the socket reader). The consumer waits
-    on a bare asyncio future, created only while its queue is empty: a live update then costs
-    one task wake-up and nothing more. (A fresh ``anyio.Event`` per wait took about 2 us just
-    to create, and the whole hand-over about twice what it costs now; at 1,000 streams that
-    was most of the client's CPU.)
+    on a bare asyncio future, created only while its queue is empty, and the first bar pushed
+    while it waits is handed over as that future's result, without queueing: a live update
+    then costs one task wake-up and nothing more. (A fresh ``anyio.Event`` per wait took about
+    2 us just to create, and the whole hand-over about twice what it costs now; at 1,000
+    streams that was most of the client's CPU.) Bars pushed after that, before the consumer
+    runs, queue as usual, so a consumer that lags still has its forming bars coalesced.
     """
 
     __slots__ = (
@@ -118,7 +120,9 @@ class Consumer:
         self._forming: dict[tuple[str, str], Bar] = {}
         self._error: BaseException | None = None
         self._finished = False
-        self._waiter: asyncio.Future[None] | None = None
+        # While set, the queue is empty and the consumer waits for this future; its result is
+        # the next bar (handed over by a push) or None (ended: ask step() again).
+        self._waiter: asyncio.Future[Bar | None] | None = None
         self._room: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # True when forming bars are not wanted: not partial, or the consumer was ended.
@@ -166,20 +170,25 @@ class Consumer:
             return
         if self._forming:
             self._forming.pop((bar.symbol, bar.interval), None)
+        waiter = self._waiter
+        if waiter is not None:  # waiting, so nothing is queued: hand the bar over
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(bar)
+                return
         self._closed.append(bar)
-        if self._waiter is not None:
-            self._wake()
 
     def push_forming(self, bar: Bar) -> None:
         """Replace the pending forming bar of this series (coalescing)."""
         if self._no_forming:
             return
-        self._forming[(bar.symbol, bar.interval)] = bar
         waiter = self._waiter
-        if waiter is not None:  # _wake(), inlined: this runs for every live update
+        if waiter is not None:  # waiting, so nothing is queued: hand the bar over
             self._waiter = None
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(bar)
+                return
+        self._forming[(bar.symbol, bar.interval)] = bar
 
     def report_gap(self, gap: Gap, key: StreamKey) -> None:
         """Apply the gap policy."""
@@ -211,9 +220,9 @@ class Consumer:
         self._wake()
         self._make_room()
 
-    def step(self) -> Bar | asyncio.Future[None] | None:
-        """The next pending bar; if none is pending, a future to await before asking again;
-        None once the consumer was finished.
+    def step(self) -> Bar | asyncio.Future[Bar | None] | None:
+        """The next pending bar; if none is pending, a future to await (its result is the next
+        bar, or None: then ask again); None once the consumer was finished.
 
         Closed bars come first (oldest first), then the latest forming bar of each series.
         One call per bar and one per wait, so that the stream's generator (which awaits the
@@ -251,7 +260,33 @@ class Consumer:
             item = self.step()
             if item is None or isinstance(item, Bar):
                 return item
-            await item
+            try:
+                bar = await item
+            except asyncio.CancelledError:
+                self.give_back(item)
+                raise
+            if bar is not None:
+                return bar
+
+    def give_back(self, waiter: asyncio.Future[Bar | None]) -> None:
+        """Requeue the bar handed over through ``waiter`` when the wait for it was cancelled
+        after the hand-over (the task was cancelled before it could run), so that a consumer
+        that goes on after a cancelled wait (``asyncio.timeout`` around ``get()``) loses no
+        bar. A forming bar that a newer one of its series already superseded is dropped."""
+        if not waiter.done() or waiter.cancelled():
+            return
+        bar = waiter.result()
+        if bar is None:
+            return
+        if bar.closed:
+            self._closed.appendleft(bar)
+            return
+        key = (bar.symbol, bar.interval)
+        if key in self._forming or any(
+            (queued.symbol, queued.interval) == key for queued in self._closed
+        ):
+            return
+        self._forming[key] = bar
 
 
 class Subscription:

@@ -66,14 +66,68 @@ def test_a_full_queue_ends_the_consumer_after_its_closed_bars() -> None:
         consumer.step()
 
 
-async def test_step_gives_a_future_that_completes_when_a_bar_is_pushed() -> None:
+async def test_step_gives_a_future_that_completes_with_the_bar_pushed() -> None:
+    # The first bar pushed while the consumer waits is handed over as the future's result
+    # (not queued); the ones after it queue, and forming ones are coalesced there.
     consumer = Consumer(10, partial=True, on_gap="raise")
     waiter = consumer.step()
     assert isinstance(waiter, asyncio.Future)
     assert not waiter.done()
-    consumer.push_forming(bar(0))
-    assert waiter.done()
-    assert consumer.step() == bar(0)
+    consumer.push_forming(bar(0, close=1.0))
+    assert waiter.result() == bar(0, close=1.0)
+    consumer.push_forming(bar(0, close=2.0))
+    consumer.push_forming(bar(0, close=3.0))
+    assert consumer.step() == bar(0, close=3.0)
+    waiter = consumer.step()
+    assert isinstance(waiter, asyncio.Future)
+    consumer.push_closed(bar(0, close=3.0, closed=True))
+    assert waiter.result() == bar(0, close=3.0, closed=True)
+    assert isinstance(consumer.step(), asyncio.Future)  # nothing else was queued
+
+
+async def test_ending_a_waiting_consumer_completes_its_future_with_none() -> None:
+    consumer = Consumer(10, partial=True, on_gap="raise")
+    waiter = consumer.step()
+    assert isinstance(waiter, asyncio.Future)
+    consumer.finish()
+    assert waiter.result() is None
+    assert consumer.step() is None
+
+
+@pytest.mark.parametrize("closed", [False, True])
+async def test_a_bar_handed_to_a_cancelled_get_is_not_lost(closed: bool) -> None:
+    # The bar reaches the waiting future, then the task is cancelled before it runs (e.g. an
+    # asyncio.timeout around get()): the bar goes back to the queue.
+    consumer = Consumer(10, partial=True, on_gap="raise")
+    task = asyncio.create_task(consumer.get())
+    await asyncio.sleep(0)
+    handed = bar(0, closed=closed)
+    if closed:
+        consumer.push_closed(handed)
+    else:
+        consumer.push_forming(handed)
+    other = bar(1, symbol="B:B", closed=True)
+    consumer.push_closed(other)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # A closed bar goes back in front; a forming one after the closed bars, as always.
+    expected = [handed, other] if closed else [other, handed]
+    assert [await consumer.get(), await consumer.get()] == expected
+    assert isinstance(consumer.step(), asyncio.Future)
+
+
+async def test_a_forming_bar_given_back_after_its_series_moved_on_is_dropped() -> None:
+    consumer = Consumer(10, partial=True, on_gap="raise")
+    task = asyncio.create_task(consumer.get())
+    await asyncio.sleep(0)
+    consumer.push_forming(bar(0, close=1.0))  # handed over
+    consumer.push_closed(bar(0, close=2.0, closed=True))  # its series moved on meanwhile
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await consumer.get() == bar(0, close=2.0, closed=True)
+    assert isinstance(consumer.step(), asyncio.Future)  # the stale forming bar is gone
 
 
 async def test_step_gives_none_once_the_consumer_is_finished() -> None:
