@@ -1,8 +1,7 @@
 """The one exception tree of tvfeed_async.
 
-Every error the library raises on purpose is a :class:`TvFeedError`. Errors from aiohttp,
-websockets and anyio are translated at the layer boundary, so callers only ever need to catch
-these::
+Every error the library raises on purpose is a :class:`TvFeedError`. Errors from aiohttp and
+anyio are translated at the layer boundary, so callers only ever need to catch these::
 
     TvFeedError
     ├── InvalidRequest (also ValueError)          bad arguments: caught before anything is sent
