@@ -140,7 +140,10 @@ class BarMerger:
             return None, bar
         forming_time = forming[0]
         if timestamp == forming_time:
-            if forming[:6] == bar[:6]:
+            # The same values? A revision nearly always changes the close, so that is
+            # compared first: the two [:6] slices are only built when it is equal (this runs
+            # for every live update).
+            if forming[4] == bar[4] and forming[:6] == bar[:6]:
                 return _NOTHING
             self._forming = bar
             return None, bar
