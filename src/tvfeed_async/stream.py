@@ -42,6 +42,7 @@ from .protocol.bars import Bar, BarMerger, Gap
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
 from .protocol.messages import (
+    LiveData,
     SeriesCompleted,
     SeriesData,
     ServerMessage,
@@ -320,7 +321,8 @@ class Subscription:
     # -------------------------------------------------- route callbacks (reader task)
 
     def handle(self, message: ServerMessage) -> None:
-        if isinstance(message, SeriesData):
+        # LiveData first: isinstance() on a struct subclass takes a slow path, once per update.
+        if message.__class__ is LiveData or isinstance(message, SeriesData):
             payload = message.p.series.get(SERIES_ID)
             if payload is None or not payload.rows:
                 return
