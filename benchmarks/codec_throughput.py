@@ -47,6 +47,7 @@ from tvfeed_async.protocol import (
     bar_from_values,
     parse_message,
 )
+from tvfeed_async.protocol import connection as connection_module
 from tvfeed_async.protocol import messages as messages_module
 from tvfeed_async.protocol.framing import encode_packet
 
@@ -212,16 +213,22 @@ def general_path(
     bars in Python); timing it with orjson and with the stdlib parser shows what the typed path
     is worth. For comparison only.
     """
-    names = ("_BARS_PREFIXES", "_loads", "_JSON_ERRORS")
-    original = [getattr(messages_module, name) for name in names]
-    messages_module._BARS_PREFIXES = ("never a packet prefix",)  # type: ignore[assignment]
-    messages_module._loads = loads
-    messages_module._JSON_ERRORS = errors
+    never = ("never a packet prefix",)
+    # ClientProtocol.receive_data tries the typed path inline too, with its own references.
+    patches = [
+        (messages_module, "_BARS_PREFIXES", never),
+        (messages_module, "_loads", loads),
+        (messages_module, "_JSON_ERRORS", errors),
+        (connection_module, "_BARS_PREFIXES", never),
+    ]
+    original = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    for module, name, value in patches:
+        setattr(module, name, value)
     try:
         yield
     finally:
-        for name, value in zip(names, original, strict=True):
-            setattr(messages_module, name, value)
+        for module, name, value in original:
+            setattr(module, name, value)
 
 
 def best_of(repeats: int, functions: dict[str, Callable[[], Any]]) -> dict[str, float]:

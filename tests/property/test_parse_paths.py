@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tvfeed_async.errors import FramingError
-from tvfeed_async.protocol import messages
+from tvfeed_async.protocol import ClientProtocol, messages
+from tvfeed_async.protocol.framing import encode_packet
 from tvfeed_async.protocol.messages import SeriesData, parse_message
 
 numbers = st.one_of(
@@ -129,3 +130,22 @@ def test_large_packets_parse_the_same_and_leave_collection_on() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@settings(max_examples=300, deadline=None)
+@given(envelopes)
+def test_client_protocol_decodes_a_one_packet_message_as_parse_message_does(
+    envelope: dict[str, Any],
+) -> None:
+    # ClientProtocol.receive_data cuts and decodes a short one-packet message inline; it must
+    # give what framing plus parse_message give, errors included.
+    ordered = {"m": envelope["m"], **envelope}
+    text = json.dumps(ordered, separators=(",", ":"))
+    expected = fast(text)
+    try:
+        (received,) = ClientProtocol().receive_data(encode_packet(text))
+    except FramingError:
+        assert expected is None
+        return
+    assert isinstance(received, SeriesData)
+    assert same(received, expected)

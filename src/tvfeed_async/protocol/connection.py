@@ -12,8 +12,16 @@ from __future__ import annotations
 import random
 import string
 
-from .framing import FrameDecoder, encode_heartbeat
-from .messages import ClientMessage, ServerMessage, SessionInfo, parse_message
+from .framing import _SPLIT_WHOLE_BELOW, FrameDecoder, encode_heartbeat
+from .messages import (
+    _BARS_PREFIXES,
+    _JSON_ERRORS,
+    ClientMessage,
+    ServerMessage,
+    SessionInfo,
+    _decode_bars,
+    parse_message,
+)
 
 __all__ = ["ClientProtocol", "new_session_id"]
 
@@ -48,15 +56,32 @@ class ClientProtocol:
         Raises:
             FramingError: the text is not valid protocol.
         """
-        packets = self._decoder.feed(data)
-        if len(packets) == 1:
-            # The usual case: one data packet (a call and a loop fewer per live update).
-            packet = packets[0]
-            if packet.__class__ is str:
-                message = parse_message(packet)
-                if message.__class__ is SessionInfo:
-                    self.session_info = message
-                return [message]
+        decoder = self._decoder
+        if (
+            data.__class__ is str
+            and len(data) < _SPLIT_WHOLE_BELOW
+            and data.isascii()
+            and not decoder._pending
+        ):
+            # The live path, inline: nearly every live message is one short packet, usually a
+            # du. It is cut as FrameDecoder.feed cuts it and decoded as parse_message decodes
+            # it, without their two calls (about 5% of the cost of a du, measured).
+            parts = data.split("~m~")
+            if len(parts) == 3 and not parts[0]:
+                payload = parts[2]
+                if str(len(payload)) == parts[1] and payload[:1] != "~":
+                    if payload.startswith(_BARS_PREFIXES):
+                        try:
+                            return [_decode_bars(payload)]
+                        except _JSON_ERRORS:
+                            pass  # an unusual shape: parse_message decides
+                    message = parse_message(payload)
+                    if message.__class__ is SessionInfo:
+                        self.session_info = message
+                    return [message]
+            packets = decoder._feed_parts(data, parts)
+        else:
+            packets = decoder.feed(data)
         messages: list[ServerMessage] = []
         append = messages.append
         for packet in packets:
