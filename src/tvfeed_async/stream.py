@@ -171,20 +171,26 @@ class Consumer:
             return
         if self._forming:
             self._forming.pop((bar.symbol, bar.interval), None)
+        if not self._hand_over(bar):
+            self._closed.append(bar)
+
+    def _hand_over(self, bar: Bar) -> bool:
+        """Give ``bar`` to the consumer if it is waiting (then nothing is queued); True if so."""
         waiter = self._waiter
-        if waiter is not None:  # waiting, so nothing is queued: hand the bar over
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(bar)
-                return
-        self._closed.append(bar)
+        if waiter is None:
+            return False
+        self._waiter = None
+        if waiter.done():  # cancelled
+            return False
+        waiter.set_result(bar)
+        return True
 
     def push_forming(self, bar: Bar) -> None:
         """Replace the pending forming bar of this series (coalescing)."""
         if self._no_forming:
             return
         waiter = self._waiter
-        if waiter is not None:  # waiting, so nothing is queued: hand the bar over
+        if waiter is not None:  # _hand_over(), inlined: this runs for every live update
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(bar)
