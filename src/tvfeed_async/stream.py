@@ -64,6 +64,10 @@ _new_tuple = tuple.__new__  # Bar._make without its Python-level call (see proto
 #: goes on with the bars after it.
 GapPolicy = Literal["raise"] | Callable[[Gap], None]
 
+# asyncio.Future itself (the C class): loop.create_future() is a Python-level method that
+# does only this, and a consumer creates one per live update it waits for.
+_Future = asyncio.Future
+
 #: Seconds a backfill waits for a full consumer queue to drain before ending that consumer.
 BACKFILL_PATIENCE = 10.0
 
@@ -255,7 +259,7 @@ class Consumer:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
+        waiter = self._waiter = _Future(loop=loop)
         return waiter
 
     async def get(self) -> Bar | None:
