@@ -585,7 +585,7 @@ class TvFeed:
                 else:
                     # The reader hands the next bar over as the future's result (None: ask
                     # again). A cancellation here ends this generator, and its consumer with
-                    # it, so a bar handed over just before needs no give_back().
+                    # it, so a bar handed over just before needs no _give_back().
                     bar = await item
                     if bar is not None:
                         yield bar

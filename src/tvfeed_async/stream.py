@@ -274,12 +274,12 @@ class Consumer:
             try:
                 bar = await item
             except asyncio.CancelledError:
-                self.give_back(item)
+                self._give_back(item)
                 raise
             if bar is not None:
                 return bar
 
-    def give_back(self, waiter: asyncio.Future[Bar | None]) -> None:
+    def _give_back(self, waiter: asyncio.Future[Bar | None]) -> None:
         """Requeue the bar handed over through ``waiter`` when the wait for it was cancelled
         after the hand-over (the task was cancelled before it could run), so that a consumer
         that goes on after a cancelled wait (``asyncio.timeout`` around ``get()``) loses no
