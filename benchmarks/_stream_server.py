@@ -9,14 +9,15 @@ line, and answers each with one JSON line on stdout:
 ``{"cmd": "series"}``
     How many live series (chart sessions with a forming bar) the simulator holds.
 ``{"cmd": "run", "rate": R, "seconds": S, "per_message": P, "max_updates": M}``
-    Push forming-bar updates (``du`` packets built by the simulator's own ``_Series._du``, so
-    the wire format is the simulator's) round-robin over every live series, ``P`` packets per
-    WebSocket message, at ``R`` packets/s for ``S`` seconds (``R`` = 0: as fast as the socket
-    takes them, for at most ``M`` packets). Each update carries the wall-clock send time
-    (``time.time()``, seconds) in its volume field: the simulator's ``t_ms`` is virtual time,
-    and ``Bar`` does not expose the envelope anyway. The stamp is taken when the packet is
-    built, right before it is queued to the simulator's writer task, so the latency figure
-    includes the server's own queueing, WebSocket framing and compression.
+    Push forming-bar updates (``du`` packets templated from the simulator's own
+    ``_Series._du`` and checked equal to it, so the wire format is the simulator's)
+    round-robin over every live series, ``P`` packets per WebSocket message, at ``R``
+    packets/s for ``S`` seconds (``R`` = 0: as fast as the socket takes them, for at most
+    ``M`` packets). Each update carries the wall-clock send time (``time.time()``, seconds)
+    in its volume field: the simulator's ``t_ms`` is virtual time, and ``Bar`` does not
+    expose the envelope anyway. The stamp is taken when the packet is built, right before it
+    is queued to the simulator's writer task, so the latency figure includes the server's
+    own queueing, WebSocket framing and compression.
     The answer holds the packets and messages sent, wall time and this process's CPU time.
 ``{"cmd": "quit"}``
     Stop.
@@ -54,38 +55,74 @@ def live_series(sim: TvSimulator) -> list[Any]:
 
 
 class Emitter:
-    """Builds stamped forming updates round-robin over the live series."""
+    """Builds stamped forming updates round-robin over the live series.
+
+    Each packet is the simulator's own ``_Series._du`` output. Building one through ``_du``
+    (a dict, msgspec, framing) cost this process about as much CPU as the client spends on
+    it, so the server, not the client, set the saturated figure. Instead, every series'
+    packet is pre-rendered by ``_du`` once per close variant with a sentinel in the stamp's
+    place and cut around it; a packet is then ``head + repr(stamp) + tail`` in a fresh
+    ``~m~<len>~m~`` frame. The constructor checks that this gives exactly what ``_du`` gives
+    for every series, so the wire format stays the simulator's.
+    """
+
+    VARIANTS = 17  # close = revision close + 0.00 .. 0.16, cycling with the sequence number
+    SENTINEL = 1234567890.0625  # exactly representable; a stand-in for the send stamp
 
     def __init__(self, series: list[Any]) -> None:
-        self.items = []
+        # Per series: its connection and, per close variant, (head, tail) of the payload.
+        self.items: list[tuple[Any, list[tuple[str, str]]]] = []
+        marker = repr(self.SENTINEL)
         for entry in series:
-            slot = entry.live_slot
-            row = entry.truth.revision(slot, 0)
-            self.items.append((entry, entry.live_index, slot[1], slot[2], row))
+            variants = []
+            for k in range(self.VARIANTS):
+                payload = self._payload(entry, k, self.SENTINEL)
+                head, found, tail = payload.partition(marker)
+                if not found or marker in tail or not payload.isascii():
+                    raise RuntimeError(f"cannot template this du: {payload}")
+                variants.append((head, tail))
+            self.items.append((entry.connection, variants))
+            # The check: the template gives byte for byte what the simulator gives.
+            stamp = time.time()
+            expected = self._payload(entry, 3, stamp)
+            head, tail = variants[3]
+            if head + repr(stamp) + tail != expected:
+                raise RuntimeError(f"template mismatch: {expected}")
         self.position = 0
         self.sequence = 0
+
+    @classmethod
+    def _payload(cls, entry: Any, variant: int, stamp: float) -> str:
+        slot = entry.live_slot
+        row = entry.truth.revision(slot, 0)
+        close = round(row[4] + variant * 0.01, 2)
+        stamped = (slot[1], row[1], max(row[2], close), min(row[3], close), close, stamp)
+        packet: str = entry._du(entry.live_index, stamped, slot[2])
+        return packet[packet.index("~m~", 3) + 3 :]  # drop the ~m~<len>~m~ header
 
     def packets(self, count: int) -> dict[Any, list[str]]:
         """``count`` packets grouped by connection, in round-robin order."""
         items = self.items
         size = len(items)
+        variants = self.VARIANTS
+        clock = time.time
         by_connection: dict[Any, list[str]] = {}
+        position, sequence = self.position, self.sequence
         for _ in range(count):
-            series, index, open_time, close_time, row = items[self.position]
-            self.position = (self.position + 1) % size
-            self.sequence += 1
-            wiggle = (self.sequence % 17) * 0.01
-            close = round(row[4] + wiggle, 2)
-            stamped = (
-                open_time,
-                row[1],
-                max(row[2], close),
-                min(row[3], close),
-                close,
-                time.time(),
-            )
-            packet = series._du(index, stamped, close_time)
-            by_connection.setdefault(series.connection, []).append(packet)
+            connection, templates = items[position]
+            position += 1
+            if position == size:
+                position = 0
+            sequence += 1
+            head, tail = templates[sequence % variants]
+            payload = head + repr(clock()) + tail
+            packet = f"~m~{len(payload)}~m~{payload}"  # ASCII: len() is the UTF-16 length
+            found = by_connection.get(connection)
+            if found is None:
+                by_connection[connection] = [packet]
+            else:
+                found.append(packet)
+        self.position, self.sequence = position, sequence
         return by_connection
 
 
