@@ -50,8 +50,9 @@ __all__ = ["Link", "Route", "Supervisor"]
 
 logger = logging.getLogger("tvfeed_async.connection")
 
-#: The reader lets other tasks run after this many messages in a row.
-_YIELD_EVERY = 32
+#: The reader lets other tasks run once the messages it read in a row, plus the packets they
+#: held, add up to this many (recv() does not yield while messages are queued).
+_YIELD_AFTER = 80
 
 
 class Route(Protocol):
@@ -312,7 +313,7 @@ class Supervisor:
         routes = self._routes
         idle = self._timeouts.idle
         slack = idle / 4
-        received = 0
+        budget = _YIELD_AFTER
         # anyio.current_time() is the event loop's clock, but looks the backend up on every
         # call (about 1 us, once per message): read the loop's clock directly.
         clock = asyncio.get_running_loop().time
@@ -321,11 +322,6 @@ class Supervisor:
             now = clock()
             if watchdog.deadline - now < idle - slack:
                 watchdog.deadline = now + idle
-            received += 1
-            if received % _YIELD_EVERY == 0:
-                # recv() does not yield while messages are queued: let consumers run during
-                # a backlog instead of coalescing everything behind it.
-                await anyio.lowlevel.checkpoint()
             try:
                 messages = protocol.receive_data(data)
             except FramingError as exc:
@@ -350,6 +346,16 @@ class Supervisor:
                     self.session_info = message
                 elif isinstance(message, UnknownMessage):
                     logger.debug("ignoring %s", message.method)
+            # During a backlog, let the consumers take what was handed to them every few dozen
+            # packets, rather than coalescing everything behind it. Short batches also keep the
+            # garbage collector idle: every bar handed over, and the wake-up it schedules, is
+            # alive until its consumer runs, and ~700 of them at once start a collection that
+            # promotes them all (with 1,000 streams fed in batches of 640 packets, collections
+            # took 15-20% of the client's CPU).
+            budget -= len(messages) + 1
+            if budget <= 0:
+                budget = _YIELD_AFTER
+                await anyio.lowlevel.checkpoint()
 
 
 class _TokenRejected(ConnectionLost):
