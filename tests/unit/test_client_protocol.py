@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tvfeed_async.errors import FramingError
 from tvfeed_async.protocol import ClientProtocol, LiveData, SeriesCompleted, SessionInfo
+from tvfeed_async.protocol import messages as messages_module
 from tvfeed_async.protocol.framing import Heartbeat, decode_packets, encode_packet
 from tvfeed_async.protocol.messages import parse_message
 
@@ -87,6 +88,25 @@ def test_an_unusual_du_goes_the_general_way() -> None:
     assert message == parse_message(text)
 
 
+def test_packets_of_a_burst_take_the_same_ways() -> None:
+    # A message of several packets: an unusual du and a large packet (decoded with
+    # collection paused) among ordinary ones decode as parse_message decodes each.
+    unusual = du(6).replace(".0,1.5", ".5,1.5")
+    rows = ",".join(
+        f'{{"i":{i},"v":[{1_700_000_000 + 60 * i}.0,1.5,2.25,1.0,1.75,{i}.5]}}'
+        for i in range(1000)
+    )
+    large = (
+        f'{{"m":"timescale_update","p":["cs_a",{{"sds_1":{{"s":[{rows}],'
+        '"ns":{"d":"","indexes":[]},"t":"s1","lbs":{"bar_close_time":1}}}]}'
+    )
+    assert len(large) >= messages_module._LARGE_PACKET
+    burst = [du(1), unusual, large, du(2), COMPLETED]
+    received = ClientProtocol().receive_data("".join(encode_packet(p) for p in burst))
+    assert received == [parse_message(packet) for packet in burst]
+    assert len(received[2].p.series["sds_1"].rows) == 1000  # type: ignore[union-attr]
+
+
 def test_header_with_leading_zeros_and_binary_messages() -> None:
     protocol = ClientProtocol()
     text = du(5)
@@ -104,6 +124,7 @@ def test_garbage_raises_framing_error() -> None:
 packets = st.lists(
     st.one_of(
         st.integers(0, 50).map(du),
+        st.integers(0, 50).map(lambda n: du(n).replace(".0,1.5", ".5,1.5")),  # unusual du
         st.integers(0, 999).map(lambda n: f"~h~{n}"),
         st.just(COMPLETED),
         st.just(QSD),
