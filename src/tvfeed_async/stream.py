@@ -52,6 +52,7 @@ from .protocol.messages import (
     request_more_data,
 )
 from .protocol.symbols import Symbol
+from .wakeups import Waker, waker_for
 
 __all__ = ["Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"]
 
@@ -99,8 +100,10 @@ class Consumer:
     while it waits is handed over as that future's result, without queueing: a live update
     then costs one task wake-up and nothing more. (A fresh ``anyio.Event`` per wait took about
     2 us just to create, and the whole hand-over about twice what it costs now; at 1,000
-    streams that was most of the client's CPU.) Bars pushed after that, before the consumer
-    runs, queue as usual, so a consumer that lags still has its forming bars coalesced.
+    streams that was most of the client's CPU.) The wake-ups of one burst are batched into one
+    loop callback by the loop's :class:`~tvfeed_async.wakeups.Waker`. Bars pushed after the
+    hand-over, before the consumer runs, queue as usual, so a consumer that lags still has its
+    forming bars coalesced.
     """
 
     __slots__ = (
@@ -112,6 +115,7 @@ class Consumer:
         "_no_forming",
         "_room",
         "_waiter",
+        "_waker",
         "max_closed",
         "on_gap",
         "partial",
@@ -130,6 +134,7 @@ class Consumer:
         self._waiter: asyncio.Future[Bar | None] | None = None
         self._room: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._waker: Waker | None = None  # the loop's, once the consumer first waits
         # True when forming bars are not wanted: not partial, or the consumer was ended.
         self._no_forming = not partial
 
@@ -186,7 +191,11 @@ class Consumer:
         self._waiter = None
         if waiter.done():  # cancelled
             return False
-        waiter.set_result(bar)
+        waker = self._waker
+        if waker is None:
+            waiter.set_result(bar)
+        else:
+            waker.set_result(waiter, bar)
         return True
 
     def push_forming(self, bar: Bar) -> None:
@@ -197,7 +206,11 @@ class Consumer:
         if waiter is not None:  # _hand_over(), inlined: this runs for every live update
             self._waiter = None
             if not waiter.done():
-                waiter.set_result(bar)
+                waker = self._waker
+                if waker is None:
+                    waiter.set_result(bar)
+                else:
+                    waker.set_result(waiter, bar)
                 return
         self._forming[(bar.symbol, bar.interval)] = bar
 
@@ -259,6 +272,7 @@ class Consumer:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+            self._waker = waker_for(loop)
         waiter = self._waiter = _Future(loop=loop)
         return waiter
 
