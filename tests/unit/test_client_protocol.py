@@ -93,8 +93,7 @@ def test_packets_of_a_burst_take_the_same_ways() -> None:
     # collection paused) among ordinary ones decode as parse_message decodes each.
     unusual = du(6).replace(".0,1.5", ".5,1.5")
     rows = ",".join(
-        f'{{"i":{i},"v":[{1_700_000_000 + 60 * i}.0,1.5,2.25,1.0,1.75,{i}.5]}}'
-        for i in range(1000)
+        f'{{"i":{i},"v":[{1_700_000_000 + 60 * i}.0,1.5,2.25,1.0,1.75,{i}.5]}}' for i in range(1000)
     )
     large = (
         f'{{"m":"timescale_update","p":["cs_a",{{"sds_1":{{"s":[{rows}],'
