@@ -80,7 +80,8 @@ class Waker:
     __slots__ = ("_loop", "_queued")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak: the registry's value must not keep its key (the loop) alive.
+        self._loop = weakref.ref(loop)
         self._queued: deque[tuple[contextvars.Context, _Callback, asyncio.Future[Any]]] = deque()
 
     def set_result(self, future: asyncio.Future[Any], result: object) -> None:
@@ -97,7 +98,7 @@ class Waker:
         future.set_result(result)  # no callback left: nothing scheduled
         queued = self._queued
         if not queued:
-            self._loop.call_soon(self._run)
+            future.get_loop().call_soon(self._run)  # this waker's loop
         queued.append((context, callback, future))
 
     def _run(self) -> None:
@@ -110,10 +111,13 @@ class Waker:
                 context.run(callback, future)
         except BaseException as exc:
             # As the loop treats a Handle's callback: report it, and run the rest as usual.
+            loop = self._loop()
+            if loop is None:  # pragma: no cover - it is running this very callback
+                raise
             if queued:
-                self._loop.call_soon(self._run)
+                loop.call_soon(self._run)
             if isinstance(exc, SystemExit | KeyboardInterrupt):
                 raise
-            self._loop.call_exception_handler(
+            loop.call_exception_handler(
                 {"message": "Exception in a stream's wake-up callback", "exception": exc}
             )

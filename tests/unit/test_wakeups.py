@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import weakref
 from collections import deque
 from typing import Any
@@ -43,6 +44,16 @@ async def test_this_python_supports_batching() -> None:
     waker = waker_for(asyncio.get_running_loop())
     assert isinstance(waker, Waker)
     assert waker_for(asyncio.get_running_loop()) is waker  # one per loop
+
+
+def test_the_registry_does_not_keep_a_loop_alive() -> None:
+    loop = asyncio.new_event_loop()
+    assert waker_for(loop) is not None
+    gone = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None
 
 
 async def test_a_burst_wakes_every_task_once_in_order_and_in_its_own_context(
