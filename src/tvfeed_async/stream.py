@@ -52,7 +52,7 @@ from .protocol.messages import (
     request_more_data,
 )
 from .protocol.symbols import Symbol
-from .wakeups import Waker, waker_for
+from .wakeups import DIRECT, DirectWaker, Waker, waker_for
 
 __all__ = ["Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"]
 
@@ -134,7 +134,8 @@ class Consumer:
         self._waiter: asyncio.Future[Bar | None] | None = None
         self._room: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waker: Waker | None = None  # the loop's, once the consumer first waits
+        # Completes the waiter: the loop's batching Waker, once the consumer first waits.
+        self._waker: Waker | DirectWaker = DIRECT
         # True when forming bars are not wanted: not partial, or the consumer was ended.
         self._no_forming = not partial
 
@@ -191,11 +192,7 @@ class Consumer:
         self._waiter = None
         if waiter.done():  # cancelled
             return False
-        waker = self._waker
-        if waker is None:
-            waiter.set_result(bar)
-        else:
-            waker.set_result(waiter, bar)
+        self._waker.set_result(waiter, bar)
         return True
 
     def push_forming(self, bar: Bar) -> None:
@@ -206,11 +203,7 @@ class Consumer:
         if waiter is not None:  # _hand_over(), inlined: this runs for every live update
             self._waiter = None
             if not waiter.done():
-                waker = self._waker
-                if waker is None:
-                    waiter.set_result(bar)
-                else:
-                    waker.set_result(waiter, bar)
+                self._waker.set_result(waiter, bar)
                 return
         self._forming[(bar.symbol, bar.interval)] = bar
 
@@ -272,7 +265,7 @@ class Consumer:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-            self._waker = waker_for(loop)
+            self._waker = waker_for(loop) or DIRECT
         waiter = self._waiter = _Future(loop=loop)
         return waiter
 

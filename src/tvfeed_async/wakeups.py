@@ -13,7 +13,8 @@ would have done, one by one.
 
 This reads ``Future._callbacks``, which asyncio's own futures keep as ``(callback, context)``
 pairs. :func:`waker_for` checks that once per loop, and gives None where it does not
-hold (another Future implementation): callers then use ``set_result()`` as usual.
+hold (another Future implementation): callers then use :data:`DIRECT`, which calls
+``set_result()`` as usual.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Waker", "waker_for"]
+__all__ = ["DIRECT", "DirectWaker", "Waker", "waker_for"]
 
 _Callback = Callable[[Any], object]
 
@@ -121,3 +122,17 @@ class Waker:
             loop.call_exception_handler(
                 {"message": "Exception in a stream's wake-up callback", "exception": exc}
             )
+
+
+class DirectWaker:
+    """The same interface without batching: ``set_result()`` as is (see :func:`waker_for`)."""
+
+    __slots__ = ()
+
+    def set_result(self, future: asyncio.Future[Any], result: object) -> None:
+        """``future.set_result(result)``."""
+        future.set_result(result)
+
+
+#: The one :class:`DirectWaker` (it has no state).
+DIRECT = DirectWaker()
