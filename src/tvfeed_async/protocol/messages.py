@@ -467,7 +467,7 @@ def parse_message(text: str) -> ServerMessage:
     if text.startswith(_BARS_PREFIXES):
         try:
             if len(text) < _LARGE_PACKET or not gc.isenabled():
-                return _decode_bars(text)  # type: ignore[no-any-return]
+                return _decode_bars(text)
             # A history batch builds thousands of bar tuples at once, and each few hundred
             # allocations start a garbage collection that walks them and everything the
             # caller still holds (earlier batches): measured 2-2.5x the decode time itself.
@@ -475,7 +475,7 @@ def parse_message(text: str) -> ServerMessage:
             # decode (msgspec holds the GIL throughout; no other code runs meanwhile).
             gc.disable()
             try:
-                return _decode_bars(text)  # type: ignore[no-any-return]
+                return _decode_bars(text)
             finally:
                 gc.enable()
         except _JSON_ERRORS:
