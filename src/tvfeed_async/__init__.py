@@ -33,6 +33,7 @@ from .protocol.bars import Bar, Gap
 from .protocol.intervals import Interval
 from .protocol.symbols import Symbol, parse_symbol
 from .search import SearchResult
+from .stats import FeedStats
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,7 @@ __all__ = [
     "TvFeed",
     # values
     "Bar",
+    "FeedStats",
     "Gap",
     "HistoryResult",
     "SearchResult",

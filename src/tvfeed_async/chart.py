@@ -25,13 +25,28 @@ from .protocol.messages import (
     symbol_spec,
 )
 
-__all__ = ["ENTITLEMENT_REASONS", "SERIES_ID", "SYMBOL_REF", "chart_error", "open_chart"]
+__all__ = [
+    "ENTITLEMENT_REASONS",
+    "PERMISSION_REASONS",
+    "SERIES_ID",
+    "SYMBOL_REF",
+    "chart_error",
+    "open_chart",
+]
 
 #: The one series of each chart session, and its symbol alias (as TVKIT/HAMED name them).
 SERIES_ID = "sds_1"
 SYMBOL_REF = "sds_sym_1"
-#: series_error reasons that mean "your plan does not include this" (PROTOCOL.md §3.8).
-ENTITLEMENT_REASONS = ("seconds_not_entitled", "custom_resolution", "study_not_auth")
+#: series_error reasons that mean "your plan does not include this" (PROTOCOL.md §3.8: the
+#: first two from TVAPI, the last two listed by HAMED).
+ENTITLEMENT_REASONS = (
+    "seconds_not_entitled",
+    "custom_resolution",
+    "study_not_auth",
+    "unsupported resolution",
+)
+#: symbol_error reasons that mean the symbol exists but the account may not see it.
+PERMISSION_REASONS = ("permission denied",)
 
 
 async def open_chart(
@@ -64,13 +79,23 @@ def chart_error(message: ServerMessage, symbol: str, name: str) -> TvFeedError |
         name: how errors name the request (e.g. ``"BINANCE:BTCUSDT 1 n_bars=10"``).
     """
     if isinstance(message, SymbolError):
+        if message.reason.lower().startswith(PERMISSION_REASONS):
+            lacking = " ".join(message.details)
+            return EntitlementError(
+                f"{name}: TradingView says {message.reason!r}"
+                + (f" ({lacking})" if lacking else "")
+                + ": the account may not see this symbol's data (it needs a data "
+                "subscription or plan that includes it; sign in with one)",
+                " ".join((message.reason, *message.details)),
+            )
         return SymbolNotFound(symbol, message.reason)
     if isinstance(message, SeriesError):
         reason = message.reason
-        if reason.startswith(ENTITLEMENT_REASONS) or "not_entitled" in reason:
+        if reason.lower().startswith(ENTITLEMENT_REASONS) or "not_entitled" in reason:
             return EntitlementError(
                 f"{name}: TradingView says {reason!r}: the account's plan does not include "
-                "this (seconds and custom intervals need a paid plan; sign in with one)",
+                "this (seconds, custom intervals, non-standard chart types such as Renko "
+                "need a paid plan; sign in with one)",
                 reason,
             )
         return ProtocolError(f"{name}: series error {reason!r}")

@@ -55,6 +55,9 @@ class Timeouts:
     Attributes:
         connect: opening the WebSocket (TCP, TLS and upgrade).
         request: cumulative deadline of one historical request, paging included.
+        page: a historical request whose server sends nothing more for this long while
+            paging (or after part of its first answer) ends with the bars that came, marked
+            ``cut_short``, instead of waiting for ``request`` and losing them.
         idle: a connection with no data and no heartbeat for this long is considered dead
             (real servers send a heartbeat every 10 s).
         close: how long the shutdown may wait for the closing handshake.
@@ -64,6 +67,7 @@ class Timeouts:
 
     connect: float = 15.0
     request: float = 60.0
+    page: float = 10.0
     idle: float = 30.0
     close: float = 5.0
     http: float = 30.0
@@ -78,13 +82,16 @@ class RetryPolicy:
         initial: first delay.
         maximum: cap on a single delay.
         multiplier: growth per failed attempt.
-        max_attempts: consecutive failed attempts before giving up (``None``: never).
+        max_attempts: consecutive failed attempts before giving up (``None``, the default:
+            never, so that a long-lived service comes back with the server; requests still
+            end at their own deadline meanwhile). The first connection of a feed is not
+            retried: ``async with TvFeed()`` raises its error at once.
     """
 
     initial: float = 0.5
     maximum: float = 30.0
     multiplier: float = 2.0
-    max_attempts: int | None = 8
+    max_attempts: int | None = None
 
     def delay(self, attempt: int, random_fraction: float) -> float:
         """Delay before attempt number ``attempt`` (0-based), with ``random_fraction`` in [0, 1)."""
@@ -105,9 +112,15 @@ class Limits:
         max_backfill_bars: after a reconnect, how many bars a stream may page back to close
             the hole; an outage longer than that (or than the server's history) is reported
             as a gap.
+        close_grace: seconds a live bar is held back after the next bar opened, so that a
+            late revision of its final values (the server may send one after the next bar's
+            first update) still reaches the consumer. 0 (the default) delivers it at once,
+            with the lowest latency; its late revisions are then dropped and counted in
+            ``TvFeed.stats.late_revisions``. See docs/concepts.md.
     """
 
     max_in_flight: int = 16
     bars_per_request: int = 5_000
     stream_queue: int = 1_000
     max_backfill_bars: int = 50_000
+    close_grace: float = 0.0

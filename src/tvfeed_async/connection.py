@@ -18,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
@@ -36,6 +39,7 @@ from .errors import (
 from .protocol.connection import ClientProtocol
 from .protocol.messages import (
     ClientMessage,
+    CriticalError,
     LiveData,
     ProtocolErrorMessage,
     ServerMessage,
@@ -46,13 +50,43 @@ from .protocol.messages import (
 )
 from .transport import WebSocketTransport, open_transport
 
-__all__ = ["Link", "Route", "Supervisor"]
+__all__ = ["Link", "Route", "Supervisor", "SupervisorStats"]
 
 logger = logging.getLogger("tvfeed_async.connection")
 
 #: The reader lets other tasks run once the messages it read in a row, plus the packets they
 #: held, add up to this many (recv() does not yield while messages are queued).
 _YIELD_AFTER = 80
+
+
+#: ``bad auth token`` is answered with a token refresh at most this many times per window.
+TOKEN_REFRESHES_PER_WINDOW = 3
+TOKEN_REFRESH_WINDOW = 600.0
+
+
+@dataclass(slots=True)
+class SupervisorStats:
+    """What the connection saw besides data (``TvFeed.stats`` reports it).
+
+    Attributes:
+        reconnects: sockets re-opened after a failure.
+        malformed_messages: WebSocket messages that could not be decoded (each dropped the
+            socket; streams backfilled).
+        unexpected_errors: errors nobody foresaw in the reader (each dropped the socket).
+        critical_errors: ``critical_error`` messages received.
+        token_rejections: ``bad auth token`` / ``unauthorized_access`` answers.
+        unknown_messages: messages this library does not interpret, by method (studies,
+            pointsets, depth, ``protocol_switched``...).
+        unrouted_messages: messages for a session that is no longer open.
+    """
+
+    reconnects: int = 0
+    malformed_messages: int = 0
+    unexpected_errors: int = 0
+    critical_errors: int = 0
+    token_rejections: int = 0
+    unknown_messages: dict[str, int] = field(default_factory=dict)
+    unrouted_messages: int = 0
 
 
 class Route(Protocol):
@@ -85,7 +119,13 @@ class Link:
         if self.closed:
             raise ConnectionLost("the connection was lost before the message could be sent")
         async with self._lock:
-            await self._transport.send(text)
+            try:
+                await self._transport.send(text)
+            except ConnectionLost:
+                # The socket is dead even if the reader has not seen it yet: requests that
+                # retry must wait for the next connection, not try this one again.
+                self.closed = True
+                raise
 
     async def send(self, message: ClientMessage) -> None:
         """Encode and send one client message (see :meth:`send_text`)."""
@@ -130,8 +170,14 @@ class Supervisor:
         self._generation = 0
         self._rng = random.Random()
         self._generation_had_data = False
+        # Set (and replaced) whenever a new socket is ready or the supervisor gives up.
+        self._link_changed = anyio.Event()
+        # Monotonic times of recent token rejections ("bad auth token", unauthorized_access):
+        # a refresh is tried for each, up to _TOKEN_REJECTIONS_PER_WINDOW per window.
+        self._token_rejections: deque[float] = deque()
         self.connections_opened = 0
         self.session_info: SessionInfo | None = None
+        self.stats = SupervisorStats()
 
     # ------------------------------------------------------------------ used by requests
 
@@ -145,8 +191,12 @@ class Supervisor:
         """Set when the supervisor gave up; every later request fails with it."""
         return self._fatal
 
-    async def wait_link(self) -> Link:
+    async def wait_link(self, after: Link | None = None) -> Link:
         """Wait until a socket is ready and return it.
+
+        Args:
+            after: a link that failed: wait for a newer one, even while this one does not
+                know yet that it is dead.
 
         Raises:
             TvFeedError: the supervisor gave up (too many failed attempts, rejected auth).
@@ -154,10 +204,19 @@ class Supervisor:
         while True:
             if self._fatal is not None:
                 raise self._fatal
+            changed = self._link_changed
             link = self._link
-            if link is not None and not link.closed:
+            if (
+                link is not None
+                and not link.closed
+                and (after is None or link.generation > after.generation)
+            ):
                 return link
-            await self._ready.wait()
+            await changed.wait()
+
+    def _signal_link_changed(self) -> None:
+        changed, self._link_changed = self._link_changed, anyio.Event()
+        changed.set()
 
     def add_route(self, session_id: str, route: Route) -> None:
         """Deliver messages of ``session_id`` to ``route``."""
@@ -190,7 +249,7 @@ class Supervisor:
     # ------------------------------------------------------------------ the supervisor task
 
     async def run(self) -> None:
-        """Connect, read, reconnect, until cancelled or out of attempts."""
+        """Connect, read, reconnect, until cancelled, out of attempts or refused auth."""
         failures = 0
         refresh_token = False
         while True:
@@ -208,15 +267,21 @@ class Supervisor:
             except (ConnectionLost, ProtocolError) as error:
                 self._note_failure(error)
                 refresh_token = isinstance(error, _TokenRejected)
-                if isinstance(error, _TokenRejected) and error.after_refresh:
-                    self._give_up(
-                        AuthError(
-                            "TradingView rejected the auth token even after a refresh; "
-                            "sign in again (the session may have been revoked)"
-                        )
-                    )
-                    return
+                if isinstance(error, _TokenRejected):
+                    refused = self._token_refused(error)
+                    if refused is not None:
+                        self._give_up(refused)
+                        return
                 failures = 0 if self._generation_had_data else failures + 1
+                delay = self._delay(failures)
+            except Exception as error:
+                # A bug or an input nobody foresaw: the consumers must not be left hanging on
+                # a dead reader. Drop the socket and reconnect; streams backfill from history.
+                logger.exception("unexpected error on the connection; reconnecting")
+                self.stats.unexpected_errors += 1
+                self._note_failure(ConnectionLost(f"unexpected error: {error!r}"))
+                refresh_token = False
+                failures += 1
                 delay = self._delay(failures)
             if not self._first_attempt.is_set():
                 self._first_attempt.set()
@@ -231,8 +296,37 @@ class Supervisor:
                     )
                 )
                 return
+            self.stats.reconnects += 1
             logger.info("reconnecting in %.2f s", delay)
             await anyio.sleep(delay)
+
+    def _token_refused(self, error: _TokenRejected) -> AuthError | None:
+        """The AuthError to give up with, or None to reconnect with a refreshed token.
+
+        ``bad auth token`` is refreshed up to :data:`TOKEN_REFRESHES_PER_WINDOW` times per
+        :data:`TOKEN_REFRESH_WINDOW` seconds, whatever connection it comes on (a token can
+        lapse twice within minutes when the server's and our clocks disagree). A
+        ``critical_error`` saying ``unauthorized_access`` is refreshed once: a second one
+        right after the refresh means the session itself is refused.
+        """
+        now = time.monotonic()
+        rejections = self._token_rejections
+        while rejections and now - rejections[0] > TOKEN_REFRESH_WINDOW:
+            rejections.popleft()
+        rejections.append(now)
+        self.stats.token_rejections += 1
+        if error.unauthorized and error.after_refresh:
+            return AuthError(
+                "TradingView refused access (unauthorized_access) even after refreshing the "
+                "auth token; sign in again (the session may have been revoked)"
+            )
+        if len(rejections) > TOKEN_REFRESHES_PER_WINDOW:
+            return AuthError(
+                f"TradingView rejected the auth token {len(rejections)} times within "
+                f"{TOKEN_REFRESH_WINDOW:g} s, refreshed each time; sign in again (the session "
+                "may have been revoked)"
+            )
+        return None
 
     def _delay(self, failures: int) -> float:
         return self._retry.delay(max(0, failures - 1), self._rng.random())
@@ -246,8 +340,45 @@ class Supervisor:
         self._fatal = error
         self._first_attempt.set()
         self._ready.set()
+        self._signal_link_changed()
         for route in list(self._routes.values()):
             route.connection_lost(error)
+
+    def _critical_error(self, message: CriticalError, after_refresh: bool) -> None:
+        """Route a ``critical_error``; never drop one silently (PROTOCOL.md §4)."""
+        self.stats.critical_errors += 1
+        if message.error_code == "unauthorized_access":
+            raise _TokenRejected(after_refresh, unauthorized=True)
+        route = self._routes.get(message.session)
+        if route is not None:
+            route.handle(message)
+            return
+        # An empty or unknown session id: it can concern any request still waiting for its
+        # answer (the args it echoes omit the session, §3.8), so those end now rather than at
+        # their deadline. Live streams are not waiting and carry on.
+        waiting = [r for r in self._routes.values() if getattr(r, "awaiting_reply", False)]
+        logger.warning(
+            "critical_error for %s session %r: %s (%s); failing %d waiting request(s)",
+            "an unknown" if message.session else "no",
+            message.session,
+            message.message,
+            message.detail,
+            len(waiting),
+        )
+        for waiting_route in waiting:
+            waiting_route.handle(message)
+
+    def _note_unknown(self, method: str) -> None:
+        counts = self.stats.unknown_messages
+        if method not in counts:
+            logger.debug("ignoring %s messages (logged once per kind)", method)
+        counts[method] = counts.get(method, 0) + 1
+
+    def _note_unrouted(self, message: ServerMessage) -> None:
+        # A message for a session that is already gone (deleted, or never ours): harmless.
+        self.stats.unrouted_messages += 1
+        if isinstance(message, UnknownMessage):
+            self._note_unknown(message.method)
 
     async def _run_once(self, refresh_token: bool) -> None:
         self._generation_had_data = False
@@ -268,6 +399,7 @@ class Supervisor:
             await link.send(set_locale("en", "US"))
             self._link = link
             self._ready.set()
+            self._signal_link_changed()
             self._first_attempt.set()
             logger.info("connected (generation %d)", link.generation)
             await self._read(transport, protocol, link, refresh_token)
@@ -325,6 +457,7 @@ class Supervisor:
             try:
                 messages = protocol.receive_data(data)
             except FramingError as exc:
+                self.stats.malformed_messages += 1
                 raise ConnectionLost(f"server sent malformed data: {exc}") from exc
             self._generation_had_data = True
             for text in protocol.data_to_send():
@@ -335,17 +468,22 @@ class Supervisor:
                     if route is not None:
                         route.handle(message)
                     continue
+                if message.__class__ is CriticalError:
+                    self._critical_error(message, after_refresh)
+                    continue
                 session = getattr(message, "session", None)
                 if session is not None:
                     route = routes.get(session)
                     if route is not None:
                         route.handle(message)
+                    else:
+                        self._note_unrouted(message)
                 elif isinstance(message, ProtocolErrorMessage):
                     raise _protocol_error(message.message, after_refresh)
                 elif isinstance(message, SessionInfo):
                     self.session_info = message
                 elif isinstance(message, UnknownMessage):
-                    logger.debug("ignoring %s", message.method)
+                    self._note_unknown(message.method)
             # During a backlog, let the consumers take what was handed to them every few dozen
             # packets, rather than coalescing everything behind it. Short batches also keep the
             # garbage collector idle: every bar handed over, and the wake-up it schedules, is
@@ -359,11 +497,17 @@ class Supervisor:
 
 
 class _TokenRejected(ConnectionLost):
-    """The server said ``bad auth token``; reconnect with a refreshed token (once)."""
+    """The server rejected the auth token; reconnect with a refreshed one (see
+    :meth:`Supervisor._token_refused` for how often)."""
 
-    def __init__(self, after_refresh: bool) -> None:
+    def __init__(self, after_refresh: bool, *, unauthorized: bool = False) -> None:
         self.after_refresh = after_refresh
-        super().__init__("TradingView rejected the auth token (it may have expired)")
+        self.unauthorized = unauthorized
+        if unauthorized:
+            text = "TradingView refused access to a chart session (unauthorized_access)"
+        else:
+            text = "TradingView rejected the auth token (it may have expired)"
+        super().__init__(text)
 
 
 def _protocol_error(text: str, after_refresh: bool) -> TvFeedError:

@@ -26,15 +26,23 @@ import anyio
 import polars as pl
 
 from .config import Endpoints, Limits, RetryPolicy, Timeouts
-from .connection import Supervisor
+from .connection import Link, Supervisor
 from .errors import ConnectionLost, InvalidRequest, RequestTimeout, TvFeedError
 from .frames import frame_from_bars
-from .history import HistoryRequest, HistoryResult, SymbolInfo, fetch_history, fetch_symbol_info
+from .history import (
+    FailedLink,
+    HistoryRequest,
+    HistoryResult,
+    SymbolInfo,
+    fetch_history,
+    fetch_symbol_info,
+)
 from .protocol.bars import Bar
 from .protocol.intervals import Interval, IntervalLike
 from .protocol.messages import ANONYMOUS_TOKEN
 from .protocol.symbols import Symbol, SymbolLike, parse_symbol
-from .stream import Consumer, GapPolicy, StreamKey, StreamManager
+from .stats import FeedStats
+from .stream import BarStream, Consumer, GapPolicy, StreamKey, StreamManager
 
 if TYPE_CHECKING:
     from .auth import AuthSession, SessionCache
@@ -165,6 +173,7 @@ class TvFeed:
                     task_group,
                     lambda: self.bar_limit,
                     self.limits.max_backfill_bars,
+                    self.limits.close_grace,
                 )
                 task_group.start_soon(self._supervisor.run)
                 if self._authenticator is not None:
@@ -305,6 +314,25 @@ class TvFeed:
         """How many WebSockets this feed has opened (1 unless it had to reconnect)."""
         return self._supervisor.connections_opened
 
+    @property
+    def stats(self) -> FeedStats:
+        """A snapshot of what the feed counted besides data (see :class:`FeedStats`)."""
+        seen = self._supervisor.stats
+        rejected, late = self._streams.counts() if self._streams is not None else (0, 0)
+        return FeedStats(
+            connections_opened=self._supervisor.connections_opened,
+            reconnects=seen.reconnects,
+            malformed_messages=seen.malformed_messages,
+            unexpected_errors=seen.unexpected_errors,
+            critical_errors=seen.critical_errors,
+            token_rejections=seen.token_rejections,
+            unknown_messages=dict(seen.unknown_messages),
+            unrouted_messages=seen.unrouted_messages,
+            rejected_bars=rejected,
+            late_revisions=late,
+            streams=self.stream_count,
+        )
+
     # ------------------------------------------------------------------ history
 
     async def get_hist(
@@ -414,15 +442,25 @@ class TvFeed:
         return await self._run_history(request)
 
     async def _run_history(self, request: HistoryRequest) -> HistoryResult:
+        failed: Link | None = None
         try:
             with anyio.fail_after(self.timeouts.request):
                 async with self._limiter:
                     for attempt in range(_HISTORY_ATTEMPTS):
                         try:
-                            return await fetch_history(self._supervisor, request, self.bar_limit)
-                        except ConnectionLost:
+                            return await fetch_history(
+                                self._supervisor,
+                                request,
+                                self.bar_limit,
+                                page_quiet=self.timeouts.page,
+                                after=failed,
+                            )
+                        except FailedLink as error:
                             if attempt == _HISTORY_ATTEMPTS - 1 or self._state != "open":
-                                raise
+                                raise ConnectionLost(str(error)) from error
+                            # The next attempt waits for the next socket: the reader may not
+                            # have seen this one die yet (retrying on it fails at once).
+                            failed = error.link
                             logger.info("retrying %s after a lost connection", request.describe())
         except TimeoutError:
             raise RequestTimeout(
@@ -529,7 +567,7 @@ class TvFeed:
 
     # ------------------------------------------------------------------ live streams
 
-    async def stream(
+    def stream(
         self,
         symbol: SymbolLike,
         exchange: str | None = None,
@@ -542,7 +580,7 @@ class TvFeed:
         back_adjusted: bool = False,
         queue_size: int | None = None,
         on_gap: GapPolicy = "raise",
-    ) -> AsyncGenerator[Bar, None]:
+    ) -> BarStream:
         """Live bars of one symbol and interval, pushed by the server on the feed's socket.
 
         Yields each closed bar exactly once, in open-time order, across reconnects (bars that
@@ -561,10 +599,14 @@ class TvFeed:
             SymbolNotFound, EntitlementError: in this consumer only; other streams go on.
             ConsumerTooSlow, GapError: see above.
 
-        Streams of the same key share one server series; leaving the loop (``break``,
-        ``aclose()``, cancellation) detaches this consumer and the last one out removes the
-        series. The generator's cleanup never awaits; wrap it in
-        ``contextlib.aclosing(feed.stream(...))`` to close it deterministically. When the feed
+        Returns:
+            A :class:`~tvfeed_async.stream.BarStream`: ``async for bar in ...``; also
+            ``async with feed.stream(...) as bars:`` and ``await bars.aclose()``. A timeout
+            around one step (``asyncio.wait_for(anext(bars), 1)``) does not end it.
+
+        Streams of the same key share one server series; ``aclose()`` (or leaving
+        ``async with``) detaches this consumer and the last one out removes the series; a
+        stream abandoned with ``break`` detaches when it is garbage-collected. When the feed
         closes, the loop simply ends.
         """
         key = self._stream_key(
@@ -572,27 +614,9 @@ class TvFeed:
         )
         consumer = self._new_consumer(queue_size, partial, on_gap)
         streams = self._stream_manager()
-        subscription = streams.subscribe(key, consumer)
-        # consumer.get() inlined: this loop runs once per live update of every stream.
-        step = consumer.step
-        try:
-            while True:
-                item = step()
-                if isinstance(item, Bar):
-                    yield item
-                elif item is None:
-                    return
-                else:
-                    # The reader hands the next bar over as the future's result (None: ask
-                    # again). A cancellation here ends this generator, and its consumer with
-                    # it, so a bar handed over just before needs no _give_back().
-                    bar = await item
-                    if bar is not None:
-                        yield bar
-        finally:
-            streams.unsubscribe(subscription, consumer)
+        return BarStream(streams, [streams.subscribe(key, consumer)], consumer)
 
-    async def stream_many(
+    def stream_many(
         self,
         specs: Iterable[StreamSpec],
         *,
@@ -601,7 +625,7 @@ class TvFeed:
         adjustment: str = "splits",
         queue_size: int | None = None,
         on_gap: GapPolicy = "raise",
-    ) -> AsyncGenerator[Bar, None]:
+    ) -> BarStream:
         """Several live streams merged into one iterator; ``bar.symbol`` and ``bar.interval``
         say which. Same guarantees and errors as :meth:`stream` (an error of one symbol ends
         this merged iterator; use separate :meth:`stream` calls to isolate symbols)."""
@@ -630,15 +654,7 @@ class TvFeed:
         consumer = self._new_consumer(queue_size, partial, on_gap)
         streams = self._stream_manager()
         subscriptions = [streams.subscribe(key, consumer) for key in dict.fromkeys(keys)]
-        try:
-            while True:
-                bar = await consumer.get()
-                if bar is None:
-                    return
-                yield bar
-        finally:
-            for subscription in subscriptions:
-                streams.unsubscribe(subscription, consumer)
+        return BarStream(streams, subscriptions, consumer)
 
     async def stream_frames(
         self,

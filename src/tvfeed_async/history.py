@@ -49,7 +49,18 @@ from .protocol.messages import (
 )
 from .protocol.symbols import Symbol
 
-__all__ = ["HistoryRequest", "HistoryResult", "SymbolInfo", "fetch_history", "fetch_symbol_info"]
+__all__ = [
+    "FailedLink",
+    "HistoryRequest",
+    "HistoryResult",
+    "SymbolInfo",
+    "fetch_history",
+    "fetch_symbol_info",
+]
+
+
+#: Symbol types that have no volume, for a symbol_resolved that does not say (2019 servers).
+_NO_VOLUME_TYPES = ("index", "economic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +90,18 @@ class SymbolInfo:
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
-    def from_resolved(cls, info: dict[str, Any], fallback_name: str) -> SymbolInfo:
-        """Build from a ``symbol_resolved`` info object."""
+    def from_resolved(
+        cls, info: dict[str, Any], fallback_name: str, bars_have_volume: bool | None = None
+    ) -> SymbolInfo:
+        """Build from a ``symbol_resolved`` info object.
+
+        Args:
+            bars_have_volume: whether the bars that came with it carry volume, when known.
+                ``has_volume`` comes from ``visible_plots_set`` (``"ohlcv"``) or
+                ``volume_type`` when the server sends them (2026); the 2019 frames of the
+                ROLANDO capture (PROTOCOL.md §4) have neither, and then the bars decide, or
+                without bars the symbol type (indices have none).
+        """
 
         def text(key: str) -> str:
             value = info.get(key)
@@ -103,7 +124,15 @@ class SymbolInfo:
             pricescale=integer("pricescale"),
             minmov=integer("minmov"),
             currency=text("currency_code") or text("currency_id"),
-            has_volume=(plots == "ohlcv") if plots else volume_type != "",
+            has_volume=(
+                plots == "ohlcv"
+                if plots
+                else True
+                if volume_type
+                else bars_have_volume
+                if bars_have_volume is not None
+                else text("type") not in _NO_VOLUME_TYPES
+            ),
             has_intraday=bool(info.get("has_intraday", False)),
             has_extended_hours=bool(info.get("has_extended_hours", False)),
             update_mode=text("update_mode") or None,
@@ -145,16 +174,32 @@ class HistoryResult:
             the start of the range.
         symbol_info: the resolved symbol, when the server sent it.
         chunks: how many server batches were received (1 + pages).
+        cut_short: the server went quiet while paging (no answer within
+            ``Timeouts.page``): the frame holds every bar that arrived, but the history may
+            reach further back than it does.
+        requests: how many series requests were sent (create/modify_series and
+            request_more_data).
     """
 
     frame: pl.DataFrame
     exhausted: bool
     symbol_info: SymbolInfo | None
     chunks: int
+    cut_short: bool = False
+    requests: int = 0
+
+
+class _Quiet(Exception):
+    """The server sent nothing for this request within the page deadline."""
 
 
 class _ChartRoute:
-    """Collects the messages of one history chart session (runs in the reader task)."""
+    """Collects the messages of one history chart session (runs in the reader task).
+
+    Data and completions are matched on the turnaround id of the request that asked for
+    them (``expected``): a late ``series_completed`` or batch of an earlier request of the
+    same series is dropped, never taken for the answer to the current one (§3.8, §10.11).
+    """
 
     def __init__(self, symbol: str, request_name: str) -> None:
         self.symbol = symbol
@@ -166,14 +211,27 @@ class _ChartRoute:
         self.server_time: float | None = None
         self.bar_close_time: int | None = None
         self.accepting = True
+        self.expected = "s1"
+        self.stale = 0
+        self.requests = 0
+        self.last_activity = 0.0
         self._event = anyio.Event()
         self.resolved = anyio.Event()
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """True while the request waits for the server (see Supervisor._critical_error)."""
+        return self.accepting and self.error is None
 
     def handle(self, message: ServerMessage) -> None:
         if isinstance(message, SeriesData):
             payload = message.series.get(SERIES_ID)
             if payload is None or not self.accepting:
                 return
+            if payload.turnaround and payload.turnaround != self.expected:
+                self.stale += 1
+                return
+            self.last_activity = time.monotonic()
             if payload.rows:
                 self.chunks.append(payload.rows)
                 if payload.bar_close_time is not None:
@@ -182,6 +240,9 @@ class _ChartRoute:
                 self.server_time = message.server_time
         elif isinstance(message, SeriesCompleted):
             if message.series_id == SERIES_ID:
+                if message.turnaround and message.turnaround != self.expected:
+                    self.stale += 1
+                    return
                 self.completed = message
                 self._event.set()
         elif isinstance(message, SymbolResolved):
@@ -201,9 +262,28 @@ class _ChartRoute:
         self._event.set()
         self.resolved.set()
 
-    async def wait_chunk(self) -> SeriesCompleted:
-        """Wait for the next ``series_completed`` (or raise the error that ended the request)."""
-        await self._event.wait()
+    def expect(self, turnaround: str) -> None:
+        """The next request sent carries ``turnaround``: answer only that."""
+        self.expected = turnaround
+        self.requests += 1
+        self.last_activity = time.monotonic()
+
+    async def wait_chunk(self, quiet: float | None = None) -> SeriesCompleted:
+        """Wait for the next ``series_completed`` (or raise the error that ended the request).
+
+        Args:
+            quiet: raise :class:`_Quiet` when nothing at all arrives for this request
+                (data or completion) for this many seconds.
+        """
+        if quiet is None:
+            await self._event.wait()
+        else:
+            while not self._event.is_set():
+                remaining = self.last_activity + quiet - time.monotonic()
+                if remaining <= 0:
+                    raise _Quiet
+                with anyio.move_on_after(remaining):
+                    await self._event.wait()
         self._event = anyio.Event()
         if self.error is not None:
             raise self.error
@@ -251,45 +331,87 @@ async def _close_chart(link: Link, supervisor: Supervisor, session: str) -> None
                 await link.send(chart_delete_session(session))
 
 
+class FailedLink(ConnectionLost):
+    """A request failed because its socket died; carries that socket so the retry waits for
+    the next one (the reader may not have noticed the death yet)."""
+
+    def __init__(self, error: ConnectionLost, link: Link) -> None:
+        super().__init__(str(error))
+        self.link = link
+
+
 async def fetch_history(
-    supervisor: Supervisor, request: HistoryRequest, bar_limit: int
+    supervisor: Supervisor,
+    request: HistoryRequest,
+    bar_limit: int,
+    *,
+    page_quiet: float = 10.0,
+    after: Link | None = None,
 ) -> HistoryResult:
     """Run one historical request on the current socket.
 
+    Args:
+        page_quiet: when a page (or the first answer, once some of it came) brings nothing
+            for this many seconds, stop and return what arrived (``cut_short``).
+        after: a socket an earlier attempt failed on: wait for a newer one.
+
     Raises:
         SymbolNotFound, EntitlementError, InvalidRequest, ProtocolError: from the server.
-        ConnectionLost: the socket died during the request (the caller may retry).
+        FailedLink: the socket died during the request (the caller may retry).
         Cancellation: the chart session is deleted (best effort) and the route removed.
     """
-    link = await supervisor.wait_link()
+    link = await supervisor.wait_link(after)
     route = _ChartRoute(request.symbol.full, request.describe())
-    session = await _open_chart(link, supervisor, request, route)
+    cut_short = False
     try:
-        if request.start is not None:
-            chunks, exhausted = await _run_range(link, session, request, route, bar_limit)
-        else:
-            chunks, exhausted = await _run_count(link, session, request, route, bar_limit)
-    finally:
-        route.accepting = False
-        await _close_chart(link, supervisor, session)
+        session = await _open_chart(link, supervisor, request, route)
+        try:
+            if request.start is not None:
+                run = _run_range(link, session, request, route, bar_limit, page_quiet)
+            else:
+                run = _run_count(link, session, request, route, bar_limit, page_quiet)
+            try:
+                chunks, exhausted = await run
+            except _Quiet:
+                chunks, exhausted, cut_short = len(route.chunks), False, True
+        finally:
+            route.accepting = False
+            await _close_chart(link, supervisor, session)
+    except ConnectionLost as error:
+        raise FailedLink(error, link) from error
     frame = _build_frame(request, route)
     if request.n_bars is not None:
         exhausted = exhausted and frame.height < request.n_bars
-    info = SymbolInfo.from_resolved(route.info, request.symbol.full) if route.info else None
-    return HistoryResult(frame, exhausted, info, chunks)
+    info = None
+    if route.info:
+        info = SymbolInfo.from_resolved(route.info, request.symbol.full, frame_has_volume(frame))
+    return HistoryResult(frame, exhausted, info, chunks, cut_short, route.requests)
+
+
+def frame_has_volume(frame: pl.DataFrame) -> bool | None:
+    """Whether the bars carry volume (None when there are no bars to tell)."""
+    if frame.height == 0:
+        return None
+    return frame.get_column("volume").null_count() < frame.height
 
 
 async def _run_count(
-    link: Link, session: str, request: HistoryRequest, route: _ChartRoute, bar_limit: int
+    link: Link,
+    session: str,
+    request: HistoryRequest,
+    route: _ChartRoute,
+    bar_limit: int,
+    page_quiet: float,
 ) -> tuple[int, bool]:
     assert request.n_bars is not None
     wanted = request.n_bars + 1  # the newest bar is usually still forming
+    route.expect("s1")
     await link.send(
         create_series(
             session, SERIES_ID, "s1", SYMBOL_REF, request.interval.code, min(wanted, bar_limit)
         )
     )
-    await route.wait_chunk()
+    await _wait_first(route, page_quiet)
     seen: set[int] = set()
     oldest: int | None = None
     processed = 0
@@ -311,31 +433,71 @@ async def _run_count(
             # A page that brought no older bar (only re-sent ones, or none): history ends here.
             return processed, True
         first = False
+        # request_more_data continues the series: its answer carries the same turnaround.
+        route.expect("s1")
         await link.send(request_more_data(session, SERIES_ID, min(bar_limit, wanted - len(seen))))
-        await route.wait_chunk()
+        await route.wait_chunk(page_quiet)
+
+
+async def _wait_first(route: _ChartRoute, page_quiet: float) -> SeriesCompleted:
+    """Wait for the answer to the first request: as long as the request deadline allows
+    while nothing came (a slow server), but only ``page_quiet`` after the last data once
+    some did (a server that never completes must not cost the bars it sent)."""
+    while True:
+        try:
+            return await route.wait_chunk(page_quiet)
+        except _Quiet:
+            if route.chunks:
+                raise
+            route.last_activity = time.monotonic()
 
 
 async def _run_range(
-    link: Link, session: str, request: HistoryRequest, route: _ChartRoute, bar_limit: int
+    link: Link,
+    session: str,
+    request: HistoryRequest,
+    route: _ChartRoute,
+    bar_limit: int,
+    page_quiet: float,
 ) -> tuple[int, bool]:
+    """Range mode: windows of ``r,<from>:<to>`` walked back from ``end`` to ``start``.
+
+    Only the part of the range where data can be is walked: a first 1-bar request tells the
+    newest bar (nothing after it is asked for), windows that come back empty double in span
+    (walking back to 1970 or 1900 over years with no data takes a few dozen requests, not
+    thousands), and a window the bar limit cut short (``data_completed: "limit"``, or a full
+    page) is continued from its oldest bar, so that nothing inside it is skipped.
+    """
     assert request.start is not None
     assert request.end is not None
     interval = request.interval
+    route.expect("s1")
     await link.send(create_series(session, SERIES_ID, "s1", SYMBOL_REF, interval.code, 1))
-    await route.wait_chunk()
+    await _wait_first(route, page_quiet)
+    newest = max((t for rows in route.chunks for t in _row_times(rows)), default=None)
     route.chunks.clear()  # the batch of the count above is not part of the range (§10.11)
+    if newest is None:
+        return 0, True  # the series has no bars at all
     # A window of bar_limit bars spans at least bar_limit * interval seconds, whatever the
-    # market hours, so no window can hold more bars than one request may return.
-    window = max(interval.seconds, (bar_limit - 1) * interval.seconds)
+    # market hours, so a window of that span cannot hold more bars than one request returns.
+    base_span = max(interval.seconds, (bar_limit - 1) * interval.seconds)
+    span = base_span
     open_ended = request.n_bars is not None  # "n_bars before end": walk back until enough
     collected: set[int] = set()
-    empty_in_a_row = 0
     turnaround = 1
-    window_end = request.end
-    while window_end > request.start:
-        window_start = max(request.start, window_end - window)
+    # Windows still to ask for, newest first: (from, to) with from <= time < to.
+    window_end = min(request.end, newest + interval.seconds)
+    todo: list[tuple[int, int]] = []
+    while todo or window_end > request.start:
+        revisit = bool(todo)
+        if revisit:
+            window_start, window_stop = todo.pop()
+        else:
+            window_start, window_stop = max(request.start, window_end - span), window_end
+            window_end = window_start
         turnaround += 1
         before = len(route.chunks)
+        route.expect(f"s{turnaround}")
         await link.send(
             modify_series(
                 session,
@@ -343,25 +505,34 @@ async def _run_range(
                 f"s{turnaround}",
                 SYMBOL_REF,
                 interval.code,
-                range_param(window_start, window_end),
+                range_param(window_start, window_stop),
             )
         )
-        await route.wait_chunk()
+        completed = await route.wait_chunk(page_quiet)
         times = {
             timestamp
             for rows in route.chunks[before:]
             for timestamp in _row_times(rows)
-            if window_start <= timestamp < window_end
+            if window_start <= timestamp < window_stop
         }
         collected.update(times)
-        window_end = window_start
-        if open_ended:
+        if times and (completed.data_completed == "limit" or len(times) >= bar_limit):
+            # The bar limit cut this window: what it did not return is asked for again,
+            # newer part first (a server may keep either end of an over-full window).
+            oldest_here, newest_here = min(times), max(times)
+            if oldest_here > window_start:
+                if revisit:
+                    todo.append((window_start, oldest_here))
+                else:
+                    window_end = oldest_here
+            if newest_here + interval.seconds < window_stop:
+                todo.append((newest_here + 1, window_stop))
+        elif not revisit and len(times) < bar_limit // 4:
+            span *= 2  # sparse or no data here: look further back at once
+        if open_ended and not todo:
             assert request.n_bars is not None
             if len(collected) > request.n_bars:
                 return len(route.chunks), False
-            empty_in_a_row = 0 if times else empty_in_a_row + 1
-            if empty_in_a_row >= 3:
-                return len(route.chunks), True
     oldest = min(collected, default=None)
     exhausted = oldest is None or oldest > request.start + interval.seconds
     return len(route.chunks), exhausted

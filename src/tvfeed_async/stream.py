@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,10 +36,13 @@ from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
     ConsumerTooSlow,
+    EntitlementError,
     GapError,
+    InvalidRequest,
+    SymbolNotFound,
     TvFeedError,
 )
-from .protocol.bars import Bar, BarMerger, Gap
+from .protocol.bars import Bar, BarMerger, Gap, MergeResult
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
 from .protocol.messages import (
@@ -54,7 +58,7 @@ from .protocol.messages import (
 from .protocol.symbols import Symbol
 from .wakeups import DIRECT, DirectWaker, Waker, waker_for
 
-__all__ = ["Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"]
+__all__ = ["BarStream", "Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"]
 
 logger = logging.getLogger("tvfeed_async.stream")
 
@@ -71,6 +75,9 @@ _Future = asyncio.Future
 
 #: Seconds a backfill waits for a full consumer queue to drain before ending that consumer.
 BACKFILL_PATIENCE = 10.0
+#: A series that gets a passing chart error is re-opened at most this often per window.
+REOPENS_PER_WINDOW = 3
+REOPEN_WINDOW = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +314,81 @@ class Consumer:
         self._forming[key] = bar
 
 
+class BarStream:
+    """The live bars of one consumer: what ``TvFeed.stream`` and ``stream_many`` return.
+
+    An async iterator (``async for bar in feed.stream(...)``) that is also an async context
+    manager and has ``aclose()``. Unlike an async generator, a cancelled ``__anext__`` does
+    not end it: ``asyncio.wait_for(anext(stream), 0.5)`` timing out leaves the stream
+    subscribed, and a bar handed over just before the cancellation is kept for the next
+    call. It ends (StopAsyncIteration) when the feed closes or after ``aclose()``; an error
+    of the stream is raised once its closed bars were taken, and ends it too.
+    """
+
+    __slots__ = ("__weakref__", "_consumer", "_done", "_manager", "_step", "_subscriptions")
+
+    def __init__(
+        self, manager: StreamManager, subscriptions: list[Subscription], consumer: Consumer
+    ) -> None:
+        self._manager = manager
+        self._subscriptions = subscriptions
+        self._consumer = consumer
+        self._step = consumer.step
+        self._done = False
+
+    def __aiter__(self) -> BarStream:
+        return self
+
+    async def __anext__(self) -> Bar:
+        try:
+            item = self._step()
+            while item.__class__ is not Bar:
+                if item is None:
+                    raise StopAsyncIteration
+                assert isinstance(item, asyncio.Future)
+                try:
+                    # The reader hands the next bar over as the future's result (None: ask
+                    # again).
+                    bar = await item
+                except asyncio.CancelledError:
+                    self._consumer._give_back(item)
+                    raise
+                if bar is not None:
+                    return bar
+                item = self._step()
+            return item
+        except (StopAsyncIteration, TvFeedError):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Detach from the stream now (synchronous; idempotent)."""
+        if self._done:
+            return
+        self._done = True
+        for subscription in self._subscriptions:
+            self._manager.unsubscribe(subscription, self._consumer)
+
+    async def aclose(self) -> None:
+        """Detach from the stream (the last consumer out removes the server series)."""
+        self.close()
+
+    async def __aenter__(self) -> BarStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # An abandoned stream (a loop left by break, never closed) detaches when collected,
+        # as an async generator's finally did.
+        if not self._done:
+            try:
+                self.close()
+            except Exception:
+                logger.debug("could not detach an abandoned stream", exc_info=True)
+
+
 class Subscription:
     """One server series shared by its consumers (a Route of the supervisor)."""
 
@@ -322,7 +404,13 @@ class Subscription:
         self._interval = key.interval.code
         self._tail = (self._symbol, self._interval, False)  # symbol, interval, closed
         self.consumers: list[Consumer] = []
-        self.merger = BarMerger()
+        grace = manager.close_grace
+        self.merger = BarMerger(
+            grid=1 if key.interval.unit == "S" else 60, clock=self._clock, grace=grace > 0
+        )
+        self._grace = grace
+        self._release_timer: asyncio.TimerHandle | None = None
+        self._server_time = 0.0
         self.retained: deque[Bar] = deque(maxlen=max(2, history))
         self.history = max(2, history)
         self.ready = anyio.Event()
@@ -334,6 +422,19 @@ class Subscription:
         self._completed = anyio.Event()
         self._lost = anyio.Event()
         self._error: TvFeedError | None = None
+        self._reopens: deque[float] = deque()
+        self.stale = 0
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """True while the series is loading (see Supervisor._critical_error)."""
+        return not self._live
+
+    def _clock(self) -> float:
+        """Now, for the merger's look-ahead check: the later of this machine's clock and the
+        server's (the envelope time of its last data message; a simulator's clock may run
+        ahead of ours)."""
+        return max(time.time(), self._server_time)
 
     # -------------------------------------------------- route callbacks (reader task)
 
@@ -343,6 +444,12 @@ class Subscription:
             payload = message.p.series.get(SERIES_ID)
             if payload is None or not payload.rows:
                 return
+            if payload.turnaround and payload.turnaround != "s1":
+                self.stale += 1  # not our series' turnaround (the only one it sends)
+                return
+            server_time = message.t
+            if server_time is not None and server_time > self._server_time:
+                self._server_time = server_time
             # Rows were validated by parse_message (a malformed one fails the whole message).
             if not self._live:
                 self._pending.extend(payload.bars(self._symbol, self._interval))
@@ -362,8 +469,10 @@ class Subscription:
                 if forming is not None:
                     for consumer in consumers:
                         consumer.push_forming(forming)
+            if self._grace and self.merger.closing is not None and self._release_timer is None:
+                self._schedule_release()
         elif isinstance(message, SeriesCompleted):
-            if message.series_id == SERIES_ID:
+            if message.series_id == SERIES_ID and message.turnaround in ("s1", ""):
                 self._completed.set()
         else:
             # symbol_resolved is not kept: ~6 KB per stream that streams do not need
@@ -376,6 +485,27 @@ class Subscription:
         self._live = False
         self._lost.set()
         self._completed.set()
+
+    def _schedule_release(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._release_timer = loop.call_later(self._grace, self._release_closing)
+
+    def _release_closing(self) -> None:
+        """The grace time of the closing bar is over: deliver it as closed (after a
+        backfill in progress has delivered the older bars: see the end of _attach_to)."""
+        self._release_timer = None
+        if not self._live:
+            return
+        closed = self.merger.release()
+        if closed is not None:
+            self.retained.append(closed)
+            for consumer in self.consumers:
+                consumer.push_closed(closed)
+
+    def _cancel_release(self) -> None:
+        timer, self._release_timer = self._release_timer, None
+        if timer is not None:
+            timer.cancel()
 
     # -------------------------------------------------- delivery
 
@@ -401,9 +531,26 @@ class Subscription:
                 consumer.push_closed(bar)
 
     def _fail(self, error: TvFeedError) -> None:
+        """A chart error on this series' session: wake the loading step and the run loop,
+        which either re-opens the series or ends the consumers with the error."""
         if self._error is None:
             self._error = error
+        self._live = False
         self._completed.set()
+        self._lost.set()
+
+    def _may_reopen(self, error: TvFeedError) -> bool:
+        """Whether a chart error is worth re-opening the series for (within a budget)."""
+        if isinstance(error, SymbolNotFound | EntitlementError | InvalidRequest):
+            return False  # the same request will get the same answer
+        now = time.monotonic()
+        reopens = self._reopens
+        while reopens and now - reopens[0] > REOPEN_WINDOW:
+            reopens.popleft()
+        if len(reopens) >= REOPENS_PER_WINDOW:
+            return False
+        reopens.append(now)
+        return True
 
     def attach(self, consumer: Consumer) -> None:
         """Add a consumer (it receives bars that close from now on)."""
@@ -432,15 +579,34 @@ class Subscription:
                         await self._attach_to(link)
                     except ConnectionLost:
                         continue
+                    except TvFeedError as loading_error:
+                        self._error = None
+                        await self._after_chart_error(loading_error)
+                        continue
                     await self._lost.wait()
+                    chart_failure = self._error
+                    if chart_failure is not None:
+                        self._error = None
+                        await self._after_chart_error(chart_failure)
             except TvFeedError as error:
+                self.manager.forget(self)
                 for consumer in list(self.consumers):
                     consumer.fail(error)
-                self.manager.forget(self)
             finally:
+                self._cancel_release()
+                self.manager.forget(self)
                 self.ready.set()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                     await self._drop_session()
+
+    async def _after_chart_error(self, error: TvFeedError) -> None:
+        """Re-open the series after a chart error that may pass (a ``critical_error`` or an
+        unknown ``series_error``), at most REOPENS_PER_WINDOW times per REOPEN_WINDOW
+        seconds; otherwise raise it, which ends every consumer with it."""
+        if not self._may_reopen(error):
+            raise error
+        logger.warning("%s: %s; re-opening the series", self._name, error)
+        await self._drop_session()
 
     async def _drop_session(self) -> None:
         session, link = self._session, self._link
@@ -511,7 +677,7 @@ class Subscription:
                 gap = Gap(after=newest if after is None else after, before=oldest)
                 for consumer in list(self.consumers):
                     consumer.report_gap(gap, key)
-            result = self.merger.apply_many(pending)
+            result = self._apply_history(pending)
             forming = result.forming
             await self._deliver_paced(result.closed)
             # Live updates that arrived while the backfill was being consumed.
@@ -522,11 +688,22 @@ class Subscription:
                 await self._deliver_paced(result.closed)
             self._push_forming(forming)
         else:
-            result = self.merger.apply_many(pending)
+            result = self._apply_history(pending)
             self.retained.extend(result.closed)
             self._push_forming(result.forming)
         self._live = True
+        if self._grace and self.merger.closing is not None and self._release_timer is None:
+            self._schedule_release()
         self.ready.set()
+
+    def _apply_history(self, bars: list[Bar]) -> MergeResult:
+        """Merge a history batch. Its bars are the server's final values, so the close grace
+        does not hold any of them back."""
+        result = self.merger.apply_many(bars)
+        released = self.merger.release()
+        if released is not None:
+            result.closed.append(released)
+        return result
 
     async def _wait_completed(self) -> None:
         await self._completed.wait()
@@ -546,14 +723,18 @@ class StreamManager:
         task_group: TaskGroup,
         bar_limit: Callable[[], int],
         max_backfill_bars: int = 50_000,
+        close_grace: float = 0.0,
     ) -> None:
         self.supervisor = supervisor
         self.max_backfill_bars = max_backfill_bars
+        self.close_grace = close_grace
         self._task_group = task_group
         self.bar_limit = bar_limit
         self._subscriptions: dict[StreamKey, Subscription] = {}
         self._consumers: set[Consumer] = set()
         self.closed = False
+        self.rejected_bars = 0
+        self.late_revisions = 0
 
     @property
     def subscription_count(self) -> int:
@@ -591,6 +772,16 @@ class StreamManager:
         """Drop a subscription from the table (it stopped or failed)."""
         if self._subscriptions.get(subscription.key) is subscription:
             del self._subscriptions[subscription.key]
+            self.rejected_bars += subscription.merger.rejected
+            self.late_revisions += subscription.merger.late_revisions
+
+    def counts(self) -> tuple[int, int]:
+        """Bars rejected as impossible, and late revisions dropped, over every series."""
+        live = list(self._subscriptions.values())
+        return (
+            self.rejected_bars + sum(sub.merger.rejected for sub in live),
+            self.late_revisions + sum(sub.merger.late_revisions for sub in live),
+        )
 
     def close(self) -> None:
         """End every consumer normally (the feed is closing)."""

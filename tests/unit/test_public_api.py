@@ -15,6 +15,7 @@ EXPECTED = {
     "TvFeed",
     # values
     "Bar",
+    "FeedStats",
     "Gap",
     "HistoryResult",
     "SearchResult",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import string
 
+from ..errors import FramingError
 from .framing import _SPLIT_WHOLE_BELOW, FrameDecoder, encode_heartbeat
 from .messages import (
     _BARS_PREFIXES,
@@ -54,8 +55,20 @@ class ClientProtocol:
         """Decode one WebSocket message into server messages; queue heartbeat echoes.
 
         Raises:
-            FramingError: the text is not valid protocol.
+            FramingError: the text is not valid protocol. Nothing else: whatever goes wrong
+                while decoding one message (JSON nested a thousand levels deep raises
+                RecursionError in the JSON parser, a number too long for int() ValueError,
+                ...) is reported as a FramingError, so that the caller can drop the
+                connection instead of dying.
         """
+        try:
+            return self._receive(data)
+        except FramingError:
+            raise
+        except Exception as exc:
+            raise FramingError(f"undecodable message ({type(exc).__name__}: {exc})"[:200]) from exc
+
+    def _receive(self, data: str | bytes) -> list[ServerMessage]:
         decoder = self._decoder
         if (
             data.__class__ is str

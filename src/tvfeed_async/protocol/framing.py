@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from ..errors import FramingError
 
 __all__ = [
+    "MAX_PACKET_LENGTH",
     "FrameDecoder",
     "Heartbeat",
     "Packet",
@@ -45,6 +46,11 @@ _JSON_PREFIX = "~j~"
 # A complete header. Real packets are at most a few MB; ten digits is far beyond that and
 # bounds garbage headers. [0-9], because \d would also take other scripts' digits.
 _HEADER = re.compile(r"~m~([0-9]{1,10})~m~")
+#: The longest packet accepted (UTF-16 units). The largest real packets are history batches,
+#: about 100 characters per bar: 40,000 bars (the largest plan's limit, PROTOCOL.md §9) are
+#: about 4 MB. A longer declared length is garbage; waiting for it would swallow every later
+#: packet (heartbeats included) without end.
+MAX_PACKET_LENGTH = 64 * 1024 * 1024
 # Messages shorter than this (characters) are split on every marker at once (see feed).
 _SPLIT_WHOLE_BELOW = 8192
 # An incomplete header at the end of the buffer: "~", "~m", "~m~", "~m~12", "~m~12~", "~m~12~m".
@@ -149,7 +155,13 @@ def _split(text: str, units: bool) -> tuple[list[Packet], int]:
                 break
             raise _garbage(text, position)
         start = found.end()
-        stop = start + int(found[1])
+        length = int(found[1])
+        if length > MAX_PACKET_LENGTH:
+            raise FramingError(
+                f"packet at offset {position} declares {length} characters, more than "
+                f"the {MAX_PACKET_LENGTH} accepted"
+            )
+        stop = start + length
         if stop > size:
             break
         payload = _from_units(text[start:stop]) if units else text[start:stop]

@@ -105,11 +105,18 @@ class SymbolResolved:
 
 @dataclass(frozen=True, slots=True)
 class SymbolError:
-    """``symbol_error [cs, symbolRef, reason]``; no data follows for that symbol."""
+    """``symbol_error [cs, symbolRef, reason, ...details]``; no data follows for that symbol.
+
+    Attributes:
+        reason: e.g. ``"invalid symbol"``, ``"permission denied"``.
+        details: whatever follows the reason, as text (e.g. ``("group", "economics_paid")``
+            after ``permission denied``); a reason sent as a list is split the same way.
+    """
 
     session: str
     symbol_ref: str
     reason: str
+    details: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,11 +328,17 @@ class SeriesError:
 
 @dataclass(frozen=True, slots=True)
 class CriticalError:
-    """``critical_error [cs, message, "method: <name>. args: ..."]``; the session is dead."""
+    """``critical_error [cs, message, "method: <name>. args: ..."]``; the session is dead.
+
+    Attributes:
+        error_code: the ``error_code`` of an object among the params (e.g.
+            ``{"error_code": "unauthorized_access"}``), ``""`` when there is none.
+    """
 
     session: str
     message: str
     detail: str
+    error_code: str = ""
 
     @property
     def method(self) -> str:
@@ -400,6 +413,50 @@ def _series_completed(params: list[Any]) -> SeriesCompleted:
     )
 
 
+def _flat_texts(values: Sequence[Any]) -> list[str]:
+    """Texts of ``values``, lists flattened and objects as ``key=value`` (error details)."""
+    texts: list[str] = []
+    for value in values:
+        if isinstance(value, list):
+            texts.extend(_flat_texts(value[:16]))
+        elif isinstance(value, dict):
+            texts.extend(f"{key}={_text(item)}" for key, item in list(value.items())[:16])
+        else:
+            texts.append(_text(value))
+    return texts
+
+
+def _symbol_error(params: list[Any]) -> SymbolError:
+    texts = _flat_texts(params[2:])
+    return SymbolError(
+        _text(params[0]), _text(params[1]), texts[0] if texts else "", tuple(texts[1:])
+    )
+
+
+def _critical_error(params: list[Any]) -> CriticalError:
+    # The usual shape is [cs, message, detail]; some servers put an object among the params
+    # ({"error_code": "unauthorized_access"}), or leave the session out.
+    first = params[0]  # none at all is malformed (IndexError -> FramingError)
+    code = ""
+    texts: list[str] = []
+    for value in params:
+        if isinstance(value, dict):
+            found = value.get("error_code")
+            if found is not None and not code:
+                code = _text(found)
+            texts.extend(_flat_texts([value]))
+        else:
+            texts.append(_text(value))
+    session = first if isinstance(first, str) else ""
+    rest = texts[1:] if isinstance(first, str) else texts
+    return CriticalError(
+        session,
+        rest[0] if rest else code,
+        "; ".join(rest[1:]) if len(rest) > 1 else "",
+        code,
+    )
+
+
 def _quote_data(params: list[Any]) -> QuoteData:
     body = params[1]
     values = body.get("v")
@@ -417,15 +474,11 @@ _PARSERS: dict[str, Callable[[list[Any]], ServerMessage]] = {
     "symbol_resolved": lambda p: SymbolResolved(
         _text(p[0]), _text(p[1]), p[2] if isinstance(p[2], dict) else {}
     ),
-    "symbol_error": lambda p: SymbolError(
-        _text(p[0]), _text(p[1]), _text(p[2]) if len(p) > 2 else ""
-    ),
+    "symbol_error": lambda p: _symbol_error(p),
     "series_error": lambda p: SeriesError(
         _text(p[0]), _text(p[1]), _text(p[2]), _text(p[3]) if len(p) > 3 else ""
     ),
-    "critical_error": lambda p: CriticalError(
-        _text(p[0]), _text(p[1]) if len(p) > 1 else "", _text(p[2]) if len(p) > 2 else ""
-    ),
+    "critical_error": lambda p: _critical_error(p),
     "protocol_error": lambda p: ProtocolErrorMessage(_text(p[0]) if p else ""),
     "qsd": _quote_data,
     "quote_completed": lambda p: QuoteCompleted(_text(p[0]), _text(p[1])),
