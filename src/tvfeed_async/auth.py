@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -52,6 +52,7 @@ from .errors import (
     TwoFactorRequired,
 )
 from .transport import USER_AGENT, _parse_retry_after
+from .validation import MIN_TOTP_SECRET_BITS, check_credential_fields, normalise_totp_secret
 
 __all__ = [
     "ANONYMOUS_TOKEN",
@@ -113,7 +114,9 @@ class Credentials:
     Attributes:
         username: TradingView username or e-mail (with ``password``).
         password: the account password.
-        totp_secret: base32 secret of the authenticator app, to answer TOTP two-factor.
+        totp_secret: base32 key of the authenticator app, to answer TOTP two-factor. Any
+            case, spaces and missing ``=`` padding are accepted, from 80 bits (16 characters);
+            it is kept in canonical form (upper case, no spaces, no padding).
         totp_code: a current 6-digit code, instead of the secret (valid for ~30 s only).
         auth_token: an auth token copied from a browser (lives about 4 hours).
         sessionid: the ``sessionid`` cookie copied from a signed-in browser (lives months).
@@ -127,6 +130,13 @@ class Credentials:
     auth_token: str | None = field(default=None, repr=False)
     sessionid: str | None = field(default=None, repr=False)
     sessionid_sign: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # Checked here, before any request: a garbage TOTP key must not cost a password
+        # sign-in (and its "new login" e-mail) before it is found out.
+        check_credential_fields({item.name: getattr(self, item.name) for item in fields(self)})
+        if self.totp_secret:
+            object.__setattr__(self, "totp_secret", normalise_totp_secret(self.totp_secret))
 
     def __repr__(self) -> str:
         # Say which secrets are present, never what they are.
@@ -901,11 +911,12 @@ def _two_factor_names(document: Mapping[str, Any]) -> list[str]:
     return names
 
 
+class _Totp(pyotp.TOTP):
+    # pyotp 2.12 refuses keys under 112 bits; authenticator apps take 80-bit keys, and
+    # normalise_totp_secret has already checked the key's alphabet and length.
+    min_secret_length_bits = MIN_TOTP_SECRET_BITS
+
+
 def _totp_now(secret: str) -> str:
-    try:
-        return pyotp.TOTP(secret.replace(" ", "").upper()).now()
-    except (ValueError, binascii.Error, TypeError):
-        raise InvalidRequest(
-            "the TOTP secret is not a valid base32 key; copy the key shown when the "
-            "authenticator app was set up"
-        ) from None
+    """The current RFC 6238 code (SHA-1, 30 s, 6 digits) of ``secret``."""
+    return _Totp(normalise_totp_secret(secret)).now()

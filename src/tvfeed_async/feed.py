@@ -35,6 +35,7 @@ from .protocol.intervals import Interval, IntervalLike
 from .protocol.messages import ANONYMOUS_TOKEN
 from .protocol.symbols import Symbol, SymbolLike, parse_symbol
 from .stream import Consumer, GapPolicy, StreamKey, StreamManager
+from .validation import check_credential_fields
 
 if TYPE_CHECKING:
     from .auth import AuthSession, SessionCache
@@ -110,6 +111,7 @@ class TvFeed:
             "sessionid": sessionid,
             "sessionid_sign": sessionid_sign,
         }
+        check_credential_fields(self._credential_args)
         self._use_env = use_env
         self._session_cache = session_cache
         self.endpoints = endpoints or Endpoints()
