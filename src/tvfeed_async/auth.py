@@ -50,8 +50,9 @@ from .errors import (
     RequestTimeout,
     TokenExpired,
     TwoFactorRequired,
+    UnsafeRedirect,
 )
-from .transport import USER_AGENT, _parse_retry_after
+from .transport import USER_AGENT, _parse_retry_after, origin_text, same_site
 from .validation import MIN_TOTP_SECRET_BITS, check_credential_fields, normalise_totp_secret
 
 __all__ = [
@@ -83,6 +84,8 @@ PLAN_BAR_LIMITS: Mapping[str, int] = {
 _DEFAULT_BAR_LIMIT = 5_000
 # TVAPI caps the home-page redirects it follows at 5 (PROTOCOL.md §7.3).
 _MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_SESSION_COOKIES = ("sessionid", "sessionid_sign")
 _HIDDEN = "<hidden>"
 # A token that lapses within this many seconds is renewed rather than handed out: the feed
 # would otherwise connect with it only to reconnect a moment later.
@@ -591,6 +594,8 @@ class Authenticator:
             return await self._from_cookies(
                 credentials.sessionid or "", credentials.sessionid_sign, credentials.username
             )
+        except UnsafeRedirect:
+            raise
         except AuthError:
             if not (credentials.username and credentials.password):
                 raise
@@ -630,6 +635,8 @@ class Authenticator:
             return await self._from_cookies(
                 session.sessionid or "", session.sessionid_sign or "", username
             )
+        except UnsafeRedirect:
+            raise
         except AuthError:
             logger.debug("the session cookie was rejected")
             return None
@@ -640,7 +647,10 @@ class Authenticator:
         logger.debug("signing in to %s as %r", self._endpoints.www_url, username)
         url = self._url("/accounts/signin/")
         reply = await self._request(
-            "POST", url, data={"username": username, "password": password, "remember": "on"}
+            "POST",
+            url,
+            step="sign-in",
+            data={"username": username, "password": password, "remember": "on"},
         )
         document = self._json(reply, "sign-in")
         cookies = dict(reply.cookies)
@@ -677,7 +687,9 @@ class Authenticator:
             )
         logger.debug("answering the TOTP challenge (code %s)", _HIDDEN)
         url = self._url("/accounts/two-factor/signin/totp/")
-        reply = await self._request("POST", url, data={"code": code}, cookies=cookies)
+        reply = await self._request(
+            "POST", url, step="two-factor sign-in", data={"code": code}, cookies=cookies
+        )
         document = self._json(reply, "two-factor sign-in")
         self._raise_for_sign_in_error(reply, document, "two-factor code")
         return document, {**cookies, **reply.cookies}
@@ -743,33 +755,26 @@ class Authenticator:
         cookies = {"sessionid": sessionid, "sessionid_sign": sessionid_sign}
         url = self._url("/")
         logger.debug("reading the auth token from %s with the session cookie", url)
-        for _ in range(_MAX_REDIRECTS + 1):
-            reply = await self._request("GET", url, cookies=cookies, redirects=False)
-            if reply.status == 429:
-                raise RateLimited(
-                    "TradingView answered the home page with HTTP 429 (too many requests); "
-                    "wait before trying again",
-                    retry_after=reply.retry_after,
-                )
-            # A redirect may rotate the cookies; keep the newest ones.
-            cookies.update(
-                {k: v for k, v in reply.cookies.items() if k in ("sessionid", "sessionid_sign")}
+        reply = await self._request("GET", url, step="home page", cookies=cookies)
+        if reply.status == 429:
+            raise RateLimited(
+                "TradingView answered the home page with HTTP 429 (too many requests); "
+                "wait before trying again",
+                retry_after=reply.retry_after,
             )
-            match = _AUTH_TOKEN_RE.search(reply.body)
-            if match is not None:
-                plan_match = _PRO_PLAN_RE.search(reply.body)
-                name_match = _USERNAME_RE.search(reply.body)
-                return AuthSession.from_token(
-                    match.group(1),
-                    plan=plan_match.group(1) if plan_match else None,
-                    sessionid=cookies["sessionid"],
-                    sessionid_sign=cookies["sessionid_sign"],
-                    username=(name_match.group(1) if name_match else None) or username,
-                )
-            if reply.location is None:
-                break
-            url = urljoin(url, reply.location)
-            logger.debug("following the home page redirect to %s", url)
+        # A redirect may have rotated the cookies; keep the newest ones.
+        cookies.update({k: v for k, v in reply.cookies.items() if k in _SESSION_COOKIES})
+        match = _AUTH_TOKEN_RE.search(reply.body)
+        if match is not None:
+            plan_match = _PRO_PLAN_RE.search(reply.body)
+            name_match = _USERNAME_RE.search(reply.body)
+            return AuthSession.from_token(
+                match.group(1),
+                plan=plan_match.group(1) if plan_match else None,
+                sessionid=cookies["sessionid"],
+                sessionid_sign=cookies["sessionid_sign"],
+                username=(name_match.group(1) if name_match else None) or username,
+            )
         raise AuthError(
             "Wrong or expired sessionid/signature: TradingView's home page did not contain an "
             "auth token for these cookies. Copy fresh sessionid and sessionid_sign cookies from "
@@ -790,9 +795,55 @@ class Authenticator:
         method: str,
         url: str,
         *,
+        step: str,
         data: dict[str, str] | None = None,
         cookies: dict[str, str] | None = None,
-        redirects: bool = True,
+    ) -> _Reply:
+        """Send a request, following redirects only within the configured site.
+
+        aiohttp would follow redirects anywhere, re-sending the form (a 307 keeps the body,
+        password included) and the cookies given per request, so redirects are followed here,
+        each target checked first, at most five times. The reply's cookies are those of every
+        hop.
+
+        Raises:
+            UnsafeRedirect: a redirect to another host (not followed).
+            RequestTimeout, ConnectionLost: see :meth:`_send`.
+        """
+        sent = dict(cookies) if cookies else {}
+        received: dict[str, str] = {}
+        for _ in range(_MAX_REDIRECTS + 1):
+            reply = await self._send(method, url, data=data, cookies=sent or None)
+            received.update(reply.cookies)
+            if reply.location is None:
+                reply.cookies = received
+                return reply
+            target = urljoin(url, reply.location)
+            if not same_site(self._endpoints.www_url, target):
+                raise UnsafeRedirect(
+                    f"TradingView's answer to the {step} redirected to "
+                    f"{self._scrub(origin_text(target))}, which is not the configured site "
+                    f"{origin_text(self._endpoints.www_url)}. It was not followed, so no "
+                    "password, code or session cookie went there. Check Endpoints.www_url "
+                    "(TVFEED_WWW_URL)."
+                )
+            # What browsers do: 303 (and 301/302 after a POST) continue as a GET without body.
+            if reply.status == 303 or (reply.status in (301, 302) and method == "POST"):
+                method, data = "GET", None
+            sent.update({k: v for k, v in reply.cookies.items() if k in _SESSION_COOKIES})
+            logger.debug("following the %s redirect to %s", step, origin_text(target))
+            url = target
+        # Past the cap, the last redirect is the answer; the callers report it as such.
+        reply.cookies = received
+        return reply
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: dict[str, str] | None,
+        cookies: dict[str, str] | None,
     ) -> _Reply:
         try:
             async with self._http.request(
@@ -801,7 +852,7 @@ class Authenticator:
                 data=data,
                 cookies=cookies,
                 headers=self._headers(),
-                allow_redirects=redirects,
+                allow_redirects=False,
                 timeout=self._timeout,
                 # Statuses are interpreted here (429, sign-in JSON), whatever the session's
                 # own raise_for_status setting.
@@ -809,7 +860,9 @@ class Authenticator:
             ) as response:
                 body = await response.text(errors="replace")
                 location = (
-                    response.headers.get("Location") if 300 <= response.status < 400 else None
+                    response.headers.get("Location")
+                    if response.status in _REDIRECT_STATUSES
+                    else None
                 )
                 return _Reply(
                     status=response.status,
@@ -821,11 +874,12 @@ class Authenticator:
         except TimeoutError:
             # "from None": aiohttp's exceptions carry the request (and its Cookie header).
             raise RequestTimeout(
-                f"TradingView did not answer {method} {url} within {self._timeout.total} s"
+                f"TradingView did not answer {method} {origin_text(url)} within "
+                f"{self._timeout.total} s"
             ) from None
         except aiohttp.ClientError as exc:
             raise ConnectionLost(
-                f"could not reach TradingView ({method} {url}): {type(exc).__name__}"
+                f"could not reach TradingView ({method} {origin_text(url)}): {type(exc).__name__}"
             ) from None
 
     def _json(self, reply: _Reply, step: str) -> dict[str, Any]:

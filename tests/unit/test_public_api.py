@@ -47,6 +47,7 @@ EXPECTED = {
     "TokenExpired",
     "TvFeedError",
     "TwoFactorRequired",
+    "UnsafeRedirect",
     "__version__",
 }
 
