@@ -86,6 +86,10 @@ _DEFAULT_BAR_LIMIT = 5_000
 _MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SESSION_COOKIES = ("sessionid", "sessionid_sign")
+# Cookie values shorter than this ("1", "en") are not secrets, and hiding them would garble
+# every error text they happen to occur in.
+_MIN_SCRUBBED_LENGTH = 6
+_MAX_LEARNT_SECRETS = 64
 _HIDDEN = "<hidden>"
 # A token that lapses within this many seconds is renewed rather than handed out: the feed
 # would otherwise connect with it only to reconnect a moment later.
@@ -471,6 +475,9 @@ class Authenticator:
         self._cache = cache
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: AuthSession | None = None
+        # Secrets learnt during the flows (TOTP codes computed here, cookies and tokens the
+        # server set), scrubbed from error texts along with those of the credentials.
+        self._learnt_secrets: dict[str, None] = {}  # insertion-ordered, the newest last
 
     def __repr__(self) -> str:
         return f"Authenticator(credentials={self._credentials!r}, session={self._session!r})"
@@ -685,6 +692,7 @@ class Authenticator:
                 "shown when the authenticator was set up) or a current totp_code.",
                 factors,
             )
+        self._learn(code)
         logger.debug("answering the TOTP challenge (code %s)", _HIDDEN)
         url = self._url("/accounts/two-factor/signin/totp/")
         reply = await self._request(
@@ -731,6 +739,7 @@ class Authenticator:
         name = _optional_str(user.get("username")) or username
         token = user.get("auth_token")
         if isinstance(token, str) and token:
+            self._learn(token)
             plan = _optional_str(user.get("pro_plan"))
             logger.debug("signed in; token read from the sign-in answer")
             return AuthSession.from_token(
@@ -766,6 +775,7 @@ class Authenticator:
         cookies.update({k: v for k, v in reply.cookies.items() if k in _SESSION_COOKIES})
         match = _AUTH_TOKEN_RE.search(reply.body)
         if match is not None:
+            self._learn(match.group(1))
             plan_match = _PRO_PLAN_RE.search(reply.body)
             name_match = _USERNAME_RE.search(reply.body)
             return AuthSession.from_token(
@@ -815,6 +825,7 @@ class Authenticator:
         for _ in range(_MAX_REDIRECTS + 1):
             reply = await self._send(method, url, data=data, cookies=sent or None)
             received.update(reply.cookies)
+            self._learn(*(v for v in reply.cookies.values() if len(v) >= _MIN_SCRUBBED_LENGTH))
             if reply.location is None:
                 reply.cookies = received
                 return reply
@@ -900,9 +911,21 @@ class Authenticator:
             "the service may have changed or be unavailable"
         )
 
+    def _learn(self, *secrets: str) -> None:
+        for secret in secrets:
+            self._learnt_secrets.pop(secret, None)
+            self._learnt_secrets[secret] = None
+        # A feed that runs for months refreshes its token every few hours: keep the newest.
+        while len(self._learnt_secrets) > _MAX_LEARNT_SECRETS:
+            del self._learnt_secrets[next(iter(self._learnt_secrets))]
+
     def _scrub(self, text: str) -> str:
-        """``text`` with any secret of the credentials replaced (servers may echo input)."""
-        for secret in _secrets(self._credentials):
+        """``text`` with every secret replaced: those of the credentials, the TOTP codes sent
+        and the cookies received (servers may echo input, e.g. the half-signed-in session
+        cookie or the rejected code in a two-factor error)."""
+        secrets = {*_secrets(self._credentials), *self._learnt_secrets}
+        # Longest first, so that a secret containing another is hidden whole.
+        for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, _HIDDEN)
         return text
 
