@@ -176,11 +176,11 @@ def test_error_messages_say_what_to_write() -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        "١٥",  # Arabic-Indic fifteen: str.isdigit() and \d accept it, TradingView does not
-        "१५",  # Devanagari
-        "１５",  # fullwidth
+        "\u0661\u0665",  # Arabic-Indic fifteen: str.isdigit() and \d accept it; TradingView not
+        "\u0967\u096b",  # Devanagari fifteen
+        "\uff11\uff15",  # fullwidth fifteen
         "15\u00a0",  # a no-break space is not ASCII whitespace either
-        "١D",
+        "\u0661D",
     ],
 )
 def test_digits_of_other_scripts_are_refused(value: str) -> None:

@@ -18,8 +18,8 @@ from ..errors import InvalidInterval
 
 __all__ = ["Interval", "IntervalLike"]
 
-# ASCII only: str.isdigit and \d also take other scripts' digits ("١٥"), which TradingView
-# does not.
+# ASCII only: str.isdigit and \d also take other scripts' digits (Arabic-Indic
+# "\u0661\u0665"), which TradingView does not.
 _PATTERN = re.compile(r"^\s*([0-9]*)\s*([a-zA-Z]?)\s*$", re.ASCII)
 # The longest valid code is a few characters ("1440", "365D", " 12M "); a bound keeps int()
 # away from thousands of digits (which raises ValueError past 4,300 of them).
@@ -164,8 +164,8 @@ def _parse(value: str | int) -> tuple[str, int]:
     unit = suffix.upper()
     if unit not in _LIMITS:
         raise InvalidInterval(
-            f"{_shown(value)} has an unknown unit {suffix!r}; use S (seconds), H (hours), D (days), "
-            "W (weeks), M (months) or no suffix for minutes"
+            f"{_shown(value)} has an unknown unit {suffix!r}; use S (seconds), H (hours), "
+            "D (days), W (weeks), M (months) or no suffix for minutes"
         )
     if not digits:
         if unit in ("", "S", "H"):
