@@ -35,6 +35,7 @@ from .protocol.intervals import Interval, IntervalLike
 from .protocol.messages import ANONYMOUS_TOKEN
 from .protocol.symbols import Symbol, SymbolLike, parse_symbol
 from .stream import Consumer, GapPolicy, StreamKey, StreamManager
+from .transport import http_connector
 from .validation import (
     check_credential_fields,
     check_exchange,
@@ -148,7 +149,8 @@ class TvFeed:
         self._state = "opening"
         try:
             self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeouts.http)
+                timeout=aiohttp.ClientTimeout(total=self.timeouts.http),
+                connector=http_connector(),
             )
             await self._authenticate()
             loop = asyncio.get_running_loop()

@@ -13,17 +13,29 @@ so nothing sent on the socket (the auth token included) can reach the logs from 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import ipaddress
 import logging
+import socket
 import urllib.request
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import anyio
 from aiohttp import WSMsgType
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from .errors import ConnectionLost, InvalidRequest, RateLimited, UnsafeRedirect
 
-__all__ = ["USER_AGENT", "WebSocketTransport", "open_transport", "origin_text", "same_site"]
+__all__ = [
+    "USER_AGENT",
+    "LoopbackAwareResolver",
+    "WebSocketTransport",
+    "http_connector",
+    "open_transport",
+    "origin_text",
+    "same_site",
+]
 
 logger = logging.getLogger("tvfeed_async.transport")
 
@@ -158,6 +170,7 @@ async def open_transport(
         # The proxy is chosen by _proxy_for; trust_env would also send ~/.netrc credentials
         # to the server and ignore HTTPS_PROXY for wss:// URLs.
         trust_env=False,
+        connector=http_connector(),
         trace_configs=[_redirect_guard(url)],
     )
     try:
@@ -182,6 +195,86 @@ async def open_transport(
             raise
         raise error from exc
     return WebSocketTransport(session, socket, close_timeout)
+
+
+class LoopbackAwareResolver(AbstractResolver):
+    """Name lookups without a thread wherever that is possible.
+
+    aiohttp's default resolver runs ``getaddrinfo`` in the loop's thread pool, which breaks
+    "no threads" (STYLE.md rule 1). Here literal IP addresses and ``localhost`` (RFC 6761:
+    always the loopback addresses) are answered directly; other names go to aiodns (the
+    ``dns`` extra: ``pip install "tvfeed-async[dns]"``) when it is installed, and only
+    without it to aiohttp's threaded resolver. Neither avoids threads completely: pycares 5,
+    under aiodns, runs background threads of its own (docs/concepts.md says so).
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        direct = _resolve_without_lookup(host, port, family)
+        if direct is not None:
+            return direct
+        # A resolver per lookup: lookups happen once per connection, and nothing is left to
+        # close when the connector closes (it does not close a resolver it was given).
+        resolver = _dns_resolver()
+        try:
+            return await resolver.resolve(host, port, family)
+        finally:
+            await resolver.close()
+
+    async def close(self) -> None:
+        """Nothing to release (each lookup closes its own resolver)."""
+
+
+def http_connector() -> aiohttp.TCPConnector:
+    """A connector whose name lookups start no thread where avoidable (see
+    :class:`LoopbackAwareResolver`). Call it inside the event loop."""
+    return aiohttp.TCPConnector(resolver=LoopbackAwareResolver())
+
+
+def _resolve_without_lookup(
+    host: str, port: int, family: socket.AddressFamily | int
+) -> list[ResolveResult] | None:
+    """The addresses of a literal IP or of ``localhost``, or None when a lookup is needed."""
+    name = host.rstrip(".").lower()
+    try:
+        addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [
+            ipaddress.ip_address(name.strip("[]"))
+        ]
+    except ValueError:
+        if name != "localhost" and not name.endswith(".localhost"):
+            return None
+        addresses = [ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1")]
+    results: list[ResolveResult] = []
+    for address in addresses:
+        address_family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        if family not in (socket.AF_UNSPEC, address_family):
+            continue
+        results.append(
+            {
+                "hostname": host,
+                "host": str(address),
+                "port": port,
+                "family": address_family,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            }
+        )
+    if not results:
+        raise OSError(f"{host} has no address of the requested family")
+    return results
+
+
+def _dns_resolver() -> AbstractResolver:
+    """aiohttp's aiodns resolver when aiodns (3.2+, which has getaddrinfo) is installed,
+    otherwise its threaded one: the one remaining thread, documented in docs/concepts.md."""
+    try:
+        aiodns = importlib.import_module("aiodns")
+    except ImportError:
+        return aiohttp.ThreadedResolver()
+    if not hasattr(aiodns.DNSResolver, "getaddrinfo"):
+        return aiohttp.ThreadedResolver()
+    return aiohttp.AsyncResolver()
 
 
 def _redirect_guard(url: str) -> aiohttp.TraceConfig:
