@@ -147,6 +147,8 @@ class Credentials:
     sessionid_sign: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        """Raises InvalidRequest for a field that is not a string (or None) or a TOTP secret
+        no authenticator accepts; the message names the field, never its value."""
         # Checked here, before any request: a garbage TOTP key must not cost a password
         # sign-in (and its "new login" e-mail) before it is found out.
         check_credential_fields({item.name: getattr(self, item.name) for item in fields(self)})
@@ -175,7 +177,8 @@ class Credentials:
         as not given; empty variables are ignored).
 
         Raises:
-            InvalidRequest: an unknown keyword argument.
+            InvalidRequest: an unknown keyword argument, a field that is not a string, or a
+                TOTP secret that is not a base32 key of 80 bits or more.
         """
         env = os.environ if environ is None else environ
         names = {
@@ -645,6 +648,8 @@ class Authenticator:
             CaptchaRequired: TradingView wants a captcha; use cookies or a token instead.
             RateLimited: TradingView is throttling sign-ins.
             TokenExpired: the given token lapsed and nothing else can renew it.
+            UnsafeRedirect: a request carrying credentials was redirected off the configured
+                site (not followed).
             AuthError: the cookies were rejected, or TradingView answered something unexpected.
             RequestTimeout: TradingView did not answer in time.
             ConnectionLost: TradingView could not be reached.

@@ -20,6 +20,7 @@ from tvfeed_async import TvFeed
 from tvfeed_async.auth import Authenticator, Credentials, _Totp, _totp_now
 from tvfeed_async.config import Endpoints
 from tvfeed_async.errors import InvalidRequest
+from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.http_app import Account, HttpState
 from tvfeed_async.validation import normalise_totp_secret
 
@@ -143,3 +144,25 @@ def test_the_simulator_refuses_an_account_key_no_authenticator_accepts(
         http_state.add_account(
             Account(username="x", password="y", user_id=1, totp_secret="JBSWY3DP")
         )
+
+
+async def test_the_issue_s_example_signs_a_feed_in_against_the_simulator() -> None:
+    # Issue #14.1, word for word: an 80-bit key as authenticator set-ups show it.
+    account = Account("keyholder", "kh-Pa55-word", 6001, plan="pro", totp_secret="JBSWY3DPEHPK3PXP")
+    async with TvSimulator(accounts=[account]) as sim:
+        assert sim.http is not None
+        for written in ("JBSWY3DPEHPK3PXP", "jbsw y3dp ehpk 3pxp"):
+            feed = TvFeed(
+                username="keyholder",
+                password="kh-Pa55-word",
+                totp_secret=written,
+                endpoints=sim.endpoints,
+                session_cache=False,
+                use_env=False,
+            )
+            async with feed:
+                assert feed.plan == "pro"
+                frame = await feed.get_hist("BINANCE:BTCUSDT", interval="1D", n_bars=3)
+            assert frame.height == 3
+        assert sim.http.totp_attempts == 2
+        assert sim.http.successful_signins == 2
