@@ -26,6 +26,7 @@ from .errors import (
     TokenExpired,
     TvFeedError,
     TwoFactorRequired,
+    UnsafeRedirect,
 )
 from .feed import TvFeed
 from .history import HistoryResult, SymbolInfo
@@ -75,5 +76,6 @@ __all__ = [
     "TokenExpired",
     "TvFeedError",
     "TwoFactorRequired",
+    "UnsafeRedirect",
     "__version__",
 ]

@@ -22,22 +22,30 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 import pyotp
+
+if sys.platform == "win32":  # pragma: no cover (no flock; a lost update costs one sign-in)
+    _fcntl = None
+else:
+    import fcntl as _fcntl
 
 from .config import Endpoints
 from .errors import (
@@ -50,8 +58,10 @@ from .errors import (
     RequestTimeout,
     TokenExpired,
     TwoFactorRequired,
+    UnsafeRedirect,
 )
-from .transport import USER_AGENT, _parse_retry_after
+from .transport import USER_AGENT, _parse_retry_after, origin_text, same_site
+from .validation import MIN_TOTP_SECRET_BITS, check_credential_fields, normalise_totp_secret
 
 __all__ = [
     "ANONYMOUS_TOKEN",
@@ -82,6 +92,12 @@ PLAN_BAR_LIMITS: Mapping[str, int] = {
 _DEFAULT_BAR_LIMIT = 5_000
 # TVAPI caps the home-page redirects it follows at 5 (PROTOCOL.md §7.3).
 _MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_SESSION_COOKIES = ("sessionid", "sessionid_sign")
+# Cookie values shorter than this ("1", "en") are not secrets, and hiding them would garble
+# every error text they happen to occur in.
+_MIN_SCRUBBED_LENGTH = 6
+_MAX_LEARNT_SECRETS = 64
 _HIDDEN = "<hidden>"
 # A token that lapses within this many seconds is renewed rather than handed out: the feed
 # would otherwise connect with it only to reconnect a moment later.
@@ -113,7 +129,9 @@ class Credentials:
     Attributes:
         username: TradingView username or e-mail (with ``password``).
         password: the account password.
-        totp_secret: base32 secret of the authenticator app, to answer TOTP two-factor.
+        totp_secret: base32 key of the authenticator app, to answer TOTP two-factor. Any
+            case, spaces and missing ``=`` padding are accepted, from 80 bits (16 characters);
+            it is kept in canonical form (upper case, no spaces, no padding).
         totp_code: a current 6-digit code, instead of the secret (valid for ~30 s only).
         auth_token: an auth token copied from a browser (lives about 4 hours).
         sessionid: the ``sessionid`` cookie copied from a signed-in browser (lives months).
@@ -127,6 +145,15 @@ class Credentials:
     auth_token: str | None = field(default=None, repr=False)
     sessionid: str | None = field(default=None, repr=False)
     sessionid_sign: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        """Raises InvalidRequest for a field that is not a string (or None) or a TOTP secret
+        no authenticator accepts; the message names the field, never its value."""
+        # Checked here, before any request: a garbage TOTP key must not cost a password
+        # sign-in (and its "new login" e-mail) before it is found out.
+        check_credential_fields({item.name: getattr(self, item.name) for item in fields(self)})
+        if self.totp_secret:
+            object.__setattr__(self, "totp_secret", normalise_totp_secret(self.totp_secret))
 
     def __repr__(self) -> str:
         # Say which secrets are present, never what they are.
@@ -150,7 +177,8 @@ class Credentials:
         as not given; empty variables are ignored).
 
         Raises:
-            InvalidRequest: an unknown keyword argument.
+            InvalidRequest: an unknown keyword argument, a field that is not a string, or a
+                TOTP secret that is not a base32 key of 80 bits or more.
         """
         env = os.environ if environ is None else environ
         names = {
@@ -291,15 +319,23 @@ class SessionCache:
 
     Keyed by a SHA-256 of the case-folded username (the entries hold tokens and cookies, never
     the password or TOTP secret; the file is as sensitive as a browser's cookies). The file is
-    created with mode 0600 inside a 0700 directory and always replaced atomically (a temporary
-    file, then :func:`os.replace`), so a reader never sees half a file. Two processes storing
-    at the same instant may lose one of the two updates; the loser simply signs in again later.
+    created with mode 0600 inside directories created 0700 (whatever the umask), and always
+    replaced atomically (a temporary file, then :func:`os.replace`), so a reader never sees
+    half a file. Writers take an exclusive ``flock`` on the directory and re-read the file
+    under it, so two processes storing at once both keep their update.
+
+    A file that is not safe to trust is ignored (it costs a sign-in, never a crash): a
+    symbolic link, not a regular file, owned by another user, writable by group or others,
+    or larger than 1 MiB. Values read from it are checked (a ``bar_limit`` outside 1 to
+    1,000,000 falls back to the plan's).
 
     The file is tiny and touched only at sign-in, so its synchronous I/O does not hold up the
-    event loop in any way that matters.
+    event loop in any way that matters; waiting for another process's lock is bounded too.
     """
 
     _VERSION = 1
+    #: Files larger than this are not read: a real one holds a few KiB per account.
+    MAX_FILE_SIZE = 1024 * 1024
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -313,7 +349,8 @@ class SessionCache:
         return hashlib.sha256(username.strip().casefold().encode("utf-8")).hexdigest()
 
     def load(self, username: str) -> AuthSession | None:
-        """The stored session of ``username``, or None (also when the file is unreadable)."""
+        """The stored session of ``username``, or None (also when the file is unreadable or
+        not safe to trust)."""
         entry = self._read().get(self.key_for(username))
         if not isinstance(entry, dict):
             return None
@@ -326,8 +363,8 @@ class SessionCache:
             return AuthSession(
                 token=token,
                 plan=plan,
-                bar_limit=int(entry.get("bar_limit") or bar_limit_for_plan(plan)),
-                expires_at=float(expires_at) if expires_at is not None else None,
+                bar_limit=_cached_bar_limit(entry.get("bar_limit"), plan),
+                expires_at=_cached_expiry(expires_at),
                 sessionid=_optional_str(entry.get("sessionid")),
                 sessionid_sign=_optional_str(entry.get("sessionid_sign")),
                 username=_optional_str(entry.get("username")),
@@ -337,9 +374,9 @@ class SessionCache:
             return None
 
     def store(self, username: str, session: AuthSession) -> None:
-        """Save ``session`` as ``username``'s (atomically, mode 0600)."""
-        sessions = self._read()
-        sessions[self.key_for(username)] = {
+        """Save ``session`` as ``username``'s (atomically, mode 0600, merged with what other
+        processes stored meanwhile)."""
+        entry = {
             "token": session.token,
             "plan": session.plan,
             "bar_limit": session.bar_limit,
@@ -349,32 +386,108 @@ class SessionCache:
             "username": session.username,
             "saved_at": time.time(),
         }
-        self._write(sessions)
+        key = self.key_for(username)
+        self._make_directory()
+        with self._locked():
+            sessions = self._read()
+            sessions[key] = entry
+            self._write(sessions)
 
     def delete(self, username: str) -> None:
         """Forget ``username``'s session (nothing happens if there is none)."""
-        sessions = self._read()
-        if sessions.pop(self.key_for(username), None) is not None:
-            self._write(sessions)
+        if not self.path.parent.is_dir():
+            return
+        with self._locked():
+            sessions = self._read()
+            if sessions.pop(self.key_for(username), None) is not None:
+                self._write(sessions)
 
     def _read(self) -> dict[str, Any]:
-        try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        text = self._read_trusted()
+        if text is None:
             return {}
-        except (OSError, ValueError):
-            # A damaged or unreadable cache costs one sign-in, never a crash.
-            logger.debug("session cache %s is unreadable; ignoring it", self.path)
+        try:
+            document = json.loads(text)
+        except ValueError:
+            # A damaged cache costs one sign-in, never a crash.
+            logger.debug("session cache %s is not JSON; ignoring it", self.path)
             return {}
         if not isinstance(document, dict) or document.get("version") != self._VERSION:
             return {}
         sessions = document.get("sessions")
         return dict(sessions) if isinstance(sessions, dict) else {}
 
+    def _read_trusted(self) -> str | None:
+        """The file's text, or None when it is missing, unreadable or not safe to trust."""
+        try:
+            # O_NOFOLLOW: a symbolic link (say, to another user's file) is refused, not read.
+            descriptor = os.open(self.path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            logger.warning("ignoring the session cache %s: %s", self.path, _why_refused(exc))
+            return None
+        with os.fdopen(descriptor, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            problem = _untrusted_file(info, self.MAX_FILE_SIZE)
+            if problem is not None:
+                logger.warning("ignoring the session cache %s: %s", self.path, problem)
+                return None
+            try:
+                data = handle.read(self.MAX_FILE_SIZE + 1)
+            except OSError as exc:
+                logger.debug("session cache %s is unreadable (%s); ignoring it", self.path, exc)
+                return None
+        if len(data) > self.MAX_FILE_SIZE:  # it grew after the fstat
+            logger.warning("ignoring the session cache %s: larger than 1 MiB", self.path)
+            return None
+        return data.decode("utf-8", errors="replace")
+
+    def _make_directory(self) -> None:
+        """Create the missing directories, each 0700 whatever the umask (mkdir(parents=True)
+        would create the intermediate ones 0777 minus the umask)."""
+        directory = self.path.parent
+        missing: list[Path] = []
+        while not directory.exists():
+            missing.append(directory)
+            if directory.parent == directory:
+                break
+            directory = directory.parent
+        for level in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # another process was quicker
+                level.mkdir(mode=0o700)
+                os.chmod(level, 0o700)  # the umask may have taken bits off 0700 itself
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the cache directory (a no-op where flock is missing).
+
+        The directory, not the file, is locked: the file is replaced on every write, and a
+        lock on the replaced file would not exclude the next writer.
+        """
+        if _fcntl is None:
+            yield
+            return
+        descriptor = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            deadline = time.monotonic() + _LOCK_WAIT
+            while True:
+                try:
+                    _fcntl.flock(descriptor, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        # A stuck process must not hang this one: store without the lock
+                        # (the worst case is the lost update the lock exists to prevent).
+                        logger.warning("session cache %s stayed locked; not waiting", self.path)
+                        break
+                    time.sleep(_LOCK_POLL)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
+
     def _write(self, sessions: dict[str, Any]) -> None:
         directory = self.path.parent
-        if not directory.exists():
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = json.dumps({"version": self._VERSION, "sessions": sessions}, indent=1)
         # mkstemp creates the file with mode 0600 from the start: no window where it is readable.
         descriptor, temporary = tempfile.mkstemp(
@@ -385,11 +498,61 @@ class SessionCache:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            # os.replace swaps a symbolic link itself for the file; it never writes through it.
             os.replace(temporary, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
+
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted as the cache must not block open()
+# Waiting for another process's lock blocks the event loop, so it is short: writers hold it
+# for one small read and write.
+_LOCK_WAIT = 2.0
+_LOCK_POLL = 0.01
+# bar_limit values outside this range in the cache are not believed (plans allow 40,000).
+_MAX_CACHED_BAR_LIMIT = 1_000_000
+
+
+def _untrusted_file(info: os.stat_result, max_size: int) -> str | None:
+    """Why a cache file with this ``fstat`` must not be trusted, or None if it may."""
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if sys.platform != "win32":
+        if info.st_uid != os.getuid():
+            return f"owned by another user (uid {info.st_uid})"
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return "writable by other users (it should be mode 0600)"
+    if info.st_size > max_size:
+        return f"larger than {max_size // 1024} KiB ({info.st_size} bytes)"
+    return None
+
+
+def _why_refused(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link"
+    return f"cannot open it ({exc.strerror or exc})"
+
+
+def _cached_bar_limit(value: object, plan: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 1 <= value <= _MAX_CACHED_BAR_LIMIT:
+            return value
+        logger.debug("ignoring the cached bar_limit %d (out of range)", value)
+    return bar_limit_for_plan(plan)
+
+
+def _cached_expiry(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expires_at is not a number")
+    expiry = float(value)
+    if not math.isfinite(expiry):
+        raise ValueError("expires_at is not finite")
+    return expiry
 
 
 def _optional_str(value: object) -> str | None:
@@ -458,6 +621,9 @@ class Authenticator:
         self._cache = cache
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: AuthSession | None = None
+        # Secrets learnt during the flows (TOTP codes computed here, cookies and tokens the
+        # server set), scrubbed from error texts along with those of the credentials.
+        self._learnt_secrets: dict[str, None] = {}  # insertion-ordered, the newest last
 
     def __repr__(self) -> str:
         return f"Authenticator(credentials={self._credentials!r}, session={self._session!r})"
@@ -482,6 +648,8 @@ class Authenticator:
             CaptchaRequired: TradingView wants a captcha; use cookies or a token instead.
             RateLimited: TradingView is throttling sign-ins.
             TokenExpired: the given token lapsed and nothing else can renew it.
+            UnsafeRedirect: a request carrying credentials was redirected off the configured
+                site (not followed).
             AuthError: the cookies were rejected, or TradingView answered something unexpected.
             RequestTimeout: TradingView did not answer in time.
             ConnectionLost: TradingView could not be reached.
@@ -581,6 +749,8 @@ class Authenticator:
             return await self._from_cookies(
                 credentials.sessionid or "", credentials.sessionid_sign, credentials.username
             )
+        except UnsafeRedirect:
+            raise
         except AuthError:
             if not (credentials.username and credentials.password):
                 raise
@@ -620,6 +790,8 @@ class Authenticator:
             return await self._from_cookies(
                 session.sessionid or "", session.sessionid_sign or "", username
             )
+        except UnsafeRedirect:
+            raise
         except AuthError:
             logger.debug("the session cookie was rejected")
             return None
@@ -630,7 +802,10 @@ class Authenticator:
         logger.debug("signing in to %s as %r", self._endpoints.www_url, username)
         url = self._url("/accounts/signin/")
         reply = await self._request(
-            "POST", url, data={"username": username, "password": password, "remember": "on"}
+            "POST",
+            url,
+            step="sign-in",
+            data={"username": username, "password": password, "remember": "on"},
         )
         document = self._json(reply, "sign-in")
         cookies = dict(reply.cookies)
@@ -665,9 +840,12 @@ class Authenticator:
                 "shown when the authenticator was set up) or a current totp_code.",
                 factors,
             )
+        self._learn(code)
         logger.debug("answering the TOTP challenge (code %s)", _HIDDEN)
         url = self._url("/accounts/two-factor/signin/totp/")
-        reply = await self._request("POST", url, data={"code": code}, cookies=cookies)
+        reply = await self._request(
+            "POST", url, step="two-factor sign-in", data={"code": code}, cookies=cookies
+        )
         document = self._json(reply, "two-factor sign-in")
         self._raise_for_sign_in_error(reply, document, "two-factor code")
         return document, {**cookies, **reply.cookies}
@@ -709,6 +887,7 @@ class Authenticator:
         name = _optional_str(user.get("username")) or username
         token = user.get("auth_token")
         if isinstance(token, str) and token:
+            self._learn(token)
             plan = _optional_str(user.get("pro_plan"))
             logger.debug("signed in; token read from the sign-in answer")
             return AuthSession.from_token(
@@ -733,33 +912,27 @@ class Authenticator:
         cookies = {"sessionid": sessionid, "sessionid_sign": sessionid_sign}
         url = self._url("/")
         logger.debug("reading the auth token from %s with the session cookie", url)
-        for _ in range(_MAX_REDIRECTS + 1):
-            reply = await self._request("GET", url, cookies=cookies, redirects=False)
-            if reply.status == 429:
-                raise RateLimited(
-                    "TradingView answered the home page with HTTP 429 (too many requests); "
-                    "wait before trying again",
-                    retry_after=reply.retry_after,
-                )
-            # A redirect may rotate the cookies; keep the newest ones.
-            cookies.update(
-                {k: v for k, v in reply.cookies.items() if k in ("sessionid", "sessionid_sign")}
+        reply = await self._request("GET", url, step="home page", cookies=cookies)
+        if reply.status == 429:
+            raise RateLimited(
+                "TradingView answered the home page with HTTP 429 (too many requests); "
+                "wait before trying again",
+                retry_after=reply.retry_after,
             )
-            match = _AUTH_TOKEN_RE.search(reply.body)
-            if match is not None:
-                plan_match = _PRO_PLAN_RE.search(reply.body)
-                name_match = _USERNAME_RE.search(reply.body)
-                return AuthSession.from_token(
-                    match.group(1),
-                    plan=plan_match.group(1) if plan_match else None,
-                    sessionid=cookies["sessionid"],
-                    sessionid_sign=cookies["sessionid_sign"],
-                    username=(name_match.group(1) if name_match else None) or username,
-                )
-            if reply.location is None:
-                break
-            url = urljoin(url, reply.location)
-            logger.debug("following the home page redirect to %s", url)
+        # A redirect may have rotated the cookies; keep the newest ones.
+        cookies.update({k: v for k, v in reply.cookies.items() if k in _SESSION_COOKIES})
+        match = _AUTH_TOKEN_RE.search(reply.body)
+        if match is not None:
+            self._learn(match.group(1))
+            plan_match = _PRO_PLAN_RE.search(reply.body)
+            name_match = _USERNAME_RE.search(reply.body)
+            return AuthSession.from_token(
+                match.group(1),
+                plan=plan_match.group(1) if plan_match else None,
+                sessionid=cookies["sessionid"],
+                sessionid_sign=cookies["sessionid_sign"],
+                username=(name_match.group(1) if name_match else None) or username,
+            )
         raise AuthError(
             "Wrong or expired sessionid/signature: TradingView's home page did not contain an "
             "auth token for these cookies. Copy fresh sessionid and sessionid_sign cookies from "
@@ -780,9 +953,56 @@ class Authenticator:
         method: str,
         url: str,
         *,
+        step: str,
         data: dict[str, str] | None = None,
         cookies: dict[str, str] | None = None,
-        redirects: bool = True,
+    ) -> _Reply:
+        """Send a request, following redirects only within the configured site.
+
+        aiohttp would follow redirects anywhere, re-sending the form (a 307 keeps the body,
+        password included) and the cookies given per request, so redirects are followed here,
+        each target checked first, at most five times. The reply's cookies are those of every
+        hop.
+
+        Raises:
+            UnsafeRedirect: a redirect to another host (not followed).
+            RequestTimeout, ConnectionLost: see :meth:`_send`.
+        """
+        sent = dict(cookies) if cookies else {}
+        received: dict[str, str] = {}
+        for _ in range(_MAX_REDIRECTS + 1):
+            reply = await self._send(method, url, data=data, cookies=sent or None)
+            received.update(reply.cookies)
+            self._learn(*(v for v in reply.cookies.values() if len(v) >= _MIN_SCRUBBED_LENGTH))
+            if reply.location is None:
+                reply.cookies = received
+                return reply
+            target = urljoin(url, reply.location)
+            if not same_site(self._endpoints.www_url, target):
+                raise UnsafeRedirect(
+                    f"TradingView's answer to the {step} redirected to "
+                    f"{self._scrub(origin_text(target))}, which is not the configured site "
+                    f"{origin_text(self._endpoints.www_url)}. It was not followed, so no "
+                    "password, code or session cookie went there. Check Endpoints.www_url "
+                    "(TVFEED_WWW_URL)."
+                )
+            # What browsers do: 303 (and 301/302 after a POST) continue as a GET without body.
+            if reply.status == 303 or (reply.status in (301, 302) and method == "POST"):
+                method, data = "GET", None
+            sent.update({k: v for k, v in reply.cookies.items() if k in _SESSION_COOKIES})
+            logger.debug("following the %s redirect to %s", step, origin_text(target))
+            url = target
+        # Past the cap, the last redirect is the answer; the callers report it as such.
+        reply.cookies = received
+        return reply
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: dict[str, str] | None,
+        cookies: dict[str, str] | None,
     ) -> _Reply:
         try:
             async with self._http.request(
@@ -791,7 +1011,7 @@ class Authenticator:
                 data=data,
                 cookies=cookies,
                 headers=self._headers(),
-                allow_redirects=redirects,
+                allow_redirects=False,
                 timeout=self._timeout,
                 # Statuses are interpreted here (429, sign-in JSON), whatever the session's
                 # own raise_for_status setting.
@@ -799,7 +1019,9 @@ class Authenticator:
             ) as response:
                 body = await response.text(errors="replace")
                 location = (
-                    response.headers.get("Location") if 300 <= response.status < 400 else None
+                    response.headers.get("Location")
+                    if response.status in _REDIRECT_STATUSES
+                    else None
                 )
                 return _Reply(
                     status=response.status,
@@ -811,11 +1033,12 @@ class Authenticator:
         except TimeoutError:
             # "from None": aiohttp's exceptions carry the request (and its Cookie header).
             raise RequestTimeout(
-                f"TradingView did not answer {method} {url} within {self._timeout.total} s"
+                f"TradingView did not answer {method} {origin_text(url)} within "
+                f"{self._timeout.total} s"
             ) from None
         except aiohttp.ClientError as exc:
             raise ConnectionLost(
-                f"could not reach TradingView ({method} {url}): {type(exc).__name__}"
+                f"could not reach TradingView ({method} {origin_text(url)}): {type(exc).__name__}"
             ) from None
 
     def _json(self, reply: _Reply, step: str) -> dict[str, Any]:
@@ -836,9 +1059,21 @@ class Authenticator:
             "the service may have changed or be unavailable"
         )
 
+    def _learn(self, *secrets: str) -> None:
+        for secret in secrets:
+            self._learnt_secrets.pop(secret, None)
+            self._learnt_secrets[secret] = None
+        # A feed that runs for months refreshes its token every few hours: keep the newest.
+        while len(self._learnt_secrets) > _MAX_LEARNT_SECRETS:
+            del self._learnt_secrets[next(iter(self._learnt_secrets))]
+
     def _scrub(self, text: str) -> str:
-        """``text`` with any secret of the credentials replaced (servers may echo input)."""
-        for secret in _secrets(self._credentials):
+        """``text`` with every secret replaced: those of the credentials, the TOTP codes sent
+        and the cookies received (servers may echo input, e.g. the half-signed-in session
+        cookie or the rejected code in a two-factor error)."""
+        secrets = {*_secrets(self._credentials), *self._learnt_secrets}
+        # Longest first, so that a secret containing another is hidden whole.
+        for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, _HIDDEN)
         return text
 
@@ -901,11 +1136,12 @@ def _two_factor_names(document: Mapping[str, Any]) -> list[str]:
     return names
 
 
+class _Totp(pyotp.TOTP):
+    # pyotp 2.12 refuses keys under 112 bits; authenticator apps take 80-bit keys, and
+    # normalise_totp_secret has already checked the key's alphabet and length.
+    min_secret_length_bits = MIN_TOTP_SECRET_BITS
+
+
 def _totp_now(secret: str) -> str:
-    try:
-        return pyotp.TOTP(secret.replace(" ", "").upper()).now()
-    except (ValueError, binascii.Error, TypeError):
-        raise InvalidRequest(
-            "the TOTP secret is not a valid base32 key; copy the key shown when the "
-            "authenticator app was set up"
-        ) from None
+    """The current RFC 6238 code (SHA-1, 30 s, 6 digits) of ``secret``."""
+    return _Totp(normalise_totp_secret(secret)).now()

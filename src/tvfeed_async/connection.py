@@ -337,6 +337,8 @@ class Supervisor:
             self._first_error = error
 
     def _give_up(self, error: TvFeedError) -> None:
+        if not self._first_attempt.is_set() and self._first_error is None:
+            self._first_error = error  # async with TvFeed() raises it, not the first request
         self._fatal = error
         self._first_attempt.set()
         self._ready.set()

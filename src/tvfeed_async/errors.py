@@ -20,7 +20,8 @@ anyio are translated at the layer boundary, so callers only ever need to catch t
         ├── InvalidCredentials
         ├── TwoFactorRequired
         ├── CaptchaRequired
-        └── TokenExpired
+        ├── TokenExpired
+        └── UnsafeRedirect                         a redirect to another host was not followed
 
 Messages say what happened and what to do next. No message ever contains a secret.
 """
@@ -46,6 +47,7 @@ __all__ = [
     "TokenExpired",
     "TvFeedError",
     "TwoFactorRequired",
+    "UnsafeRedirect",
 ]
 
 
@@ -173,3 +175,12 @@ class CaptchaRequired(AuthError):
 
 class TokenExpired(AuthError):
     """The auth token lapsed and could not be refreshed without a new sign-in."""
+
+
+class UnsafeRedirect(AuthError):
+    """A request that carries credentials was redirected off the configured hosts.
+
+    The redirect was not followed, so nothing secret (password, two-factor code, session
+    cookies, auth token) went to the other host. Check the configured endpoints; a genuine
+    TradingView server does not send these redirects.
+    """

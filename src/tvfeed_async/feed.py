@@ -43,6 +43,15 @@ from .protocol.messages import ANONYMOUS_TOKEN
 from .protocol.symbols import Symbol, SymbolLike, parse_symbol
 from .stats import FeedStats
 from .stream import BarStream, Consumer, GapPolicy, StreamKey, StreamManager
+from .transport import http_connector
+from .validation import (
+    check_credential_fields,
+    check_exchange,
+    check_history_arguments,
+    check_history_options,
+    stream_specs,
+    symbol_list,
+)
 
 if TYPE_CHECKING:
     from .auth import AuthSession, SessionCache
@@ -118,6 +127,7 @@ class TvFeed:
             "sessionid": sessionid,
             "sessionid_sign": sessionid_sign,
         }
+        check_credential_fields(self._credential_args)
         self._use_env = use_env
         self._session_cache = session_cache
         self.endpoints = endpoints or Endpoints()
@@ -147,7 +157,8 @@ class TvFeed:
         self._state = "opening"
         try:
             self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeouts.http)
+                timeout=aiohttp.ClientTimeout(total=self.timeouts.http),
+                connector=http_connector(),
             )
             await self._authenticate()
             loop = asyncio.get_running_loop()
@@ -424,6 +435,7 @@ class TvFeed:
         Raises:
             The same errors as :meth:`get_hist`.
         """
+        check_history_arguments(exchange=exchange, start=start, end=end, timezone=timezone)
         request = self._history_request(
             symbol,
             exchange,
@@ -483,19 +495,22 @@ class TvFeed:
 
         Args:
             symbols: anything :meth:`get_hist` accepts as ``symbol`` (tuples are
-                ``(ticker, exchange)``).
-            options: the keyword options of :meth:`get_hist`.
+                ``(ticker, exchange)``); one string is one symbol.
+            options: the keyword options of :meth:`get_hist` (``exchange`` applies to bare
+                tickers); another keyword raises ``InvalidRequest`` before any request.
 
         Returns:
             ``EXCHANGE:TICKER`` (or the input as text, if it could not be parsed) -> the frame,
             or the :class:`TvFeedError` that symbol failed with. Order follows the input.
         """
+        items = symbol_list(symbols, "get_hist_many")
+        check_history_options(options)
         self._check_open()
         results: dict[str, pl.DataFrame | TvFeedError] = {}
         jobs: list[tuple[str, Symbol]] = []
-        for item in symbols:
+        for item in items:
             try:
-                parsed = parse_symbol(item, fut_contract=options.get("fut_contract"))
+                parsed = parse_symbol(item, options.get("exchange"), options.get("fut_contract"))
             except TvFeedError as error:
                 results[str(item)] = error
                 continue
@@ -508,7 +523,7 @@ class TvFeed:
                     parsed,
                     interval=interval,
                     n_bars=n_bars,
-                    **{k: v for k, v in options.items() if k != "fut_contract"},
+                    **{k: v for k, v in options.items() if k not in ("exchange", "fut_contract")},
                 )
             except TvFeedError as error:
                 results[key] = error
@@ -533,6 +548,7 @@ class TvFeed:
             SymbolNotFound: the server could not resolve it.
             RequestTimeout: no answer within ``timeouts.request``.
         """
+        check_exchange(exchange)
         parsed = parse_symbol(symbol, exchange, fut_contract)
         self._check_open()
         session = "extended" if extended_session else "regular"
@@ -609,6 +625,7 @@ class TvFeed:
         stream abandoned with ``break`` detaches when it is garbage-collected. When the feed
         closes, the loop simply ends.
         """
+        check_exchange(exchange)
         key = self._stream_key(
             symbol, exchange, interval, fut_contract, extended_session, adjustment, back_adjusted
         )
@@ -618,8 +635,10 @@ class TvFeed:
 
     def stream_many(
         self,
-        specs: Iterable[StreamSpec],
+        specs: Iterable[StreamSpec | Symbol | str] | str,
         *,
+        interval: IntervalLike = Interval.in_1_minute,
+        exchange: str | None = None,
         partial: bool = False,
         extended_session: bool = False,
         adjustment: str = "splits",
@@ -628,29 +647,15 @@ class TvFeed:
     ) -> BarStream:
         """Several live streams merged into one iterator; ``bar.symbol`` and ``bar.interval``
         say which. Same guarantees and errors as :meth:`stream` (an error of one symbol ends
-        this merged iterator; use separate :meth:`stream` calls to isolate symbols)."""
-        keys: list[StreamKey] = []
-        for spec in specs:
-            if len(spec) == 3:
-                ticker, exchange, interval = spec
-                keys.append(
-                    self._stream_key(
-                        ticker, exchange, interval, None, extended_session, adjustment, False
-                    )
-                )
-            elif len(spec) == 2:
-                name, interval = spec
-                keys.append(
-                    self._stream_key(
-                        name, None, interval, None, extended_session, adjustment, False
-                    )
-                )
-            else:
-                raise InvalidRequest(
-                    f"{spec!r}: use (ticker, exchange, interval) or ('EXCHANGE:TICKER', interval)"
-                )
-        if not keys:
-            raise InvalidRequest("stream_many needs at least one (symbol, exchange, interval)")
+        this merged iterator; use separate :meth:`stream` calls to isolate symbols).
+
+        ``specs`` are symbols streamed at ``interval`` (``"BINANCE:BTCUSDT"``, or tickers with
+        ``exchange``), ``("EXCHANGE:TICKER", interval)`` or ``(ticker, exchange, interval)``
+        entries; one string is one symbol."""
+        keys = [
+            self._stream_key(name, ex, every, None, extended_session, adjustment, False)
+            for name, ex, every in stream_specs(specs, interval, exchange)
+        ]
         consumer = self._new_consumer(queue_size, partial, on_gap)
         streams = self._stream_manager()
         subscriptions = [streams.subscribe(key, consumer) for key in dict.fromkeys(keys)]
@@ -673,6 +678,7 @@ class TvFeed:
         """A Polars frame of the last ``window`` closed bars, prefilled from history and
         yielded again each time a bar closes (same guarantees as :meth:`stream`)."""
         _check_positive_int(window, "window")
+        check_exchange(exchange)
         key = self._stream_key(
             symbol, exchange, interval, fut_contract, extended_session, adjustment, back_adjusted
         )

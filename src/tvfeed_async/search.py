@@ -77,7 +77,8 @@ async def search_symbols(
         The results in the server's order, at most ``limit`` of them.
 
     Raises:
-        InvalidRequest: ``text`` is empty or ``limit`` is not positive.
+        InvalidRequest: ``text`` is empty or not a string, ``exchange`` or ``type`` is not a
+            string, or ``limit`` is not a positive int (all checked before any request).
         RateLimited: the server answered HTTP 429.
         RequestTimeout: a page did not arrive within ``timeout``.
         ConnectionLost: the server could not be reached.
@@ -86,6 +87,14 @@ async def search_symbols(
 
     Cancelling stops the search; the results of earlier pages are discarded.
     """
+    # Checked before any request: a wrong type must not cost a round trip first.
+    if not isinstance(text, str):
+        raise InvalidRequest(f"search text must be a string, not {text.__class__.__name__}")
+    for name, value in (("exchange", exchange), ("type", type)):
+        if not isinstance(value, str):
+            raise InvalidRequest(f"{name} must be a string, not {value.__class__.__name__}")
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidRequest(f"limit must be a positive int, not {limit!r}")
     query = text.strip()
     if not query:
         raise InvalidRequest("search text is empty")

@@ -13,17 +13,29 @@ so nothing sent on the socket (the auth token included) can reach the logs from 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import ipaddress
 import logging
+import socket
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import anyio
 from aiohttp import WSMsgType
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from .errors import ConnectionLost, InvalidRequest, RateLimited
+from .errors import ConnectionLost, InvalidRequest, RateLimited, UnsafeRedirect
 
-__all__ = ["USER_AGENT", "WebSocketTransport", "open_transport"]
+__all__ = [
+    "USER_AGENT",
+    "LoopbackAwareResolver",
+    "WebSocketTransport",
+    "http_connector",
+    "open_transport",
+    "origin_text",
+    "same_site",
+]
 
 logger = logging.getLogger("tvfeed_async.transport")
 
@@ -145,6 +157,7 @@ async def open_transport(
 
     Raises:
         RateLimited: the server refused the upgrade with HTTP 429.
+        UnsafeRedirect: the upgrade was redirected to another origin (not followed).
         ConnectionLost: anything else went wrong (DNS, TCP, TLS, upgrade, timeout).
         InvalidRequest: the URL is not a ws:// or wss:// URL.
     """
@@ -157,6 +170,8 @@ async def open_transport(
         # The proxy is chosen by _proxy_for; trust_env would also send ~/.netrc credentials
         # to the server and ignore HTTPS_PROXY for wss:// URLs.
         trust_env=False,
+        connector=http_connector(),
+        trace_configs=[_redirect_guard(url)],
     )
     try:
         async with asyncio.timeout(open_timeout):
@@ -180,6 +195,117 @@ async def open_transport(
             raise
         raise error from exc
     return WebSocketTransport(session, socket, close_timeout)
+
+
+class LoopbackAwareResolver(AbstractResolver):
+    """Name lookups without a thread wherever that is possible.
+
+    aiohttp's default resolver runs ``getaddrinfo`` in the loop's thread pool, which breaks
+    "no threads" (STYLE.md rule 1). Here literal IP addresses and ``localhost`` (RFC 6761:
+    always the loopback addresses) are answered directly; other names go to aiodns (the
+    ``dns`` extra: ``pip install "tvfeed-async[dns]"``) when it is installed, and only
+    without it to aiohttp's threaded resolver. Neither avoids threads completely: pycares 5,
+    under aiodns, runs background threads of its own (docs/concepts.md says so).
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        direct = _resolve_without_lookup(host, port, family)
+        if direct is not None:
+            return direct
+        # A resolver per lookup: lookups happen once per connection, and nothing is left to
+        # close when the connector closes (it does not close a resolver it was given).
+        resolver = _dns_resolver()
+        try:
+            return await resolver.resolve(host, port, family)
+        finally:
+            await resolver.close()
+
+    async def close(self) -> None:
+        """Nothing to release (each lookup closes its own resolver)."""
+
+
+def http_connector() -> aiohttp.TCPConnector:
+    """A connector whose name lookups start no thread where avoidable (see
+    :class:`LoopbackAwareResolver`). Call it inside the event loop."""
+    return aiohttp.TCPConnector(resolver=LoopbackAwareResolver())
+
+
+def _resolve_without_lookup(
+    host: str, port: int, family: socket.AddressFamily | int
+) -> list[ResolveResult] | None:
+    """The addresses of a literal IP or of ``localhost``, or None when a lookup is needed."""
+    name = host.rstrip(".").lower()
+    try:
+        addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [
+            ipaddress.ip_address(name.strip("[]"))
+        ]
+    except ValueError:
+        if name != "localhost" and not name.endswith(".localhost"):
+            return None
+        addresses = [ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1")]
+    results: list[ResolveResult] = []
+    for address in addresses:
+        address_family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        if family not in (socket.AF_UNSPEC, address_family):
+            continue
+        results.append(
+            {
+                "hostname": host,
+                "host": str(address),
+                "port": port,
+                "family": address_family,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            }
+        )
+    if not results:
+        raise OSError(f"{host} has no address of the requested family")
+    return results
+
+
+def _dns_resolver() -> AbstractResolver:
+    """aiohttp's aiodns resolver when aiodns (3.2+, which has getaddrinfo) is installed,
+    otherwise its threaded one: the one remaining thread, documented in docs/concepts.md."""
+    try:
+        aiodns = importlib.import_module("aiodns")
+    except ImportError:
+        return aiohttp.ThreadedResolver()
+    if not hasattr(aiodns.DNSResolver, "getaddrinfo"):
+        return aiohttp.ThreadedResolver()
+    return aiohttp.AsyncResolver()
+
+
+def _redirect_guard(url: str) -> aiohttp.TraceConfig:
+    """A trace that refuses an upgrade redirected to another origin than ``url``'s.
+
+    aiohttp's ``ws_connect`` follows redirects and offers no switch to stop it; once the
+    socket is open the auth token goes out in ``set_auth_token``, so a socket on another host
+    must never be opened. The trace runs before aiohttp follows the redirect.
+    """
+
+    async def on_redirect(
+        session: aiohttp.ClientSession,
+        context: object,
+        params: aiohttp.TraceRequestRedirectParams,
+    ) -> None:
+        location = params.response.headers.get("Location") or params.response.headers.get("URI")
+        if location is None:
+            return  # aiohttp does not follow a redirect without a target
+        target = urljoin(str(params.url), location)
+        if _same_origin(url, target):
+            return
+        params.response.close()
+        raise UnsafeRedirect(
+            f"the WebSocket upgrade to {origin_text(url)} was redirected to "
+            f"{origin_text(target)}; it was not followed, so the auth token was not sent "
+            "there. Check Endpoints.ws_url (TVFEED_WS_URL)."
+        )
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(on_redirect)
+    return trace
 
 
 def _check_url(url: str) -> None:
@@ -245,6 +371,58 @@ def _proxy_for(url: str) -> str | None:
                 )
             return proxy
     return None
+
+
+_SECURE_SCHEMES = {"https": True, "wss": True, "http": False, "ws": False}
+
+
+def _origin_of(url: str) -> tuple[bool, str, int] | None:
+    """(secure, host, port) of ``url``, ws/wss counted as http/https; None if it has none."""
+    try:
+        parts = urlsplit(url)
+        secure = _SECURE_SCHEMES.get(parts.scheme.lower())
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").rstrip(".")
+    if secure is None or not host or parts.username is not None or parts.password is not None:
+        return None
+    return secure, host, port if port is not None else (443 if secure else 80)
+
+
+def origin_text(url: str) -> str:
+    """``scheme://host[:port]`` of ``url`` (never its path or query, which may hold secrets)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "an invalid URL"
+    return f"{parts.scheme}://{host}{port}"
+
+
+def same_site(configured: str, target: str) -> bool:
+    """True if a redirect from the ``configured`` URL to ``target`` may carry credentials.
+
+    Only the same host, port and scheme qualify (no downgrade from https to http, no user
+    info), or, when the configured host is ``www.<domain>``, another host under the same
+    domain with the same scheme and port: TradingView sends some accounts to a regional site
+    such as ``fr.tradingview.com`` (PROTOCOL.md §7.3).
+    """
+    base = _origin_of(configured)
+    other = _origin_of(target)
+    if base is None or other is None or base[0] != other[0] or base[2] != other[2]:
+        return False
+    base_host, other_host = base[1].lower(), other[1].lower()
+    if base_host == other_host:
+        return True
+    domain = base_host.removeprefix("www.")
+    return domain != base_host and "." in domain and other_host.endswith("." + domain)
+
+
+def _same_origin(configured: str, target: str) -> bool:
+    base = _origin_of(configured)
+    return base is not None and base == _origin_of(target)
 
 
 def _is_loopback(url: str) -> bool:

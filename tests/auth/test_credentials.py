@@ -204,3 +204,15 @@ def test_default_cache_location() -> None:
         path = default_cache({"XDG_CACHE_HOME": "/c"}).path
         assert path == Path("/c/tvfeed_async/sessions.json")
         assert default_cache({}).path == Path.home() / ".cache" / "tvfeed_async" / "sessions.json"
+
+
+@pytest.mark.parametrize(
+    "field", ["username", "password", "totp_secret", "totp_code", "auth_token", "sessionid"]
+)
+@pytest.mark.parametrize("value", [12345, 3.5, b"bytes", ["x"]])
+def test_fields_of_the_wrong_type_are_invalid_requests(field: str, value: object) -> None:
+    with pytest.raises(InvalidRequest, match=field) as caught:
+        Credentials(**{field: value})  # type: ignore[arg-type]
+    assert str(value) not in str(caught.value)  # the message names the field, not the value
+    with pytest.raises(InvalidRequest, match=field):
+        Credentials.from_env({}, **{field: value})  # type: ignore[arg-type]

@@ -157,3 +157,30 @@ async def test_legacy_list_answer_is_understood(
     assert len(results) == 8
     assert results[0].full_name == "CRYPTOCAP:BTC"  # the exact match ranks first
     assert http_state.search_requests == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "options"),
+    [
+        (None, {}),
+        (b"BTC", {}),
+        (5, {}),
+        ("BTC", {"limit": "5"}),
+        ("BTC", {"limit": 2.5}),
+        ("BTC", {"limit": True}),
+        ("BTC", {"limit": None}),
+        ("BTC", {"exchange": 5}),
+        ("BTC", {"exchange": b"BINANCE"}),
+        ("BTC", {"type": None}),
+    ],
+)
+async def test_wrong_types_are_invalid_requests_before_any_request(
+    http: aiohttp.ClientSession,
+    endpoints: Endpoints,
+    http_state: HttpState,
+    text: object,
+    options: dict[str, object],
+) -> None:
+    with pytest.raises(InvalidRequest):
+        await search_symbols(http, endpoints, text, **options)  # type: ignore[arg-type]
+    assert len(http_state.requests) == 0

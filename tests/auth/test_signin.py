@@ -164,13 +164,14 @@ async def test_totp_missing_secret(
 async def test_invalid_totp_secret_is_a_clear_error(
     http: aiohttp.ClientSession, endpoints: Endpoints, http_state: HttpState
 ) -> None:
-    authenticator = _authenticator(
-        http, endpoints, username="bob", password=BOB.password, totp_secret="not base32 !!"
-    )
+    # Found out when the credentials are built, before the password is sent (issue #15).
     with pytest.raises(InvalidRequest, match="base32") as caught:
-        await authenticator.authenticate()
+        _authenticator(
+            http, endpoints, username="bob", password=BOB.password, totp_secret="not base32 !!"
+        )
     assert "not base32 !!" not in str(caught.value)
     assert http_state.totp_attempts == 0
+    assert http_state.signin_attempts == 0
 
 
 async def test_non_totp_factor_is_named(

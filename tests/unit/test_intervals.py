@@ -171,3 +171,38 @@ def test_error_messages_say_what_to_write() -> None:
         Interval("1441")
     with pytest.raises(InvalidInterval, match="needs a number"):
         Interval("S")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u0661\u0665",  # Arabic-Indic fifteen: str.isdigit() and \d accept it; TradingView not
+        "\u0967\u096b",  # Devanagari fifteen
+        "\uff11\uff15",  # fullwidth fifteen
+        "15\u00a0",  # a no-break space is not ASCII whitespace either
+        "\u0661D",
+    ],
+)
+def test_digits_of_other_scripts_are_refused(value: str) -> None:
+    with pytest.raises(InvalidInterval, match="ASCII"):
+        Interval(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1" * 5000, "1" * 33, " " * 10_000 + "1", "9" * 4301 + "D"],
+    ids=["5000 ones", "33 ones", "10000 spaces", "4301 nines D"],
+)
+def test_very_long_text_is_refused_without_parsing_it(value: str) -> None:
+    with pytest.raises(InvalidInterval) as caught:
+        Interval(value)
+    assert len(str(caught.value)) < 300  # the message quotes the start, not 5,000 characters
+
+
+@pytest.mark.parametrize(
+    "value", [10**4400, -(10**4400), 0, -15, 1441], ids=["huge", "-huge", "0", "-15", "1441"]
+)
+def test_integers_out_of_range_are_invalid_intervals(value: int) -> None:
+    with pytest.raises(InvalidInterval, match="between 1 and 1440") as caught:
+        Interval(value)
+    assert len(str(caught.value)) < 300

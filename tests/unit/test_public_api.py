@@ -48,6 +48,7 @@ EXPECTED = {
     "TokenExpired",
     "TvFeedError",
     "TwoFactorRequired",
+    "UnsafeRedirect",
     "__version__",
 }
 

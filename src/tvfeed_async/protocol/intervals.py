@@ -18,7 +18,12 @@ from ..errors import InvalidInterval
 
 __all__ = ["Interval", "IntervalLike"]
 
-_PATTERN = re.compile(r"^\s*(\d*)\s*([a-zA-Z]?)\s*$")
+# ASCII only: str.isdigit and \d also take other scripts' digits (Arabic-Indic
+# "\u0661\u0665"), which TradingView does not.
+_PATTERN = re.compile(r"^\s*([0-9]*)\s*([a-zA-Z]?)\s*$", re.ASCII)
+# The longest valid code is a few characters ("1440", "365D", " 12M "); a bound keeps int()
+# away from thousands of digits (which raises ValueError past 4,300 of them).
+_MAX_TEXT_LENGTH = 32
 _UNIT_SECONDS = {"S": 1, "": 60, "D": 86_400, "W": 604_800, "M": 2_592_000}
 _LIMITS = {"S": 60, "": 1440, "H": 24, "D": 365, "W": 52, "M": 12}
 _TVDATAFEED_NAMES = {
@@ -123,34 +128,48 @@ class Interval:
 IntervalLike = Interval | str | int
 
 
+def _shown(value: object) -> str:
+    """``repr(value)``, shortened: a message quotes the input, not kilobytes of it."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"  # repr() refuses 4,300+ digits
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}...({len(text)} characters)"
+
+
 def _parse(value: str | int) -> tuple[str, int]:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidInterval(f"interval must be a string like '15' or '1D', not {value!r}")
+        raise InvalidInterval(
+            f"interval must be a string like '15' or '1D', not {_shown(value)} "
+            f"({type(value).__name__})"
+        )
     if isinstance(value, int):
+        if not 1 <= value <= _LIMITS[""]:
+            raise InvalidInterval(f"{_shown(value)}: minutes must be between 1 and {_LIMITS['']}")
         text = str(value)
     else:
         text = _TVDATAFEED_NAMES.get(value.strip().removeprefix("Interval."), value)
-    match = _PATTERN.match(text)
+    match = _PATTERN.match(text) if len(text) <= _MAX_TEXT_LENGTH else None
     if match is None:
         raise InvalidInterval(
-            f"{value!r} is not a TradingView interval; use minutes ('1', '15', '240'), "
-            "hours ('1H'), days ('1D'), weeks ('1W'), months ('1M') or seconds ('5S')"
+            f"{_shown(value)} is not a TradingView interval; use minutes ('1', '15', '240'), "
+            "hours ('1H'), days ('1D'), weeks ('1W'), months ('1M') or seconds ('5S'), "
+            "in ASCII digits"
         )
     digits, suffix = match.groups()
     if suffix == "m":
         raise InvalidInterval(
-            f"{value!r} is ambiguous: TradingView writes minutes without a suffix "
+            f"{_shown(value)} is ambiguous: TradingView writes minutes without a suffix "
             f"('{digits or 1}') and 'M' means months ('{digits or 1}M'); say which you mean"
         )
     unit = suffix.upper()
     if unit not in _LIMITS:
         raise InvalidInterval(
-            f"{value!r} has an unknown unit {suffix!r}; use S (seconds), H (hours), D (days), "
-            "W (weeks), M (months) or no suffix for minutes"
+            f"{_shown(value)} has an unknown unit {suffix!r}; use S (seconds), H (hours), "
+            "D (days), W (weeks), M (months) or no suffix for minutes"
         )
     if not digits:
         if unit in ("", "S", "H"):
-            raise InvalidInterval(f"{value!r} needs a number, e.g. '1{unit}'")
+            raise InvalidInterval(f"{_shown(value)} needs a number, e.g. '1{unit}'")
         multiplier = 1
     else:
         multiplier = int(digits)
@@ -164,7 +183,7 @@ def _parse(value: str | int) -> tuple[str, int]:
             "W": "weeks",
             "M": "months",
         }[unit]
-        raise InvalidInterval(f"{value!r}: {name} must be between 1 and {limit}")
+        raise InvalidInterval(f"{_shown(value)}: {name} must be between 1 and {limit}")
     if unit == "H":
         return "", multiplier * 60
     return unit, multiplier

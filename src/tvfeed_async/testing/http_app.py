@@ -89,7 +89,8 @@ class Account:
         password: compared exactly.
         user_id: the ``id`` in the user object and ``user_id`` in tokens.
         plan: the plan carried by tokens (``free``, ``pro``, ``pro_premium``...).
-        totp_secret: base32 secret; when set the account needs a second factor.
+        totp_secret: base32 secret; when set the account needs a second factor. Written as
+            authenticator apps accept it: any case, spaces, padding optional, 80 bits and up.
         two_factor_type: which factor the account uses (``totp``, ``sms`` or ``email``); the
             code of every factor is the TOTP of ``totp_secret``.
         email: optional e-mail address accepted as the sign-in name.
@@ -226,6 +227,8 @@ class HttpState:
         """Register (or replace) an account."""
         if account.two_factor_type not in _TWO_FACTOR_TYPES:
             raise ValueError(f"unknown two_factor_type {account.two_factor_type!r}")
+        if account.totp_secret is not None:
+            _totp(account.totp_secret)  # a key no authenticator accepts fails here, not later
         self._accounts[account.username.casefold()] = account
 
     def account(self, username: str) -> Account | None:
@@ -574,14 +577,30 @@ async def _two_factor(request: web.Request) -> web.Response:
     if account.totp_secret is None or account.two_factor_type != factor:
         return _error(f"Two-factor method {factor!r} is not enabled", "2FA_type_not_enabled")
     code = str(form.get("code", "")).strip()
-    valid = code.isdigit() and pyotp.TOTP(account.totp_secret).verify(
-        code, for_time=state.now(), valid_window=1
+    valid = (
+        code.isascii()
+        and code.isdigit()
+        and _totp(account.totp_secret).verify(code, for_time=state.now(), valid_window=1)
     )
     if not valid:
         return _error("Invalid code", "invalid_code")
     # The half-authenticated session is consumed; the signed-in one gets fresh cookies.
     state.revoke_session(sessionid)
     return _signed_in(state, account, remember=_remember(form))
+
+
+class _AuthenticatorTotp(pyotp.TOTP):
+    # Authenticator apps take 80-bit (16-character) keys; pyotp 2.12 asks for 112 by default.
+    min_secret_length_bits = 80
+
+
+def _totp(secret: str) -> pyotp.TOTP:
+    """The TOTP of a key written as authenticator apps accept it: any case, spaces, no padding.
+
+    Raises:
+        ValueError: the key is not base32 or is shorter than 80 bits.
+    """
+    return _AuthenticatorTotp("".join(secret.split()).upper().rstrip("="))
 
 
 _PAGE = """<!DOCTYPE html>
