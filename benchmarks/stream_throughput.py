@@ -168,13 +168,15 @@ class Streams:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Streams:
-        from tvfeed_async import TvFeed
+        from tvfeed_async import Limits, TvFeed
 
         self.feed = TvFeed(
             endpoints=endpoints_for(self.server.ws_url),
             auth_token=self.server.token,
             session_cache=False,
             use_env=False,
+            # the benchmark server allows 5,000 chart sessions per socket (_stream_server.py)
+            limits=Limits(max_chart_sessions=5_000),
         )
         await self.feed.__aenter__()
         self.tasks = [

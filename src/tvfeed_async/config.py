@@ -117,6 +117,10 @@ class Limits:
             first update) still reaches the consumer. 0 (the default) delivers it at once,
             with the lowest latency; its late revisions are then dropped and counted in
             ``TvFeed.stats.late_revisions``. See docs/concepts.md.
+        max_chart_sessions: chart sessions one socket may hold at once (history requests and
+            streams each hold one); more wait for one to close. The server refuses sessions
+            past its own limit and then fails the socket's later requests; the bundled
+            simulator allows 200.
     """
 
     max_in_flight: int = 16
@@ -124,3 +128,4 @@ class Limits:
     stream_queue: int = 1_000
     max_backfill_bars: int = 50_000
     close_grace: float = 0.0
+    max_chart_sessions: int = 200

@@ -102,13 +102,57 @@ class Route(Protocol):
 class Link:
     """One open, authenticated socket (one generation of the connection)."""
 
-    __slots__ = ("_lock", "_transport", "closed", "generation")
+    __slots__ = (
+        "_lock",
+        "_slot_freed",
+        "_transport",
+        "chart_sessions",
+        "closed",
+        "generation",
+        "max_chart_sessions",
+    )
 
-    def __init__(self, transport: WebSocketTransport, generation: int) -> None:
+    def __init__(
+        self, transport: WebSocketTransport, generation: int, max_chart_sessions: int = 200
+    ) -> None:
         self._transport = transport
         self._lock = anyio.Lock()
         self.generation = generation
         self.closed = False
+        self.chart_sessions = 0
+        self.max_chart_sessions = max_chart_sessions
+        self._slot_freed = anyio.Event()
+
+    async def acquire_chart_session(self) -> None:
+        """Wait until one more chart session fits on this socket, and count it.
+
+        The server refuses chart sessions past its limit, and a refused one fails every
+        later request on the socket (the simulator's ``max_chart_sessions``); history
+        requests and streams wait here instead. Release with :meth:`release_chart_session`.
+
+        Raises:
+            ConnectionLost: the socket closed meanwhile.
+        """
+        while self.chart_sessions >= self.max_chart_sessions:
+            if self.closed:
+                raise ConnectionLost("the connection was lost while waiting for a chart session")
+            logger.info(
+                "%d chart sessions open on this socket (the limit): waiting for one to close",
+                self.chart_sessions,
+            )
+            freed = self._slot_freed
+            await freed.wait()
+        self.chart_sessions += 1
+
+    def release_chart_session(self) -> None:
+        """A chart session counted by :meth:`acquire_chart_session` was deleted."""
+        self.chart_sessions -= 1
+        self.wake_session_waiters()
+
+    def wake_session_waiters(self) -> None:
+        """Let every :meth:`acquire_chart_session` waiter look again."""
+        freed, self._slot_freed = self._slot_freed, anyio.Event()
+        freed.set()
 
     async def send_text(self, text: str) -> None:
         """Send one framed packet (the single write path; serialised by a lock).
@@ -156,7 +200,9 @@ class Supervisor:
         timeouts: Timeouts,
         retry: RetryPolicy,
         token: TokenProvider,
+        max_chart_sessions: int = 200,
     ) -> None:
+        self._max_chart_sessions = max_chart_sessions
         self._endpoints = endpoints
         self._timeouts = timeouts
         self._retry = retry
@@ -393,7 +439,7 @@ class Supervisor:
         )
         self.connections_opened += 1
         self._generation += 1
-        link = Link(transport, self._generation)
+        link = Link(transport, self._generation, self._max_chart_sessions)
         protocol = ClientProtocol()
         error: TvFeedError = ConnectionLost("connection closed")
         try:
@@ -410,6 +456,7 @@ class Supervisor:
             raise
         finally:
             link.closed = True
+            link.wake_session_waiters()  # they see it closed and raise ConnectionLost
             self._link = None
             self._ready = anyio.Event()
             for route in list(self._routes.values()):

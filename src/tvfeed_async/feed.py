@@ -142,7 +142,13 @@ class TvFeed:
         self._closed = anyio.Event()
         self._last_refresh = -_TOKEN_RETRY_DELAY
         self._limiter = anyio.CapacityLimiter(self.limits.max_in_flight)
-        self._supervisor = Supervisor(self.endpoints, self.timeouts, self.retry, self._token)
+        self._supervisor = Supervisor(
+            self.endpoints,
+            self.timeouts,
+            self.retry,
+            self._token,
+            max_chart_sessions=self.limits.max_chart_sessions,
+        )
         self._streams: StreamManager | None = None
         self._state = "new"
 

@@ -309,26 +309,37 @@ def _row_times(rows: list[Row]) -> Iterator[int]:
 async def _open_chart(
     link: Link, supervisor: Supervisor, request: HistoryRequest, route: _ChartRoute
 ) -> str:
+    """Open the request's chart session (counted on ``link``: see Link.acquire_chart_session).
+    Whoever gets the session id back closes it with :func:`_close_chart`."""
+    await link.acquire_chart_session()
     session = new_session_id("cs")
     supervisor.add_route(session, route)
-    await open_chart(
-        link,
-        session,
-        request.symbol.full,
-        adjustment=request.adjustment,
-        trading_session=request.session,
-        back_adjusted=request.back_adjusted,
-    )
+    try:
+        await open_chart(
+            link,
+            session,
+            request.symbol.full,
+            adjustment=request.adjustment,
+            trading_session=request.session,
+            back_adjusted=request.back_adjusted,
+        )
+    except BaseException:
+        await _close_chart(link, supervisor, session)
+        raise
     return session
 
 
 async def _close_chart(link: Link, supervisor: Supervisor, session: str) -> None:
     supervisor.remove_route(session)
-    if not link.closed:
-        # Best effort: the session dies with the socket anyway.
-        with anyio.move_on_after(1.0, shield=True):
-            with contextlib.suppress(ConnectionLost):
-                await link.send(chart_delete_session(session))
+    try:
+        if not link.closed:
+            # Best effort: the session dies with the socket anyway.
+            with anyio.move_on_after(1.0, shield=True):
+                with contextlib.suppress(ConnectionLost):
+                    await link.send(chart_delete_session(session))
+    finally:
+        # After the delete went out, so that a waiter's new session never makes one too many.
+        link.release_chart_session()
 
 
 class FailedLink(ConnectionLost):

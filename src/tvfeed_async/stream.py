@@ -75,6 +75,8 @@ _Future = asyncio.Future
 
 #: Seconds a backfill waits for a full consumer queue to drain before ending that consumer.
 BACKFILL_PATIENCE = 10.0
+#: Server clocks later than this (unix seconds, year 2100) are not believed.
+_LATEST_CLOCK = 4_102_444_800
 #: A series that gets a passing chart error is re-opened at most this often per window.
 REOPENS_PER_WINDOW = 3
 REOPEN_WINDOW = 600.0
@@ -448,8 +450,8 @@ class Subscription:
                 self.stale += 1  # not our series' turnaround (the only one it sends)
                 return
             server_time = message.t
-            if server_time is not None and server_time > self._server_time:
-                self._server_time = server_time
+            if server_time is not None and self._server_time < server_time < _LATEST_CLOCK:
+                self._server_time = float(server_time)
             # Rows were validated by parse_message (a malformed one fails the whole message).
             if not self._live:
                 self._pending.extend(payload.bars(self._symbol, self._interval))
@@ -614,18 +616,25 @@ class Subscription:
         if session is None or link is None:
             return
         self.manager.supervisor.remove_route(session)
-        if link.closed or self.manager.closed:
-            return  # the socket (or the whole feed) is going away: nothing to tidy up
         try:
-            await link.send(remove_series(session, SERIES_ID))
-            await link.send(chart_delete_session(session))
-        except ConnectionLost:
-            logger.debug("socket closed before %s could be removed", session)
+            if link.closed or self.manager.closed:
+                return  # the socket (or the whole feed) is going away: nothing to tidy up
+            try:
+                await link.send(remove_series(session, SERIES_ID))
+                await link.send(chart_delete_session(session))
+            except ConnectionLost:
+                logger.debug("socket closed before %s could be removed", session)
+        finally:
+            link.release_chart_session()
 
     async def _attach_to(self, link: Link) -> None:
         supervisor = self.manager.supervisor
-        if self._session is not None:
+        if self._session is not None:  # the session of a socket that died
             supervisor.remove_route(self._session)
+            if self._link is not None:
+                self._link.release_chart_session()
+            self._session = None
+        await link.acquire_chart_session()
         session = new_session_id("cs")
         self._session, self._link = session, link
         self._lost = anyio.Event()

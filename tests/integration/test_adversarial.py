@@ -308,3 +308,30 @@ async def test_a_stream_can_be_used_with_async_with(tv_simulator) -> None:
             await wait_for(lambda: feed.stream_count == 1)
             assert stream is not None
         await wait_for(lambda: feed.stream_count == 0)
+
+
+# --------------------------------------------------------------------------- session limit
+
+
+async def test_the_feed_stays_under_the_servers_chart_session_limit() -> None:
+    """4 streams and 8 concurrent history requests on a server that allows 5 chart sessions
+    per socket: every request succeeds (before, the 6th session was refused and the
+    socket's later requests failed)."""
+    from tvfeed_async import Limits
+    from tvfeed_async.testing.simulator import TvSimulator
+    from tvfeed_async.testing.ws_server import ServerConfig
+
+    config = ServerConfig(heartbeat_interval=None, max_chart_sessions=5)
+    async with TvSimulator(http_port=None, config=config) as sim:
+        limits = Limits(max_chart_sessions=5)
+        async with open_feed(sim, limits=limits, **FAST) as feed:
+            symbols = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "NASDAQ:AAPL", "NASDAQ:MSFT"]
+            streams = [feed.stream(symbol, interval="1") for symbol in symbols]
+            await wait_for(lambda: sim.stats.methods["create_series"] == 4)
+            frames = await asyncio.gather(
+                *(feed.get_hist(symbols[n % 4], interval="5", n_bars=10) for n in range(8))
+            )
+            for stream in streams:
+                await stream.aclose()
+    assert all(frame.height == 10 for frame in frames)
+    assert sim.stats.critical_errors == 0

@@ -16,6 +16,7 @@ from tvfeed_async import (
     EntitlementError,
     Gap,
     GapError,
+    Limits,
     RetryPolicy,
     SymbolNotFound,
     Timeouts,
@@ -142,7 +143,8 @@ async def test_many_streams_on_one_socket_each_get_their_own_bars(lively_simulat
     starts: dict[tuple[str, str], int] = {}
     ready = anyio.Event()
     minutes = 45
-    async with open_feed(tv_simulator) as feed:
+    # lively_simulator allows 1,000 chart sessions per socket; the client's default is 200.
+    async with open_feed(tv_simulator, limits=Limits(max_chart_sessions=1_000)) as feed:
 
         async def consume(symbol: str, interval: str) -> None:
             stream = feed.stream(symbol, interval=interval, partial=True)

@@ -265,12 +265,16 @@ class SeriesData(msgspec.Struct, tag_field="m", frozen=True, gc=False):
 
     @property
     def server_time(self) -> float | None:
-        """The envelope's ``t_ms`` (preferred) or ``t`` as unix seconds, when sent."""
+        """The envelope's ``t_ms`` (preferred) or ``t`` as unix seconds, when sent (None for
+        a number too large for a float: no clock reads like that)."""
         milliseconds = self.t_ms
-        if milliseconds is not None:
-            return milliseconds / 1000.0
-        seconds = self.t
-        return None if seconds is None else float(seconds)
+        try:
+            if milliseconds is not None:
+                return milliseconds / 1000.0
+            seconds = self.t
+            return None if seconds is None else float(seconds)
+        except OverflowError:
+            return None
 
     @staticmethod
     def create(
