@@ -32,12 +32,40 @@ Every fault, and what the client sees:
   (429 Too Many Requests by default) instead of a WebSocket.
 * ``sim.restart()`` (on the simulator) closes every connection (code 1012) and keeps the
   truth and the clock.
+
+What the real service does that trips clients (issue #14); all opt-in, per connection:
+
+* ``stale_completion=True``: a ``modify_series`` (or a ``create_series`` replacing a series
+  id) is preceded, in a WebSocket message of its own, by a late ``series_completed [cs, sid,
+  "streaming", <previous turnaround>, {"rt_update_period": 0}]`` of the request it replaces;
+  then the new batch follows as usual (``series_loading``, ``timescale_update``,
+  ``series_completed`` with the new turnaround).
+* ``more_data_silent_after_bars=N``: a series sends at most N bars of history in all: a
+  ``create_series`` asking for more gets the newest N (no ``data_completed`` flag), and a
+  ``request_more_data`` is answered only up to N bars in total; after that it gets no reply
+  at all (no ``timescale_update``, no ``series_completed``), while heartbeats and live
+  ``du`` go on. Counted in ``sim.stats.unanswered["request_more_data"]``.
+* ``denied_symbols={"NASDAQ:AAPL": "economics_paid"}``: ``resolve_symbol`` of that symbol
+  gets ``symbol_error [cs, ref, "permission denied", "group", "economics_paid"]``; a series
+  on it then gets nothing, as after any symbol_error.
+* ``series_errors={"BINANCE:BTCUSDT": reason, "BINANCE:BTCUSDT/5": reason}``: a
+  ``create_series``/``modify_series`` of that symbol (any interval, or the interval after
+  ``/``, as its code: ``"1"``, ``"60"``, ``"1D"``) gets ``series_error [cs, sid, turnaround,
+  reason]`` instead of data; reasons the real service sends: ``custom_resolution``,
+  ``study_not_auth:<study>``, ``seconds_not_entitled``, ``unsupported resolution``.
+* ``legacy_resolved_symbols=frozenset({"BINANCE:BTCUSDT"})``: ``symbol_resolved`` in the
+  2019 shape of the genuine capture: only the fields the 2019 frames have (no
+  ``visible_plots_set``, no ``volume_type``), a trailing unix time as ``p[3]``, envelope
+  ``t`` without ``t_ms``; the bars keep their volume.
+* ``late_final_bar_times=frozenset({open_time})`` / ``late_final_every_bar=True``: the final
+  ``du`` of such a bar is held back and sent right after the next bar's first ``du`` (same
+  WebSocket message, after it): a revision of bar k after bar k+1 opened.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,6 +90,13 @@ class FaultScript:
     max_sessions_rate_after: int | None = None
     expire_token_at: float | None = None
     send_latency: float = 0.0
+    stale_completion: bool = False
+    more_data_silent_after_bars: int | None = None
+    denied_symbols: Mapping[str, str] = field(default_factory=dict)
+    series_errors: Mapping[str, str] = field(default_factory=dict)
+    legacy_resolved_symbols: frozenset[str] = frozenset()
+    late_final_bar_times: frozenset[int] = frozenset()
+    late_final_every_bar: bool = False
 
     def copy(self) -> FaultScript:
         """An independent copy."""

@@ -111,6 +111,50 @@ STANDARD_MINUTES = frozenset({1, 3, 5, 15, 30, 45, 60, 120, 180, 240})
 _FREE_PLANS = frozenset({"", "free"})
 _PACKET_SPLIT = re.compile(r"~m~\d+~m~")
 _NOCHANGE = {"d": "", "indexes": "nochange"}
+#: The fields of the two 2019 ``symbol_resolved`` frames of the genuine capture (§9): no
+#: ``visible_plots_set``, no ``volume_type``, no currency or source fields.
+_RESOLVED_2019_KEYS = frozenset(
+    [
+        "aliases",
+        "allowed_adjustment",
+        "alternatives",
+        "bar_fillgaps",
+        "bar_source",
+        "bar_transform",
+        "base_name",
+        "country",
+        "currency_code",
+        "description",
+        "exchange",
+        "fractional",
+        "full_name",
+        "has_adjustment",
+        "has_extended_hours",
+        "has_intraday",
+        "is_replayable",
+        "is_tradable",
+        "isin",
+        "language",
+        "legs",
+        "listed_exchange",
+        "local_code",
+        "minmov",
+        "minmove2",
+        "name",
+        "nsin",
+        "pointvalue",
+        "pricescale",
+        "pro_name",
+        "pro_perm",
+        "resolutions",
+        "sedol",
+        "session",
+        "short_description",
+        "timezone",
+        "type",
+        "typespecs",
+    ]
+)
 #: Default zlib level of the simulator's permessage-deflate (``ServerConfig.deflate_level``).
 DEFLATE_LEVEL = 1
 
@@ -173,6 +217,7 @@ class SimulatorStats:
     methods: Counter[str] = field(default_factory=Counter)
     ignored_before_auth: int = 0
     ignored_methods: Counter[str] = field(default_factory=Counter)
+    unanswered: Counter[str] = field(default_factory=Counter)
     messages_sent: int = 0
     packets_sent: int = 0
     heartbeats_sent: int = 0
@@ -663,6 +708,7 @@ class _Series:
     live_index: int = 0
     live_step: int = 0
     cancelled: bool = False
+    held_final: str | None = None
 
     def fire(self, now: float) -> float | None:
         slot = self.live_slot
@@ -674,7 +720,11 @@ class _Series:
         if self.live_step >= truth.revisions:
             if not skipped:
                 final = self._du(self.live_index, truth.final(slot), slot[2])
-                self.connection.pending.append(final)
+                if script.late_final_every_bar or slot[1] in script.late_final_bar_times:
+                    # Sent after the next bar's first update (#14: a late revision).
+                    self.held_final = final
+                else:
+                    self.connection.pending.append(final)
                 if slot[1] in script.duplicate_bar_times:
                     self.connection.pending.append(final)
             following = next(truth.grid.iter_asc(slot[2]))
@@ -687,6 +737,9 @@ class _Series:
             self.connection.pending.append(
                 self._du(self.live_index, truth.revision(slot, self.live_step), slot[2])
             )
+        if self.held_final is not None:
+            self.connection.pending.append(self.held_final)
+            self.held_final = None
         self.live_step += 1
         return truth.revision_time(slot, self.live_step)
 
@@ -1064,7 +1117,20 @@ class SimConnection:
         if resolved is None:
             out.append(_envelope("symbol_error", [chart_id, ref, "invalid symbol"], now))
             return
+        name = resolved.info.full_name
+        group = self.script.denied_symbols.get(name)
+        if group is not None:
+            chart.symbols[ref] = None
+            denied = [chart_id, ref, "permission denied", "group", group]
+            out.append(_envelope("symbol_error", denied, now))
+            return
         info = resolved.info.resolved_info(resolved.session)
+        if name in self.script.legacy_resolved_symbols:
+            # The 2019 shape (§9 capture): fewer fields, a trailing unix time, only "t".
+            info = {key: value for key, value in info.items() if key in _RESOLVED_2019_KEYS}
+            message = {"m": "symbol_resolved", "p": [chart_id, ref, info, int(now)], "t": int(now)}
+            out.append(encode_packet(_dumps(message)))
+            return
         out.append(_envelope("symbol_resolved", [chart_id, ref, info], now))
 
     def _parse_symbol_spec(self, text: str) -> _Resolved | None:
@@ -1119,17 +1185,24 @@ class SimConnection:
             self._critical(out, params[0], "invalid parameters", method, params)
             return
         chart_id = params[0]
+        script = self.script
         previous = chart.series.get(series_id)
         if previous is not None:
             previous.cancelled = True
             if size == "":
                 size = previous.size
+            if script.stale_completion:
+                # A late completion of the previous request, just before this batch (#14).
+                if out:
+                    self.emit(list(out))
+                    out.clear()
+                self.emit([self._completed(previous, False, self._now())])
         if size == "":
             size = 300
         resolved = chart.symbols[ref]
         if resolved is None:
             return  # the client already got symbol_error; nothing more comes (§10.7)
-        reason = self._entitlement(interval)
+        reason = self._entitlement(interval) or self._scripted_series_error(resolved.info, interval)
         now = self._now()
         if reason is not None:
             out.append(_envelope("series_error", [chart_id, series_id, turnaround, reason], now))
@@ -1144,6 +1217,9 @@ class SimConnection:
         series = _Series(self, chart_id, series_id, turnaround, ref, interval, size, truth)
         chart.series[series_id] = series
         slots, limited = self._window(truth, size, now)
+        cap = script.more_data_silent_after_bars
+        if cap is not None and len(slots) > cap:
+            slots, limited = slots[len(slots) - cap :], False
         if out:
             self.emit(list(out))
             out.clear()
@@ -1210,6 +1286,12 @@ class SimConnection:
             or (interval.unit == "M" and interval.multiplier in (1, 3, 6, 12))
         )
         return None if standard else "custom_resolution"
+
+    def _scripted_series_error(self, info: SymbolInfo, interval: Interval) -> str | None:
+        errors = self.script.series_errors
+        if not errors:
+            return None
+        return errors.get(f"{info.full_name}/{interval.code}") or errors.get(info.full_name)
 
     def _window(self, truth: TruthSeries, size: Any, now: float) -> tuple[list[Slot], bool]:
         """The slots a size/range parameter selects, and whether the bar limit cut it."""
@@ -1319,6 +1401,12 @@ class SimConnection:
             return
         requested = params[2]
         count = min(requested, self.bar_limit)
+        cap = self.script.more_data_silent_after_bars
+        if cap is not None:
+            if series.loaded >= cap:
+                self.hub.stats.unanswered["request_more_data"] += 1
+                return  # silence: no timescale_update, no series_completed (#14)
+            count = min(count, cap - series.loaded)
         truth = series.truth
         now = self._now()
         older = truth.slots_before(series.first_open, count)

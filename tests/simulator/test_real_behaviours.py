@@ -1,0 +1,259 @@
+"""What the real service does that trips clients (issues #14 and #15), frame by frame.
+
+These tests drive the simulator with a bare WebSocket and the framing codec only (no typed
+message parsing, no TvFeed), so that they show the exact packets and do not depend on the
+client's own handling of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tvfeed_async.protocol.framing import Heartbeat, decode_packets, encode_heartbeat, encode_json
+from tvfeed_async.testing.faults import FaultScript
+from tvfeed_async.testing.simulator import TvSimulator
+from tvfeed_async.testing.ws_server import ServerConfig
+
+BTC = "BINANCE:BTCUSDT"
+TIMEOUT = 10.0
+Packet = dict[str, Any] | Heartbeat
+
+
+class Wire:
+    """One raw WebSocket to the simulator: sends ``{"m", "p"}`` packets, keeps every message
+    received as its decoded packets (JSON objects, or heartbeats, echoed when ``echo``)."""
+
+    def __init__(self, socket: ClientConnection, *, echo: bool = True) -> None:
+        self.socket = socket
+        self.echo = echo
+        self.messages: list[list[Packet]] = []
+        self.raw: list[str] = []
+        self._backlog: list[Packet] = []
+
+    @classmethod
+    async def open(cls, simulator: TvSimulator, *, echo: bool = True) -> Wire:
+        socket = await connect(simulator.endpoints.ws_url, max_size=None)
+        wire = cls(socket, echo=echo)
+        hello = await wire.next()
+        assert isinstance(hello, dict)
+        assert "session_id" in hello
+        return wire
+
+    async def send(self, method: str, *params: Any) -> None:
+        await self.socket.send(encode_json({"m": method, "p": list(params)}))
+
+    async def login(self, token: str = "unauthorized_user_token") -> None:
+        await self.send("set_auth_token", token)
+
+    async def message(self, seconds: float = TIMEOUT) -> list[Packet]:
+        """The packets of the next WebSocket message."""
+        raw = await asyncio.wait_for(self.socket.recv(), seconds)
+        text = raw if isinstance(raw, str) else raw.decode()
+        self.raw.append(text)
+        packets: list[Packet] = []
+        for packet in decode_packets(text):
+            if isinstance(packet, Heartbeat):
+                if self.echo:
+                    await self.socket.send(encode_heartbeat(packet))
+                packets.append(packet)
+            else:
+                packets.append(json.loads(packet))
+        self.messages.append(packets)
+        return packets
+
+    async def next(self, seconds: float = TIMEOUT) -> Packet:
+        while not self._backlog:
+            self._backlog.extend(await self.message(seconds))
+        return self._backlog.pop(0)
+
+    async def until(self, method: str, seconds: float = TIMEOUT) -> list[dict[str, Any]]:
+        """Every JSON packet up to and including the first ``method`` one."""
+        seen: list[dict[str, Any]] = []
+        while True:
+            packet = await self.next(seconds)
+            if isinstance(packet, dict):
+                seen.append(packet)
+                if packet.get("m") == method:
+                    return seen
+
+    async def quiet(self, seconds: float = 0.3) -> list[Packet]:
+        """Whatever arrives within ``seconds``."""
+        packets = list(self._backlog)
+        self._backlog.clear()
+        try:
+            while True:
+                packets.extend(await self.message(seconds))
+        except TimeoutError:
+            return packets
+
+    async def chart(
+        self,
+        size: Any,
+        *,
+        symbol: str = BTC,
+        interval: str = "1",
+        chart: str = "cs_1",
+        turnaround: str = "s1",
+    ) -> list[dict[str, Any]]:
+        """Open a chart session and a series; every packet up to its series_completed."""
+        await self.send("chart_create_session", chart, "")
+        await self.send("resolve_symbol", chart, "sym_1", "=" + json.dumps({"symbol": symbol}))
+        await self.send("create_series", chart, "s1", turnaround, "sym_1", interval, size)
+        return await self.until("series_completed")
+
+
+def methods(packets: list[dict[str, Any]]) -> list[str]:
+    return [packet["m"] for packet in packets]
+
+
+def bars(packets: list[dict[str, Any]], series: str = "s1") -> list[list[Any]]:
+    """The ``v`` rows of every timescale_update / du of ``series`` among ``packets``."""
+    rows: list[list[Any]] = []
+    for packet in packets:
+        if packet.get("m") in ("timescale_update", "du") and series in packet["p"][1]:
+            rows += [row["v"] for row in packet["p"][1][series].get("s", [])]
+    return rows
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[TvSimulator]:
+    async with TvSimulator(
+        http_port=None, config=ServerConfig(heartbeat_interval=None)
+    ) as simulator:
+        yield simulator
+
+
+async def opened(sim: TvSimulator, script: FaultScript | None = None, **faults: Any) -> Wire:
+    if script is not None or faults:
+        sim.faults.next_connection(script, **faults)
+    wire = await Wire.open(sim)
+    await wire.login()
+    return wire
+
+
+# --------------------------------------------------------------------------- #14 faults
+
+
+async def test_stale_series_completed_precedes_the_modify_batch(sim: TvSimulator) -> None:
+    wire = await opened(sim, stale_completion=True)
+    first = await wire.chart(5000)
+    assert first[-1]["p"][3] == "s1"
+    now = int(sim.clock.now())
+    await wire.send("modify_series", "cs_1", "s1", "s2", "sym_1", "1", f"r,{now - 3600}:{now}")
+    batch = await wire.until("series_completed")
+    # The late completion of turnaround s1 comes first, on its own ...
+    assert batch[0]["m"] == "series_completed"
+    assert batch[0]["p"][:4] == ["cs_1", "s1", "streaming", "s1"]
+    assert wire.messages[-1] == batch[:1]
+    # ... then the real batch of turnaround s2.
+    batch += await wire.until("series_completed")
+    assert methods(batch[1:]) == ["series_loading", "timescale_update", "series_completed"]
+    assert batch[-1]["p"][3] == "s2"
+    assert batch[2]["p"][1]["s1"]["t"] == "s2"
+    # Both range ends are inclusive; the clock stands on a minute, where a bar opens.
+    assert [row[0] for row in bars(batch)] == list(range(now - 3600, now + 1, 60))
+
+
+async def test_without_the_fault_modify_series_has_no_stale_completion(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    await wire.chart(10)
+    await wire.send("modify_series", "cs_1", "s1", "s2", "sym_1", "1", 20)
+    batch = await wire.until("series_completed")
+    assert methods(batch) == ["series_loading", "timescale_update", "series_completed"]
+    assert batch[-1]["p"][3] == "s2"
+
+
+async def test_request_more_data_answered_by_silence(sim: TvSimulator) -> None:
+    wire = await opened(sim, more_data_silent_after_bars=50)
+    history = await wire.chart(100)
+    times = [row[0] for row in bars(history)]
+    assert len(times) == 50  # 50 of the 100 asked for, the newest ones: 49 closed bars
+    assert times[:-1] == [row[0] for row in sim.truth_rows(BTC, "1", n_bars=49)]
+    assert times[-1] == sim.clock.now()  # and the one forming
+    assert "data_completed" not in history[-1]["p"][4]
+    await wire.send("request_more_data", "cs_1", "s1", 50)
+    assert await wire.quiet(0.5) == []
+    assert sim.stats.unanswered["request_more_data"] == 1
+    # The connection itself lives on: the forming bar keeps updating.
+    await sim.clock.advance(60)
+    live = [p for p in await wire.quiet(0.3) if isinstance(p, dict)]
+    assert methods(live)
+    assert set(methods(live)) == {"du"}
+
+
+async def test_request_more_data_answered_up_to_the_cap_then_silent(sim: TvSimulator) -> None:
+    wire = await opened(sim, more_data_silent_after_bars=30)
+    assert len(bars(await wire.chart(20))) == 20
+    await wire.send("request_more_data", "cs_1", "s1", 100)
+    assert len(bars(await wire.until("series_completed"))) == 10
+    await wire.send("request_more_data", "cs_1", "s1", 100)
+    assert await wire.quiet(0.3) == []
+
+
+async def test_permission_denied_symbol_error_with_group(sim: TvSimulator) -> None:
+    wire = await opened(sim, denied_symbols={"NASDAQ:AAPL": "economics_paid"})
+    await wire.send("chart_create_session", "cs_1", "")
+    await wire.send("resolve_symbol", "cs_1", "sym_1", '={"symbol":"NASDAQ:AAPL"}')
+    error = (await wire.until("symbol_error"))[-1]
+    assert error["p"] == ["cs_1", "sym_1", "permission denied", "group", "economics_paid"]
+    # Other symbols resolve as usual.
+    await wire.send("resolve_symbol", "cs_1", "sym_2", '={"symbol":"BINANCE:BTCUSDT"}')
+    assert (await wire.until("symbol_resolved"))[-1]["p"][1] == "sym_2"
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (BTC, "custom_resolution"),
+        (f"{BTC}/1", "study_not_auth:Volume@tv-basicstudies-246"),
+        (f"{BTC}/1", "seconds_not_entitled"),
+        (BTC, "unsupported resolution"),
+    ],
+)
+async def test_scripted_series_errors(sim: TvSimulator, key: str, reason: str) -> None:
+    wire = await opened(sim, series_errors={key: reason})
+    await wire.send("chart_create_session", "cs_1", "")
+    await wire.send("resolve_symbol", "cs_1", "sym_1", '={"symbol":"BINANCE:BTCUSDT"}')
+    await wire.send("create_series", "cs_1", "s1", "s1", "sym_1", "1", 10)
+    packets = await wire.until("series_error")
+    assert packets[-1]["p"] == ["cs_1", "s1", "s1", reason]
+    assert "timescale_update" not in methods(packets)
+    # A series error keyed by interval spares the other intervals.
+    await wire.send("create_series", "cs_1", "s2", "s1", "sym_1", "5", 10)
+    answer = await wire.until("series_completed" if "/" in key else "series_error")
+    assert answer[-1]["p"][1] == "s2"
+
+
+async def test_legacy_2019_symbol_resolved(sim: TvSimulator) -> None:
+    wire = await opened(sim, legacy_resolved_symbols=frozenset({BTC}))
+    packets = await wire.chart(5)
+    resolved = next(p for p in packets if p["m"] == "symbol_resolved")
+    chart, ref, info, stamp = resolved["p"]
+    assert (chart, ref, stamp) == ("cs_1", "sym_1", int(sim.clock.now()))
+    assert "visible_plots_set" not in info
+    assert "volume_type" not in info
+    assert "t_ms" not in resolved
+    assert info["full_name"] == BTC
+    assert all(len(row) == 6 for row in bars(packets))  # the bars still carry volume
+
+
+async def test_late_final_revision_after_the_next_bar_opened(sim: TvSimulator) -> None:
+    now = int(sim.clock.now())
+    forming = now - now % 60
+    wire = await opened(sim, late_final_bar_times=frozenset({forming}))
+    history = await wire.chart(5)
+    assert bars(history)[-1][0] == forming
+    await sim.clock.advance(forming + 60 - now)
+    live = [p for p in await wire.quiet(0.3) if isinstance(p, dict)]
+    times = [row[0] for row in bars(live)]
+    # The next bar's first update, then the final revision of the bar before it.
+    assert times[-2:] == [forming + 60, forming]
+    final = bars(live)[-1]
+    assert tuple(final) == tuple(sim.truth_rows(BTC, "1", n_bars=1)[-1])
+    assert bars(live)[-3] != final  # the revision the client had before was different
