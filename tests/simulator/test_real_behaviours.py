@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tvfeed_async.protocol.framing import Heartbeat, decode_packets, encode_heartbeat, encode_json
 from tvfeed_async.testing.faults import FaultScript
@@ -257,3 +258,157 @@ async def test_late_final_revision_after_the_next_bar_opened(sim: TvSimulator) -
     final = bars(live)[-1]
     assert tuple(final) == tuple(sim.truth_rows(BTC, "1", n_bars=1)[-1])
     assert bars(live)[-3] != final  # the revision the client had before was different
+
+
+async def test_critical_error_with_an_object_param(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    await wire.chart(5)
+    sent = sim.faults.critical_error({"error_code": "unauthorized_access"})
+    assert sent == 1
+    error = (await wire.until("critical_error"))[-1]
+    assert error["p"] == ["cs_1", {"error_code": "unauthorized_access"}]
+    # The chart session is dead: no more updates.
+    await sim.clock.advance(120)
+    assert [p for p in await wire.quiet(0.3) if isinstance(p, dict)] == []
+
+
+@pytest.mark.parametrize("session", ["", "cs_never_created"])
+async def test_critical_error_with_an_empty_or_unknown_session(
+    sim: TvSimulator, session: str
+) -> None:
+    wire = await opened(sim)
+    await wire.chart(5)
+    assert sim.faults.critical_error("invalid parameters", "method: x", session=session) == 1
+    error = (await wire.until("critical_error"))[-1]
+    assert error["p"] == [session, "invalid parameters", "method: x"]
+    # cs_1 was not named: it streams on.
+    await sim.clock.advance(60)
+    assert "du" in methods([p for p in await wire.quiet(0.3) if isinstance(p, dict)])
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("study", ["study_loading", "du", "study_completed"]),
+        ("pointset", ["du"]),
+        ("depth", ["depth_symbol_error", "depth_symbol_cleared"]),
+        ("protocol_switched", ["protocol_switched"]),
+    ],
+)
+async def test_inject_chart_packets(sim: TvSimulator, kind: str, expected: list[str]) -> None:
+    wire = await opened(sim)
+    await wire.chart(5)
+    assert sim.faults.inject_chart_packets(kind) == 1
+    message = await wire.message()
+    assert methods([p for p in message if isinstance(p, dict)]) == expected
+    if kind == "study":
+        loading, update, completed = message
+        assert isinstance(loading, dict)
+        assert isinstance(update, dict)
+        assert isinstance(completed, dict)
+        assert loading["p"] == ["cs_1", "st_sim1", "s1_st_sim1"]
+        assert update["p"][1]["st_sim1"]["st"][0]["v"][0] == sim.clock.now()
+        assert "s1" not in update["p"][1]
+        assert completed["p"] == loading["p"]
+    if kind == "pointset":
+        update = message[0]
+        assert isinstance(update, dict)
+        assert update["p"][1] == {
+            "pointsetEstimates_1": {
+                "plots": [{"index": 0, "value": [351, int(sim.clock.now())]}],
+                "t": "turnaround",
+            }
+        }
+    if kind == "depth":
+        error = message[0]
+        assert isinstance(error, dict)
+        assert error["p"] == ["ds_simdepth01", BTC, "unsupported_symbol"]
+    # The series streams on.
+    await sim.clock.advance(60)
+    assert "du" in methods([p for p in await wire.quiet(0.3) if isinstance(p, dict)])
+
+
+async def test_inject_raw_sends_the_text_unchanged(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    await wire.chart(5)
+    nested = "[" * 1000 + "]" * 1000
+    poison = f'~m~{len(nested) + 20}~m~{{"m":"du","p":{nested}}}'
+    huge = "~m~9999999999~m~" + '{"m":"du","p":[]}'
+    assert sim.faults.inject_raw(poison) == 1
+    assert sim.faults.inject_raw(huge) == 1
+    assert await wire.socket.recv() == poison
+    assert await wire.socket.recv() == huge
+    # The connection is unharmed; the series goes on.
+    await sim.clock.advance(60)
+    assert "du" in methods([p for p in await wire.quiet(0.3) if isinstance(p, dict)])
+
+
+async def test_bad_du_with_an_absurd_time(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    history = await wire.chart(5)
+    forming = bars(history)[-1]
+    assert sim.faults.bad_du() == 1
+    (update,) = await wire.message()
+    assert isinstance(update, dict)
+    assert update["m"] == "du"
+    (row,) = update["p"][1]["s1"]["s"]
+    assert row["i"] == 4  # the forming bar's index ...
+    assert row["v"] == [1e12, *forming[1:]]  # ... its values, an impossible time
+    await sim.clock.advance(60)
+    live = [p for p in await wire.quiet(0.3) if isinstance(p, dict)]
+    assert [row[0] for row in bars(live)][-1] == forming[0] + 60  # then as before
+
+
+async def test_bad_du_with_out_of_range_values(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    forming = bars(await wire.chart(5))[-1]
+    assert sim.faults.bad_du(None, (-1.0, 1e308, -1e308, 0.0, -5.0)) == 1
+    (update,) = await wire.message()
+    assert isinstance(update, dict)
+    assert update["p"][1]["s1"]["s"][0]["v"] == [forming[0], -1.0, 1e308, -1e308, 0.0, -5.0]
+
+
+@pytest.mark.parametrize("kind", ["critical_error", "symbol_error", "series_error"])
+async def test_chart_error_on_a_live_stream(sim: TvSimulator, kind: str) -> None:
+    wire = await opened(sim)
+    await wire.chart(5)
+    await sim.clock.advance(60)
+    assert "du" in methods([p for p in await wire.quiet(0.3) if isinstance(p, dict)])
+    if kind == "critical_error":
+        assert sim.faults.critical_error("invalid parameters", "method: x") == 1
+        expected = ["cs_1", "invalid parameters", "method: x"]
+    elif kind == "symbol_error":
+        assert sim.faults.symbol_error("invalid symbol") == 1
+        expected = ["cs_1", "sym_1", "invalid symbol"]
+    else:
+        assert sim.faults.series_error("unsupported resolution") == 1
+        expected = ["cs_1", "s1", "s1", "unsupported resolution"]
+    error = (await wire.until(kind))[-1]
+    assert error["p"] == expected
+    await sim.clock.advance(120)
+    assert [p for p in await wire.quiet(0.3) if isinstance(p, dict)] == []
+
+
+async def test_bad_auth_token_twice_on_one_connection(sim: TvSimulator) -> None:
+    wire = await opened(sim, bad_token_offsets=(3.0, 30.0))
+    await wire.chart(5)
+    await sim.clock.advance(3)
+    first = (await wire.until("protocol_error"))[-1]
+    assert first["p"] == ["bad auth token"]
+    # The socket stays open; a fresh token is accepted on it.
+    await wire.login(sim.issue_token())
+    await sim.clock.advance(27)
+    second = (await wire.until("protocol_error"))[-1]
+    assert second["p"] == ["bad auth token"]
+    assert sim.stats.protocol_errors == 2
+    assert sim.stats.active_connections == 1
+
+
+async def test_bad_auth_token_offsets_on_the_wall_clock_can_close(sim: TvSimulator) -> None:
+    wire = await opened(
+        sim, bad_token_offsets=(0.05,), bad_token_wall_clock=True, bad_token_closes=True
+    )
+    packets = await wire.until("protocol_error")
+    assert packets[-1]["p"] == ["bad auth token"]
+    with pytest.raises(ConnectionClosed):
+        await wire.message(2.0)

@@ -525,6 +525,12 @@ class Hub:
             lambda c: c.fatal(BAD_TOKEN), lambda c: c.authenticated
         )
         faults._actions.max_sessions_rate = lambda: self._each(lambda c: c.fatal(MAX_SESSIONS_RATE))
+        faults._actions.apply = self._apply_fault
+
+    def _apply_fault(self, name: str, arguments: dict[str, Any]) -> int:
+        chosen = [c for c in self.connections.values() if not c.closing]
+        method_name = f"fault_{name}"
+        return sum(getattr(connection, method_name)(**arguments) for connection in chosen)
 
     def _each(
         self,
@@ -828,6 +834,8 @@ class SimConnection:
         self._charts: dict[str, _Chart] = {}
         self._quotes: dict[str, _QuoteSession] = {}
         self._timers: list[_HeartbeatTimer | _TimedFault] = []
+        self._wall_timers: list[asyncio.TimerHandle] = []
+        self._auth_count = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -862,6 +870,8 @@ class SimConnection:
                     symbol.cancelled = True
         for timer in self._timers:
             timer.cancelled = True
+        for handle in self._wall_timers:
+            handle.cancel()
 
     def stall(self) -> None:
         """Send nothing more (heartbeats included) but keep the socket open."""
@@ -1015,6 +1025,125 @@ class SimConnection:
             for series in chart.series.values():
                 series.cancelled = True
 
+    # -- faults acting on the open connection (sim.faults.*) ---------------------------------
+
+    def _live_charts(self, chart: str | None) -> list[tuple[str, _Chart]]:
+        return [
+            (chart_id, session)
+            for chart_id, session in self._charts.items()
+            if not session.dead and (chart is None or chart_id == chart)
+        ]
+
+    def _live_series(self, chart: str | None) -> list[_Series]:
+        return [
+            series
+            for _, session in self._live_charts(chart)
+            for series in session.series.values()
+            if not series.cancelled
+        ]
+
+    def _kill_chart(self, chart_id: str) -> None:
+        chart = self._charts.get(chart_id)
+        if chart is not None:
+            chart.dead = True
+            for series in chart.series.values():
+                series.cancelled = True
+
+    def fault_inject_raw(self, text: str) -> int:
+        """:meth:`Faults.inject_raw`."""
+        if self.closing or self.stalled:
+            return 0
+        self._queue([text])
+        return 1
+
+    def fault_inject_chart_packets(self, kind: str, chart: str | None) -> int:
+        """:meth:`Faults.inject_chart_packets`."""
+        charts = self._live_charts(chart)
+        now = self._now()
+        for chart_id, session in charts:
+            self.emit(self._extra_packets(kind, chart_id, session, now))
+        return len(charts)
+
+    def _extra_packets(self, kind: str, chart_id: str, chart: _Chart, now: float) -> list[str]:
+        if kind == "protocol_switched":
+            return [_plain("protocol_switched", ["protobuf"])]
+        if kind == "depth":
+            symbol = next(
+                (series.truth.symbol.full_name for series in chart.series.values()), "NASDAQ:AAPL"
+            )
+            return [
+                _plain("depth_symbol_error", ["ds_simdepth01", symbol, "unsupported_symbol"]),
+                _plain("depth_symbol_cleared", ["ds_simdepth01", symbol]),
+            ]
+        stamp = float(now_floor(now) - now_floor(now) % 60)
+        if kind == "pointset":
+            body = {"plots": [{"index": 0, "value": [351, int(stamp)]}], "t": "turnaround"}
+            return [_plain("du", [chart_id, {"pointsetEstimates_1": body}])]
+        parent = next(iter(chart.series), "s1")
+        study, turnaround = "st_sim1", f"{parent}_st_sim1"
+        rows = {"i": 0, "v": [stamp, 12.5, 1.0, 10.25]}
+        du_body = {"node": NODE, "st": [rows], "ns": {"d": "", "indexes": []}, "t": turnaround}
+        return [
+            _envelope("study_loading", [chart_id, study, turnaround], now),
+            _plain("du", [chart_id, {study: du_body}]),
+            _envelope("study_completed", [chart_id, study, turnaround], now),
+        ]
+
+    def fault_critical_error(
+        self, message: str | dict[str, Any], detail: str | None, session: str | None
+    ) -> int:
+        """:meth:`Faults.critical_error`."""
+        if session is None:
+            targets = [chart_id for chart_id, _ in self._live_charts(None)]
+        else:
+            targets = [session] if self.authenticated else []
+        now = self._now()
+        for target in targets:
+            params: list[Any] = [target, message] if detail is None else [target, message, detail]
+            self.hub.stats.critical_errors += 1
+            self.emit([_envelope("critical_error", params, now)])
+            self._kill_chart(target)
+        return len(targets)
+
+    def fault_series_failure(
+        self, kind: str, reason: str, details: list[Any], chart: str | None
+    ) -> int:
+        """:meth:`Faults.symbol_error` and :meth:`Faults.series_error`."""
+        chosen = self._live_series(chart)
+        now = self._now()
+        for series in chosen:
+            series.cancelled = True
+            if kind == "symbol_error":
+                params = [series.chart, series.symbol_ref, reason, *details]
+            else:
+                params = [series.chart, series.series_id, series.turnaround, reason, *details]
+            self.emit([_envelope(kind, params, now)])
+        return len(chosen)
+
+    def fault_bad_du(
+        self, open_time: float | None, values: list[float] | None, chart: str | None
+    ) -> int:
+        """:meth:`Faults.bad_du`."""
+        now = self._now()
+        sent = 0
+        for series in self._live_series(chart):
+            slot = series.live_slot
+            if slot is None:
+                continue
+            truth = series.truth
+            row = truth.at(slot, now) if slot[1] <= now else truth.revision(slot, 0)
+            written = list(row[1:]) if values is None else list(values)
+            v = [row[0] if open_time is None else open_time, *written]
+            body = {
+                "s": [{"i": series.live_index, "v": [item for item in v if item is not None]}],
+                "ns": _NOCHANGE,
+                "t": series.turnaround,
+                "lbs": {"bar_close_time": slot[2]},
+            }
+            self.emit([_plain("du", [series.chart, {series.series_id: body}])])
+            sent += 1
+        return sent
+
     # -- auth -------------------------------------------------------------------------------
 
     def _set_auth_token(self, params: list[Any], out: list[str]) -> None:
@@ -1022,6 +1151,7 @@ class SimConnection:
         if token == ANONYMOUS_TOKEN:
             self.authenticated, self.plan = True, None
             self.bar_limit = self.hub.bar_limit(None)
+            self._authenticated_once()
             return
         # Tokens live in wall-clock time, like the accounts and TOTP codes of the HTTP side:
         # the virtual clock only drives market data (a client checks a token's exp against
@@ -1035,6 +1165,36 @@ class SimConnection:
             return
         self.authenticated, self.plan = True, claims.plan
         self.bar_limit = self.hub.bar_limit(claims.plan)
+        self._authenticated_once()
+
+    def _authenticated_once(self) -> None:
+        self._auth_count += 1
+        if self._auth_count == 1:
+            self._arm_bad_tokens()
+
+    def _arm_bad_tokens(self) -> None:
+        """``bad_token_offsets``: protocol_error "bad auth token" at each offset after the
+        first successful set_auth_token (virtual or wall-clock seconds)."""
+        script = self.script
+        now = self._now()
+        for offset in script.bad_token_offsets:
+            if script.bad_token_wall_clock:
+                loop = asyncio.get_running_loop()
+                self._wall_timers.append(loop.call_later(offset, self._bad_token))
+            else:
+                timer = _TimedFault(self, self._bad_token)
+                self._timers.append(timer)
+                self.hub.schedule(now + offset, timer)
+
+    def _bad_token(self) -> None:
+        if self.script.bad_token_closes:
+            self.fatal(BAD_TOKEN)
+            return
+        if self.closing:
+            return
+        # The socket stays open: a client may send a fresh set_auth_token on it.
+        self.hub.stats.protocol_errors += 1
+        self.emit([_envelope("protocol_error", [BAD_TOKEN], self._now())])
 
     @property
     def paid(self) -> bool:
