@@ -412,3 +412,111 @@ async def test_bad_auth_token_offsets_on_the_wall_clock_can_close(sim: TvSimulat
     assert packets[-1]["p"] == ["bad auth token"]
     with pytest.raises(ConnectionClosed):
         await wire.message(2.0)
+
+
+# --------------------------------------------------------------------------- hard defaults
+
+
+async def test_series_loading_comes_before_symbol_resolved(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    packets = await wire.chart(10)
+    assert methods(packets) == [
+        "series_loading",
+        "symbol_resolved",
+        "timescale_update",
+        "series_completed",
+    ]
+    # Without a series on it, symbol_resolved still comes, a moment later.
+    await wire.send("resolve_symbol", "cs_1", "sym_2", '={"symbol":"NASDAQ:AAPL"}')
+    resolved = (await wire.until("symbol_resolved"))[-1]
+    assert resolved["p"][1] == "sym_2"
+
+
+async def test_resolve_hold_none_answers_at_once() -> None:
+    config = ServerConfig(heartbeat_interval=None, resolve_hold=None)
+    async with TvSimulator(http_port=None, config=config) as sim:
+        wire = await opened(sim)
+        packets = await wire.chart(10)
+        assert methods(packets)[:2] == ["symbol_resolved", "series_loading"]
+
+
+async def test_history_is_split_over_several_timescale_updates() -> None:
+    config = ServerConfig(heartbeat_interval=None, history_chunk_bars=1000)
+    async with TvSimulator(http_port=None, config=config) as sim:
+        await check_history_split(sim)
+
+
+async def check_history_split(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    packets = await wire.chart(2500)
+    updates = [p for p in packets if p["m"] == "timescale_update"]
+    assert [len(p["p"][1]["s1"]["s"]) for p in updates] == [1000, 1000, 500]
+    # Oldest first, indexes continuing from chunk to chunk, each chunk's meta index its first.
+    assert [p["p"][2]["index"] for p in updates] == [0, 1000, 2000]
+    indexes = [row["i"] for p in updates for row in p["p"][1]["s1"]["s"]]
+    assert indexes == list(range(2500))
+    times = [row[0] for row in bars(packets)]
+    assert times[:-1] == [row[0] for row in sim.truth_rows(BTC, "1", n_bars=2499)]
+    # One WebSocket message per chunk; the last one carries series_completed too.
+    kinds = [[p.get("m") for p in message if isinstance(p, dict)] for message in wire.messages]
+    assert kinds[-3:] == [
+        ["timescale_update"],
+        ["timescale_update"],
+        ["timescale_update", "series_completed"],
+    ]
+
+
+async def test_history_in_one_packet_by_default(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    packets = await wire.chart(2500)
+    assert methods(packets)[-2:] == ["timescale_update", "series_completed"]
+    assert len(bars(packets)) == 2500
+
+
+async def test_heartbeats_are_packed_into_data_messages() -> None:
+    config = ServerConfig(heartbeat_interval=10.0, heartbeat_clock="virtual")
+    async with TvSimulator(http_port=None, config=config) as sim:
+        wire = await opened(sim)
+        await wire.chart(5)
+        for _ in range(6):  # heartbeats every 10 s, echoed; live bars at the minute
+            await sim.clock.advance(10)
+            await wire.quiet(0.1)
+        packed = [
+            message
+            for message in wire.messages
+            if any(isinstance(p, Heartbeat) for p in message) and len(message) > 1
+        ]
+        assert packed, wire.raw
+        # Inside a message: after the first data packet.
+        assert isinstance(packed[0][0], dict)
+        assert isinstance(packed[0][1], Heartbeat)
+        assert sim.stats.heartbeat_echoes == sim.stats.heartbeats_sent
+
+
+async def test_a_held_heartbeat_goes_alone_when_no_data_follows() -> None:
+    config = ServerConfig(heartbeat_interval=0.2, heartbeat_pack_wait=0.05)
+    async with TvSimulator(http_port=None, config=config) as sim:
+        wire = await opened(sim)
+        beat = await wire.message(2.0)
+        assert len(beat) == 1
+        assert isinstance(beat[0], Heartbeat)
+        assert beat[0].number == "1"
+
+
+async def test_the_heartbeat_echo_is_enforced_when_packed() -> None:
+    config = ServerConfig(heartbeat_interval=0.1, max_missed_heartbeats=2)
+    async with TvSimulator(http_port=None, config=config) as sim:
+        sim.faults.next_connection()
+        socket = await connect(sim.endpoints.ws_url)
+        await socket.recv()  # hello
+        await socket.send(encode_json({"m": "set_auth_token", "p": ["unauthorized_user_token"]}))
+        with pytest.raises(ConnectionClosed):
+            await read_forever(socket)
+        assert sim.stats.heartbeats_sent == 2
+        assert sim.stats.heartbeat_echoes == 0
+
+
+async def read_forever(socket: ClientConnection) -> None:
+    """Read (never echoing) until the server closes the socket."""
+    while True:
+        await asyncio.wait_for(socket.recv(), 5.0)

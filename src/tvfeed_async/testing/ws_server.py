@@ -190,6 +190,23 @@ class ServerConfig:
             and accepted in the handshake is always ``websockets``' default (see
             :func:`deflate_extension`); 1 (the default) costs under half the CPU of zlib's
             usual 6 for messages about 20% larger, which matters for 0.5 MB history replies.
+        pack_heartbeats: a heartbeat goes out inside the next data message (after its first
+            packet: data, heartbeat, data), as in the 2019 capture's multi-packet frames
+            (§2.5, §10.2); alone only when no data message follows within
+            ``heartbeat_pack_wait`` wall-clock seconds (at most half the heartbeat period).
+            False: every heartbeat is a WebSocket message of its own.
+        heartbeat_pack_wait: see ``pack_heartbeats``.
+        resolve_hold: ``symbol_resolved`` is held back this many wall-clock seconds, or until
+            a ``create_series``/``modify_series`` on that symbol reference arrives, whose
+            ``series_loading`` then goes first: the order of the genuine captures (2019 and
+            2025), where ``series_loading`` precedes ``symbol_resolved``. None: answered at
+            once.
+        history_chunk_bars: the history of a ``create_series``/``modify_series`` longer than
+            this is split over several ``timescale_update`` packets, oldest first, one
+            WebSocket message each; the last shares its message with ``series_completed``.
+            None (the default for now: tests/integration/test_auth_feed.py counts one
+            ``HistoryResult.chunks`` per packet): one packet. 1000 is a hard setting.
+            (``request_more_data`` replies stay one packet.)
     """
 
     heartbeat_interval: float | None = 10.0
@@ -202,6 +219,10 @@ class ServerConfig:
     quote_update_period: float = 15.0
     max_message_size: int = 4 * 1024 * 1024
     deflate_level: int = DEFLATE_LEVEL
+    pack_heartbeats: bool = True
+    heartbeat_pack_wait: float = 1.0
+    resolve_hold: float | None = 0.02
+    history_chunk_bars: int | None = None
 
 
 @dataclass
@@ -787,6 +808,9 @@ class _Chart:
     symbols: dict[str, _Resolved | None] = field(default_factory=dict)
     series: dict[str, _Series] = field(default_factory=dict)
     dead: bool = False
+    #: symbol_resolved packets held back per symbol reference (``ServerConfig.resolve_hold``).
+    held: dict[str, str] = field(default_factory=dict)
+    hold_timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
 @dataclass
@@ -835,6 +859,8 @@ class SimConnection:
         self._quotes: dict[str, _QuoteSession] = {}
         self._timers: list[_HeartbeatTimer | _TimedFault] = []
         self._wall_timers: list[asyncio.TimerHandle] = []
+        self.held_heartbeat: str | None = None
+        self._heartbeat_handle: asyncio.TimerHandle | None = None
         self._auth_count = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -872,6 +898,11 @@ class SimConnection:
             timer.cancelled = True
         for handle in self._wall_timers:
             handle.cancel()
+        for chart in self._charts.values():
+            for handle in chart.hold_timers:
+                handle.cancel()
+        if self._heartbeat_handle is not None:
+            self._heartbeat_handle.cancel()
 
     def stall(self) -> None:
         """Send nothing more (heartbeats included) but keep the socket open."""
@@ -908,6 +939,13 @@ class SimConnection:
         """Queue ``packets`` as one WebSocket message, applying the packet-count faults."""
         if self.closing or self.stalled or not packets:
             return
+        if self.held_heartbeat is not None:
+            # Packed among the data: after the first packet (data, heartbeat, data...).
+            packets = [packets[0], self.held_heartbeat, *packets[1:]]
+            self.held_heartbeat = None
+            if self._heartbeat_handle is not None:
+                self._heartbeat_handle.cancel()
+                self._heartbeat_handle = None
         script = self.script
         sent = self.packets_sent
         count = len(packets)
@@ -959,7 +997,31 @@ class SimConnection:
         self.heartbeat_number += 1
         self.unanswered_heartbeats += 1
         self.hub.stats.heartbeats_sent += 1
-        self.emit([encode_packet(f"~h~{self.heartbeat_number}")])
+        packet = encode_packet(f"~h~{self.heartbeat_number}")
+        config = self.hub.config
+        if not config.pack_heartbeats:
+            self.emit([packet])
+            return
+        self._release_heartbeat()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.emit([packet])
+            return
+        self.held_heartbeat = packet
+        wait = config.heartbeat_pack_wait
+        if config.heartbeat_interval:
+            wait = min(wait, config.heartbeat_interval / 2)
+        self._heartbeat_handle = loop.call_later(wait, self._release_heartbeat)
+
+    def _release_heartbeat(self) -> None:
+        """Send a held heartbeat on its own (no data message came to carry it)."""
+        if self._heartbeat_handle is not None:
+            self._heartbeat_handle.cancel()
+            self._heartbeat_handle = None
+        packet, self.held_heartbeat = self.held_heartbeat, None
+        if packet is not None:
+            self.emit([packet])
 
     # -- input ------------------------------------------------------------------------------
 
@@ -1014,12 +1076,16 @@ class SimConnection:
         self, out: list[str], chart_id: str, message: str, method: str, params: list[Any]
     ) -> None:
         self.hub.stats.critical_errors += 1
+        chart = self._charts.get(chart_id)
+        if chart is not None and chart.held:
+            # What was resolved before the failing request is answered first.
+            out.extend(chart.held.values())
+            chart.held.clear()
         out.append(
             _envelope(
                 "critical_error", [chart_id, message, format_args(method, params)], self._now()
             )
         )
-        chart = self._charts.get(chart_id)
         if chart is not None:
             chart.dead = True
             for series in chart.series.values():
@@ -1289,9 +1355,28 @@ class SimConnection:
             # The 2019 shape (§9 capture): fewer fields, a trailing unix time, only "t".
             info = {key: value for key, value in info.items() if key in _RESOLVED_2019_KEYS}
             message = {"m": "symbol_resolved", "p": [chart_id, ref, info, int(now)], "t": int(now)}
-            out.append(encode_packet(_dumps(message)))
+            self._answer_resolve(chart_id, chart, ref, encode_packet(_dumps(message)), out)
             return
-        out.append(_envelope("symbol_resolved", [chart_id, ref, info], now))
+        packet = _envelope("symbol_resolved", [chart_id, ref, info], now)
+        self._answer_resolve(chart_id, chart, ref, packet, out)
+
+    def _answer_resolve(
+        self, chart_id: str, chart: _Chart, ref: str, packet: str, out: list[str]
+    ) -> None:
+        hold = self.hub.config.resolve_hold
+        if hold is None:
+            out.append(packet)
+            return
+        self._release_resolved(chart_id, ref)  # an earlier one for the same reference
+        chart.held[ref] = packet
+        loop = asyncio.get_running_loop()
+        chart.hold_timers.append(loop.call_later(hold, self._release_resolved, chart_id, ref))
+
+    def _release_resolved(self, chart_id: str, ref: str) -> None:
+        chart = self._charts.get(chart_id)
+        packet = chart.held.pop(ref, None) if chart is not None else None
+        if packet is not None and chart is not None and not chart.dead:
+            self.emit([packet])
 
     def _parse_symbol_spec(self, text: str) -> _Resolved | None:
         spec: dict[str, Any]
@@ -1365,6 +1450,9 @@ class SimConnection:
         reason = self._entitlement(interval) or self._scripted_series_error(resolved.info, interval)
         now = self._now()
         if reason is not None:
+            held = chart.held.pop(ref, None)
+            if held is not None:
+                out.append(held)
             out.append(_envelope("series_error", [chart_id, series_id, turnaround, reason], now))
             return
         truth = self.hub.truth.series(
@@ -1384,19 +1472,34 @@ class SimConnection:
             self.emit(list(out))
             out.clear()
         self.emit([_envelope("series_loading", [chart_id, series_id, turnaround], now)])
-        # History and series_completed travel in one WebSocket message, as observed (§6).
-        # Slots are in time order: the closed ones (final bars) come first.
+        held = chart.held.pop(ref, None)
+        if held is not None:
+            self.emit([held])
+        # The history's last timescale_update and series_completed travel in one WebSocket
+        # message, as observed (§6). Slots are in time order: the closed ones (final bars)
+        # come first.
         closed = len(slots)
         while closed and slots[closed - 1][2] > now:
             closed -= 1
         series.first_open = slots[0][1] if slots else now_floor(now)
         series.loaded = len(slots)
-        packets = [
-            self._timescale_update(series, slots, closed, 0, now),
-            self._completed(series, limited, now),
-        ]
-        self.emit(packets)
+        self._send_history(series, slots, closed, self._completed(series, limited, now), now)
         self._go_live(series, slots, now)
+
+    def _send_history(
+        self, series: _Series, slots: list[Slot], closed: int, completion: str, now: float
+    ) -> None:
+        """``slots`` as ``timescale_update`` packets of at most ``history_chunk_bars``, one
+        WebSocket message each, the last one followed by ``completion``."""
+        size = self.hub.config.history_chunk_bars
+        if size is None or len(slots) <= size:
+            self.emit([self._timescale_update(series, slots, closed, 0, now), completion])
+            return
+        for start in range(0, len(slots), size):
+            chunk = slots[start : start + size]
+            chunk_closed = max(0, min(closed - start, len(chunk)))
+            packet = self._timescale_update(series, chunk, chunk_closed, start, now)
+            self.emit([packet, completion] if start + size >= len(slots) else [packet])
 
     def _series_params(
         self, method: str, chart: _Chart, params: list[Any]
