@@ -520,3 +520,66 @@ async def read_forever(socket: ClientConnection) -> None:
     """Read (never echoing) until the server closes the socket."""
     while True:
         await asyncio.wait_for(socket.recv(), 5.0)
+
+
+# --------------------------------------------------------------------------- where data starts
+
+
+@pytest.fixture
+async def short_history() -> AsyncIterator[TvSimulator]:
+    """3,000 bars of history per series: less than an anonymous request may ask for."""
+    config = ServerConfig(heartbeat_interval=None)
+    async with TvSimulator(http_port=None, history_bars=3_000, config=config) as simulator:
+        yield simulator
+
+
+async def test_a_count_request_beyond_the_history_finds_its_start(
+    short_history: TvSimulator,
+) -> None:
+    sim = short_history
+    start = sim.truth_rows(BTC, "1")[0][0]
+    wire = await opened(sim)
+    packets = await wire.chart(5000)
+    rows = bars(packets)
+    # Fewer bars than asked and no data_completed "limit": the history is exhausted, and the
+    # first bar is where the data starts.
+    assert len(rows) < 5000
+    assert rows[0][0] == start
+    assert packets[-1]["p"][4] == {"rt_update_period": 0}
+    # Paging from there adds nothing: an empty timescale_update, then series_completed.
+    await wire.send("request_more_data", "cs_1", "s1", 5000)
+    more = await wire.until("series_completed")
+    assert methods(more) == ["timescale_update", "series_completed"]
+    assert more[0]["p"][1]["s1"]["s"] == []
+
+
+async def test_a_range_before_the_data_start_is_empty(short_history: TvSimulator) -> None:
+    sim = short_history
+    start = sim.truth_rows(BTC, "1")[0][0]
+    wire = await opened(sim)
+    packets = await wire.chart(f"r,0:{start - 60}")
+    assert methods(packets) == [
+        "series_loading",
+        "symbol_resolved",
+        "timescale_update",
+        "series_completed",
+    ]
+    assert bars(packets) == []
+    assert "data_completed" not in packets[-1]["p"][4]
+    # A range reaching past the start begins at the first bar.
+    await wire.send("modify_series", "cs_1", "s1", "s2", "sym_1", "1", f"r,0:{start + 600}")
+    rows = bars(await wire.until("series_completed"))
+    assert [row[0] for row in rows] == list(range(start, start + 601, 60))
+
+
+async def test_bar_count_ending_before_the_data_start_is_empty(
+    short_history: TvSimulator,
+) -> None:
+    sim = short_history
+    start = sim.truth_rows(BTC, "1")[0][0]
+    wire = await opened(sim)
+    assert bars(await wire.chart(["bar_count", start - 60, 100])) == []
+    await wire.send(
+        "modify_series", "cs_1", "s1", "s2", "sym_1", "1", ["bar_count", start + 60, 100]
+    )
+    assert [row[0] for row in bars(await wire.until("series_completed"))] == [start, start + 60]
