@@ -583,3 +583,178 @@ async def test_bar_count_ending_before_the_data_start_is_empty(
         "modify_series", "cs_1", "s1", "s2", "sym_1", "1", ["bar_count", start + 60, 100]
     )
     assert [row[0] for row in bars(await wire.until("series_completed"))] == [start, start + 60]
+
+
+# --------------------------------------------------------------------------- requests answered
+
+
+@pytest.mark.parametrize(
+    "chart_type",
+    [
+        "BarSetRenko@tv-prostudies-40!",
+        "BarSetHeikenAshi@tv-basicstudies-60!",
+        "BarSetPriceBreak@tv-prostudies-34!",
+        "BarSetKagi@tv-prostudies-34!",
+        "BarSetPnF@tv-prostudies-34!",
+        "BarSetRange@tv-basicstudies-72!",
+    ],
+)
+async def test_non_standard_chart_types_get_study_not_auth(
+    sim: TvSimulator, chart_type: str
+) -> None:
+    wire = await opened(sim)
+    spec = {"symbol": {"symbol": BTC, "adjustment": "splits"}, "type": chart_type, "inputs": {}}
+    await wire.send("chart_create_session", "cs_1", "")
+    await wire.send("resolve_symbol", "cs_1", "ser_1", "=" + json.dumps(spec))
+    await wire.send("create_series", "cs_1", "$prices", "s1", "ser_1", "15", 100)
+    packets = await wire.until("series_error")
+    assert packets[-1]["p"] == ["cs_1", "$prices", "s1", f"study_not_auth:{chart_type[:-1]}"]
+    assert "timescale_update" not in methods(packets)
+    resolved = next(p for p in packets if p["m"] == "symbol_resolved")
+    assert resolved["p"][2]["full_name"] == BTC
+
+
+async def test_create_study_is_answered_with_study_error(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    await wire.chart(10)
+    volume = ["cs_1", "st2", "st1", "s1", "Volume@tv-basicstudies-88", {"length": 20}]
+    await wire.send("create_study", *volume)
+    loading, error = await wire.until("study_error")
+    assert loading["p"] == ["cs_1", "st2", "s1_st1"]
+    assert error["p"] == ["cs_1", "st2", "s1_st1", "unsupported study: Volume@tv-basicstudies-88"]
+    await wire.send("create_study", "cs_1", "st3", "st1", "s1", "ZigZag@tv-prostudies-10!", {})
+    assert (await wire.until("study_error"))[-1]["p"][3] == "study_not_auth:ZigZag@tv-prostudies-10"
+    await wire.send("modify_study", "cs_1", "st2", "st4", {"length": 10})
+    assert (await wire.until("study_error"))[-1]["p"][:3] == ["cs_1", "st2", "s1_st4"]
+    # A study on a series that does not exist is invalid.
+    await wire.send("create_study", "cs_1", "st5", "st1", "nope", "Volume@tv-basicstudies-88", {})
+    critical = (await wire.until("critical_error"))[-1]
+    assert critical["p"][:2] == ["cs_1", "invalid parameters"]
+
+
+async def test_pointset_tickmarks_metadata_and_depth_are_answered(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    await wire.chart(10)
+    now = int(sim.clock.now())
+    await wire.send("create_pointset", "cs_1", "ps_1", "turnaround", "sym_1", "1", [now, 0])
+    assert (await wire.until("du"))[-1]["p"] == ["cs_1", {"ps_1": {"plots": [], "t": "turnaround"}}]
+    await wire.send("request_more_tickmarks", "cs_1", "s1", 10)
+    ticks = (await wire.until("timescale_update"))[-1]
+    assert ticks["p"][1] == {}
+    assert ticks["p"][2]["index"] == 10
+    assert [mark[1] for mark in ticks["p"][2]["marks"]] == list(range(now + 60, now + 660, 60))
+    await wire.send("request_studies_metadata", "cs_1", "metadata_1")
+    meta = (await wire.until("studies_metadata"))[-1]
+    assert meta["p"] == ["cs_1", "metadata_1", {"metainfo": []}]
+    await wire.send("depth_create_session", "ds_1", 50, 267)
+    await wire.send("depth_set_symbol", "ds_1", "NASDAQ:AAPL")
+    await wire.send("depth_clear_symbol", "ds_1")
+    assert (await wire.until("depth_symbol_error"))[-1]["p"] == [
+        "ds_1",
+        "NASDAQ:AAPL",
+        "unsupported_symbol",
+    ]
+    assert (await wire.until("depth_symbol_cleared"))[-1]["p"] == ["ds_1", "NASDAQ:AAPL"]
+
+
+async def test_unsupported_methods_get_a_critical_error(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    await wire.chart(10)
+    await wire.send("switch_protocol", "protobuf")
+    error = (await wire.until("critical_error"))[-1]
+    assert error["p"] == ["", "unsupported method", 'method: switch_protocol. args: "[protobuf]"']
+    await wire.send("no_such_method", "cs_1", 5)
+    error = (await wire.until("critical_error"))[-1]
+    assert error["p"] == ["cs_1", "unsupported method", 'method: no_such_method. args: "[5]"']
+    # Methods the real service never answers stay silent.
+    await wire.send("set_locale", "en", "US")
+    await wire.send("quote_hibernate_all", "qs_1")
+    assert [p for p in await wire.quiet(0.3) if isinstance(p, dict)] == []
+    assert sim.stats.ignored_methods["set_locale"] == 1
+
+
+async def replay_chart(wire: Wire, start: int, *, count: int = 5) -> list[dict[str, Any]]:
+    """TVAPI's replay set-up: a replay session at ``start``, then a chart reading it."""
+    spec = "=" + json.dumps({"symbol": BTC, "adjustment": "splits"})
+    await wire.send("replay_create_session", "rs_1")
+    await wire.send("replay_add_series", "rs_1", "req_replay_addseries", spec, "1")
+    await wire.send("replay_reset", "rs_1", "req_replay_reset", start)
+    packets = await wire.until("replay_point")
+    await wire.send("chart_create_session", "cs_1", "")
+    chart_spec = {"replay": "rs_1", "symbol": {"symbol": BTC, "adjustment": "splits"}}
+    await wire.send("resolve_symbol", "cs_1", "ser_1", "=" + json.dumps(chart_spec))
+    await wire.send("create_series", "cs_1", "s1", "s1", "ser_1", "1", count)
+    return packets + await wire.until("series_completed")
+
+
+async def test_replay_serves_bars_up_to_the_point_then_steps(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    now = int(sim.clock.now())
+    start = now - 600
+    packets = await replay_chart(wire, start)
+    assert [p["p"] for p in packets[:4]] == [
+        ["rs_1", "req_replay_addseries"],
+        ["rs_1", packets[1]["p"][1]],
+        ["rs_1", "req_replay_reset"],
+        ["rs_1", start],
+    ]
+    assert methods(packets[:4]) == ["replay_ok", "replay_instance_id", "replay_ok", "replay_point"]
+    truth = sim.truth_rows(BTC, "1", n_bars=14)  # opening now - 840 ... now - 60
+    history = bars(packets[4:])
+    assert [tuple(row) for row in history] == [tuple(row) for row in truth[:5]]
+    assert history[-1][0] == start
+    await wire.send("replay_step", "rs_1", "req_step_1", 2)
+    step = await wire.until("replay_ok")
+    assert methods(step) == ["du", "du", "replay_point", "replay_ok"]
+    assert [tuple(row) for row in bars(step)] == [tuple(row) for row in truth[5:7]]
+    assert [row["i"] for p in step[:2] for row in p["p"][1]["s1"]["s"]] == [5, 6]
+    assert step[2]["p"] == ["rs_1", start + 120]
+    # No live updates in replay: the clock moving does not add bars.
+    await sim.clock.advance(120)
+    assert [p for p in await wire.quiet(0.3) if isinstance(p, dict)] == []
+
+
+async def test_replay_reaches_its_end(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    now = int(sim.clock.now())
+    await replay_chart(wire, now - 180)
+    await wire.send("replay_step", "rs_1", "req_step_1", 10)
+    step = await wire.until("replay_ok")
+    assert methods(step) == ["du", "du", "replay_point", "replay_data_end", "replay_ok"]
+    assert [row[0] for row in bars(step)] == [now - 120, now - 60]
+
+
+async def test_replay_start_steps_on_its_own_until_stopped(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    now = int(sim.clock.now())
+    await replay_chart(wire, now - 3000)
+    await wire.send("replay_start", "rs_1", "req_start", 20)
+    assert (await wire.until("replay_ok"))[-1]["p"] == ["rs_1", "req_start"]
+    points = [(await wire.until("replay_point"))[-1]["p"][1] for _ in range(3)]
+    assert points == [now - 2940, now - 2880, now - 2820]
+    await wire.send("replay_stop", "rs_1", "req_stop")
+    await wire.until("replay_ok")
+    await wire.quiet(0.1)
+    assert [p for p in await wire.quiet(0.2) if isinstance(p, dict)] == []
+
+
+async def test_replay_errors_are_answered(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    await wire.send("replay_step", "rs_unknown", "req_1", 1)
+    error = (await wire.until("critical_error"))[-1]
+    assert error["p"] == [
+        "rs_unknown",
+        "invalid parameters",
+        'method: replay_step. args: "[req_1, 1]"',
+    ]
+    await wire.send("replay_create_session", "rs_1")
+    await wire.send(
+        "replay_add_series", "rs_1", "req_add", "=" + json.dumps({"symbol": "X:NOPE"}), "1"
+    )
+    assert (await wire.until("critical_error"))[-1]["p"][:2] == ["rs_1", "invalid parameters"]
+    # A chart on a replay session that has no point yet is invalid.
+    await wire.send("chart_create_session", "cs_1", "")
+    chart_spec = {"replay": "rs_1", "symbol": {"symbol": BTC}}
+    await wire.send("resolve_symbol", "cs_1", "ser_1", "=" + json.dumps(chart_spec))
+    await wire.send("create_series", "cs_1", "s1", "s1", "ser_1", "1", 5)
+    assert (await wire.until("critical_error"))[-1]["p"][:2] == ["cs_1", "invalid parameters"]

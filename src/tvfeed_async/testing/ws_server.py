@@ -38,8 +38,32 @@ Behaviour (PROTOCOL.md section numbers):
 * Quote sessions (§3.13-3.16): ``qsd`` snapshot then ``quote_completed`` per symbol (``n``
   is the string the client gave); later ``qsd`` deltas (changed fields only) every
   ``quote_update_period`` virtual seconds; unknown symbols get ``qsd`` with ``s: "error"``.
-* Unknown or optional methods (``set_locale``, ``set_data_quality``, studies...) are
-  ignored and counted.
+* Non-standard chart types (``{"symbol": {...}, "type": "BarSetRenko@tv-prostudies-40!"}``,
+  Heikin-Ashi, Line Break, Kagi, Point & Figure, Range): ``symbol_resolved``, then the
+  series gets ``series_error [cs, sid, turnaround, "study_not_auth:<type without !>"]``, the
+  anonymous service's answer to a pro chart type (no bar-set engine here, so for every
+  plan and type).
+* Studies (§3.18): ``create_study``/``modify_study`` get ``study_loading`` then
+  ``study_error [cs, studyId, "<parent>_<turnaround>", reason]`` (``study_not_auth:<name>``
+  for a pro study without a paid plan, else ``unsupported study: <name>``): no study
+  engine. ``create_pointset`` gets an empty pointset ``du``; ``request_more_tickmarks`` a
+  ``timescale_update`` with ``{}`` and the next tick marks; ``request_studies_metadata``
+  ``studies_metadata`` with an empty ``metainfo``; ``depth_set_symbol``
+  ``depth_symbol_error ... "unsupported_symbol"`` and ``depth_clear_symbol``
+  ``depth_symbol_cleared`` (the 2019 capture's answers).
+* Replay (§3.19): ``replay_create_session``, ``replay_add_series`` (``replay_ok``,
+  ``replay_instance_id``), ``replay_reset`` (``replay_ok``, ``replay_point``); a chart whose
+  symbol spec names the replay session gets the bars up to the replay point (final, no live
+  updates); ``replay_step n`` sends the next n bars as ``du``, ``replay_point`` and
+  ``replay_ok``, and ``replay_data_end`` on reaching the forming bar; ``replay_start`` steps
+  every given milliseconds (wall clock) until ``replay_stop``.
+* ``set_locale``, ``set_data_quality``, ``quote_fast_symbols``, ``quote_hibernate_all``
+  (never answered by the real service) are accepted and counted; any other method the
+  simulator does not know, ``switch_protocol`` included, gets ``critical_error [id,
+  "unsupported method", "method: m. args: ..."]`` (id: the session named, or ``""``).
+* Order and packing (see :class:`ServerConfig`): ``series_loading`` precedes
+  ``symbol_resolved``; heartbeats travel inside data messages; a long history can be split
+  over several ``timescale_update`` packets.
 
 Live updates: each bar gets ``revisions`` (default 4) updates at evenly spaced times while it
 forms (the first when it opens), then its final values at its close time, which are exactly
@@ -245,6 +269,7 @@ class SimulatorStats:
     heartbeat_echoes: int = 0
     bars_sent: int = 0
     du_sent: int = 0
+    study_errors: int = 0
     protocol_errors: int = 0
     critical_errors: int = 0
     active_connections: int = 0
@@ -714,6 +739,10 @@ class _Resolved:
     session: str
     adjustment: str
     back_adjusted: bool
+    #: The ``type`` of a non-standard chart (``BarSetRenko@tv-prostudies-40!``...), if any.
+    chart_type: str | None = None
+    #: The replay session named by ``"replay"``, if any.
+    replay: str | None = None
 
 
 @dataclass(eq=False)
@@ -736,6 +765,8 @@ class _Series:
     live_step: int = 0
     cancelled: bool = False
     held_final: str | None = None
+    #: In a replay chart: the newest slot shown (replay_step continues after it).
+    replay_slot: Slot | None = None
 
     def fire(self, now: float) -> float | None:
         slot = self.live_slot
@@ -808,9 +839,22 @@ class _Chart:
     symbols: dict[str, _Resolved | None] = field(default_factory=dict)
     series: dict[str, _Series] = field(default_factory=dict)
     dead: bool = False
+    #: study id -> ("<parent>_<turnaround>", study name)
+    studies: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: symbol_resolved packets held back per symbol reference (``ServerConfig.resolve_hold``).
     held: dict[str, str] = field(default_factory=dict)
     hold_timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+@dataclass
+class _Replay:
+    """One replay session (``replay_create_session``)."""
+
+    instance: str
+    point: int | None = None
+    series: list[_Series] = field(default_factory=list)
+    auto: asyncio.TimerHandle | None = None
+    ended: bool = False
 
 
 @dataclass
@@ -857,6 +901,8 @@ class SimConnection:
         self.unanswered_heartbeats = 0
         self._charts: dict[str, _Chart] = {}
         self._quotes: dict[str, _QuoteSession] = {}
+        self._depth: dict[str, str | None] = {}
+        self._replays: dict[str, _Replay] = {}
         self._timers: list[_HeartbeatTimer | _TimedFault] = []
         self._wall_timers: list[asyncio.TimerHandle] = []
         self.held_heartbeat: str | None = None
@@ -903,6 +949,9 @@ class SimConnection:
                 handle.cancel()
         if self._heartbeat_handle is not None:
             self._heartbeat_handle.cancel()
+        for replay in self._replays.values():
+            if replay.auto is not None:
+                replay.auto.cancel()
 
     def stall(self) -> None:
         """Send nothing more (heartbeats included) but keep the socket open."""
@@ -1064,10 +1113,12 @@ class SimConnection:
             self.hub.stats.ignored_before_auth += 1
             return
         handler = _HANDLERS.get(method)
-        if handler is None:
+        if handler is not None:
+            handler(self, params, out)
+        elif method in _NO_REPLY_METHODS:
             self.hub.stats.ignored_methods[method] += 1
-            return
-        handler(self, params, out)
+        else:
+            self._unsupported(method, params, out)
 
     def _now(self) -> float:
         return self.hub.clock.now()
@@ -1391,7 +1442,7 @@ class SimConnection:
             if isinstance(spec.get("symbol"), dict):  # {"symbol": {...}, "type": ...}
                 spec = spec["symbol"]
         else:
-            spec = {"symbol": text}
+            loaded, spec = {}, {"symbol": text}
         name = spec.get("symbol")
         if not isinstance(name, str):
             return None
@@ -1400,11 +1451,14 @@ class SimConnection:
             return None
         session = spec.get("session", "regular")
         adjustment = spec.get("adjustment", "splits")
+        chart_type, replay = loaded.get("type"), loaded.get("replay")
         return _Resolved(
             info,
             "extended" if isinstance(session, str) and "extended" in session else "regular",
             adjustment if adjustment in ("splits", "dividends", "none") else "splits",
             spec.get("backadjustment") == "default",
+            chart_type if isinstance(chart_type, str) and chart_type else None,
+            replay if isinstance(replay, str) and replay else None,
         )
 
     def _lookup(self, name: str) -> SymbolInfo | None:
@@ -1447,7 +1501,11 @@ class SimConnection:
         resolved = chart.symbols[ref]
         if resolved is None:
             return  # the client already got symbol_error; nothing more comes (§10.7)
-        reason = self._entitlement(interval) or self._scripted_series_error(resolved.info, interval)
+        reason = (
+            self._entitlement(interval)
+            or self._chart_type_error(resolved)
+            or self._scripted_series_error(resolved.info, interval)
+        )
         now = self._now()
         if reason is not None:
             held = chart.held.pop(ref, None)
@@ -1463,8 +1521,17 @@ class SimConnection:
             back_adjusted=resolved.back_adjusted,
         )
         series = _Series(self, chart_id, series_id, turnaround, ref, interval, size, truth)
+        replay = self._replays.get(resolved.replay) if resolved.replay is not None else None
+        if resolved.replay is not None and (replay is None or replay.point is None):
+            self._critical(out, chart_id, "invalid parameters", method, params)
+            return
         chart.series[series_id] = series
         slots, limited = self._window(truth, size, now)
+        if replay is not None and replay.point is not None:
+            # Bars up to the replay point only, all final; no live updates.
+            wanted = len(slots) or 1
+            slots = [s for s in truth.slots_before(replay.point + 1, wanted) if s[2] <= now]
+            limited = False
         cap = script.more_data_silent_after_bars
         if cap is not None and len(slots) > cap:
             slots, limited = slots[len(slots) - cap :], False
@@ -1484,6 +1551,11 @@ class SimConnection:
         series.first_open = slots[0][1] if slots else now_floor(now)
         series.loaded = len(slots)
         self._send_history(series, slots, closed, self._completed(series, limited, now), now)
+        if replay is not None:
+            series.live_index = len(slots)
+            series.replay_slot = slots[-1] if slots else None
+            replay.series.append(series)
+            return
         self._go_live(series, slots, now)
 
     def _send_history(
@@ -1549,6 +1621,16 @@ class SimConnection:
             or (interval.unit == "M" and interval.multiplier in (1, 3, 6, 12))
         )
         return None if standard else "custom_resolution"
+
+    @staticmethod
+    def _chart_type_error(resolved: _Resolved) -> str | None:
+        """Non-standard chart types (Renko, Heikin-Ashi...): the anonymous service answers a
+        pro study ``series_error study_not_auth:<study>`` (TVAPI's error test:
+        ``study_not_auth:BarSetRenko@tv-prostudies-40``). The simulator computes none of
+        these bar sets, so every plan gets that answer, for every chart type."""
+        if resolved.chart_type is None:
+            return None
+        return f"study_not_auth:{resolved.chart_type.rstrip('!')}"
 
     def _scripted_series_error(self, info: SymbolInfo, interval: Interval) -> str | None:
         errors = self.script.series_errors
@@ -1706,6 +1788,282 @@ class SimConnection:
         if isinstance(series, _Series):
             series.cancelled = True
 
+    # -- studies, pointsets, tick marks, depth, protocol switch -----------------------------
+
+    def _create_study(self, params: list[Any], out: list[str]) -> None:
+        """``create_study [cs, studyId, turnaround, parentSeriesId, name, inputs]``.
+
+        The simulator has no study engine: it answers as the real service does for a study
+        it cannot run (2019 capture: ``study_loading`` then ``study_error [cs, studyId,
+        "<parent>_<turnaround>", reason]``). The reason is ``study_not_auth:<name>`` for pro
+        studies without a paid plan, else ``unsupported study: <name>``.
+        """
+        chart = self._chart("create_study", params, out)
+        if chart is None:
+            return
+        valid = (
+            len(params) >= 5
+            and all(isinstance(value, str) for value in params[1:5])
+            and params[3] in chart.series
+        )
+        if not valid:
+            self._critical(out, params[0], "invalid parameters", "create_study", params)
+            return
+        chart_id, study_id, turnaround, parent, name = params[:5]
+        tag = f"{parent}_{turnaround}"
+        chart.studies[study_id] = (tag, name)
+        self._study_failure(out, chart_id, study_id, tag, name)
+
+    def _study_failure(
+        self, out: list[str], chart_id: str, study_id: str, tag: str, name: str
+    ) -> None:
+        now = self._now()
+        bare = name.rstrip("!")
+        if "@tv-prostudies-" in name and not self.paid:
+            reason = f"study_not_auth:{bare}"
+        else:
+            reason = f"unsupported study: {bare}"
+        self.hub.stats.study_errors += 1
+        out.append(_envelope("study_loading", [chart_id, study_id, tag], now))
+        out.append(_envelope("study_error", [chart_id, study_id, tag, reason], now))
+
+    def _modify_study(self, params: list[Any], out: list[str]) -> None:
+        """``modify_study [cs, studyId, turnaround, inputs]``: the same answer again."""
+        chart = self._chart("modify_study", params, out)
+        if chart is None:
+            return
+        known = chart.studies.get(params[1]) if len(params) >= 3 else None
+        if known is None or not isinstance(params[2], str):
+            self._critical(out, params[0], "invalid parameters", "modify_study", params)
+            return
+        parent = known[0].split("_", 1)[0]
+        tag = f"{parent}_{params[2]}"
+        chart.studies[params[1]] = (tag, known[1])
+        self._study_failure(out, params[0], params[1], tag, known[1])
+
+    def _remove_study(self, params: list[Any], out: list[str]) -> None:
+        chart = self._chart("remove_study", params, out)
+        if chart is not None and len(params) > 1 and isinstance(params[1], str):
+            chart.studies.pop(params[1], None)
+
+    def _create_pointset(self, params: list[Any], out: list[str]) -> None:
+        """``create_pointset [cs, id, turnaround, symbolRef, interval, [time, 0]]``: an empty
+        pointset (``du`` with no plots), in the 2019 capture's shape."""
+        chart = self._chart("create_pointset", params, out)
+        if chart is None:
+            return
+        if len(params) < 3 or not isinstance(params[1], str):
+            self._critical(out, params[0], "invalid parameters", "create_pointset", params)
+            return
+        body = {"plots": [], "t": params[2]}
+        out.append(_plain("du", [params[0], {params[1]: body}]))
+
+    def _remove_pointset(self, params: list[Any], out: list[str]) -> None:
+        self._chart("remove_pointset", params, out)
+
+    def _request_more_tickmarks(self, params: list[Any], out: list[str]) -> None:
+        """``request_more_tickmarks [cs, seriesId, n]``: a ``timescale_update`` with an empty
+        series dict and the next tick marks (2019 capture)."""
+        chart = self._chart("request_more_tickmarks", params, out)
+        if chart is None:
+            return
+        series = chart.series.get(params[1]) if len(params) == 3 else None
+        if series is None or not isinstance(params[2], int) or isinstance(params[2], bool):
+            self._critical(out, params[0], "invalid parameters", "request_more_tickmarks", params)
+            return
+        now = self._now()
+        slot = series.live_slot or series.truth.grid.slot_at_or_after(now)
+        upcoming = itertools.islice(series.truth.grid.iter_asc(slot[2]), min(params[2], 100))
+        index = series.live_index + 1
+        marks = [
+            [_mark_weight(following[1], series.interval.is_intraday), following[1], index + n]
+            for n, following in enumerate(upcoming)
+        ]
+        meta = {"index": index, "zoffset": 0, "changes": [], "marks": marks, "index_diff": []}
+        out.append(_envelope("timescale_update", [params[0], {}, meta], now))
+
+    def _depth_create_session(self, params: list[Any], out: list[str]) -> None:
+        if params and isinstance(params[0], str):
+            self._depth[params[0]] = None
+
+    def _depth_set_symbol(self, params: list[Any], out: list[str]) -> None:
+        """The simulator has no order books: ``depth_symbol_error [ds, symbol,
+        "unsupported_symbol"]``, as the 2019 capture answered for NASDAQ:AAPL."""
+        if len(params) < 2 or params[0] not in self._depth or not isinstance(params[1], str):
+            self._critical(
+                out, _text_or_empty(params), "invalid parameters", "depth_set_symbol", params
+            )
+            return
+        self._depth[params[0]] = params[1]
+        out.append(_plain("depth_symbol_error", [params[0], params[1], "unsupported_symbol"]))
+
+    def _depth_clear_symbol(self, params: list[Any], out: list[str]) -> None:
+        if not params or params[0] not in self._depth:
+            self._critical(
+                out, _text_or_empty(params), "invalid parameters", "depth_clear_symbol", params
+            )
+            return
+        symbol = self._depth[params[0]]
+        if symbol is not None:
+            self._depth[params[0]] = None
+            out.append(_plain("depth_symbol_cleared", [params[0], symbol]))
+
+    def _depth_delete_session(self, params: list[Any], out: list[str]) -> None:
+        if params and isinstance(params[0], str):
+            self._depth.pop(params[0], None)
+
+    def _request_studies_metadata(self, params: list[Any], out: list[str]) -> None:
+        """``request_studies_metadata [cs, requestId]``: ``studies_metadata [cs, requestId,
+        {"metainfo": [...]}]`` (85 KB in the 2019 capture); the simulator knows no studies,
+        so the list is empty."""
+        chart = self._chart("request_studies_metadata", params, out)
+        if chart is None:
+            return
+        request = params[1] if len(params) > 1 else ""
+        out.append(_plain("studies_metadata", [params[0], request, {"metainfo": []}]))
+
+    def _unsupported(self, method: str, params: list[Any], out: list[str]) -> None:
+        """A method the simulator does not implement (``switch_protocol`` to protobuf, any
+        unknown one): ``critical_error [id, "unsupported method", "method: m. args:
+        ..."]``, the text HAMED's client treats as a reason to reconnect, rather than
+        silence. ``id`` is ``params[0]`` when it names a chart or quote session of this
+        connection, else ``""``; the session is not killed."""
+        self.hub.stats.ignored_methods[method] += 1
+        self.hub.stats.critical_errors += 1
+        session = _text_or_empty(params)
+        if session not in self._charts and session not in self._quotes:
+            session = ""
+        detail = format_args(method, params if session else ["", *params])
+        out.append(
+            _envelope("critical_error", [session, "unsupported method", detail], self._now())
+        )
+
+    # -- replay (TVAPI's replay mode, PROTOCOL.md §3.19) -------------------------------------
+
+    def _replay(self, method: str, params: list[Any], out: list[str], size: int) -> _Replay | None:
+        """The replay session of ``params[0]`` when ``params`` has ``size`` items and a
+        string request id; else ``critical_error invalid parameters``."""
+        replay = self._replays.get(params[0]) if params and isinstance(params[0], str) else None
+        if replay is None or len(params) != size or not isinstance(params[1], str):
+            self._critical(out, _text_or_empty(params), "invalid parameters", method, params)
+            return None
+        return replay
+
+    def _replay_create_session(self, params: list[Any], out: list[str]) -> None:
+        if params and isinstance(params[0], str):
+            self._replay_delete_session(params, out)
+            self._replays[params[0]] = _Replay(f"replay_{self.id}_{len(self._replays) + 1}")
+
+    def _replay_delete_session(self, params: list[Any], out: list[str]) -> None:
+        replay = self._replays.pop(params[0], None) if params else None
+        if replay is not None and replay.auto is not None:
+            replay.auto.cancel()
+
+    def _replay_add_series(self, params: list[Any], out: list[str]) -> None:
+        """``replay_add_series [rs, requestId, "=" + symbolJSON, timeframe]``: ``replay_ok``
+        and ``replay_instance_id``."""
+        replay = self._replay("replay_add_series", params, out, 4)
+        if replay is None:
+            return
+        valid = isinstance(params[2], str) and self._parse_symbol_spec(params[2]) is not None
+        try:
+            Interval(params[3])
+        except (InvalidInterval, TypeError):
+            valid = False
+        if not valid:
+            self._critical(out, params[0], "invalid parameters", "replay_add_series", params)
+            return
+        now = self._now()
+        out.append(_envelope("replay_ok", [params[0], params[1]], now))
+        out.append(_envelope("replay_instance_id", [params[0], replay.instance], now))
+
+    def _replay_reset(self, params: list[Any], out: list[str]) -> None:
+        """``replay_reset [rs, requestId, startUnix]``: the cursor moves to ``startUnix``."""
+        replay = self._replay("replay_reset", params, out, 3)
+        if replay is None:
+            return
+        start = params[2]
+        if isinstance(start, bool) or not isinstance(start, int | float) or start > self._now():
+            self._critical(out, params[0], "invalid parameters", "replay_reset", params)
+            return
+        replay.point, replay.ended = int(start), False
+        now = self._now()
+        out.append(_envelope("replay_ok", [params[0], params[1]], now))
+        out.append(_envelope("replay_point", [params[0], replay.point], now))
+
+    def _replay_step(self, params: list[Any], out: list[str]) -> None:
+        """``replay_step [rs, requestId, n]``: the next ``n`` bars of every replay chart as
+        ``du`` (final values), ``replay_point``, ``replay_ok``; ``replay_data_end`` once the
+        replay reaches the forming bar."""
+        replay = self._replay("replay_step", params, out, 3)
+        if replay is None:
+            return
+        count = params[2]
+        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+            self._critical(out, params[0], "invalid parameters", "replay_step", params)
+            return
+        out += self._advance_replay(params[0], replay, count)
+        out.append(_envelope("replay_ok", [params[0], params[1]], self._now()))
+
+    def _advance_replay(self, replay_id: str, replay: _Replay, count: int) -> list[str]:
+        now = self._now()
+        packets: list[str] = []
+        for series in replay.series:
+            if series.cancelled:
+                continue
+            last = series.replay_slot
+            upcoming = series.truth.grid.iter_asc(last[2] if last else float(replay.point or 0))
+            for slot in itertools.islice(upcoming, count):
+                if slot[2] > now:
+                    replay.ended = True
+                    break
+                packets.append(series._du(series.live_index, series.truth.final(slot), slot[2]))
+                series.live_index += 1
+                series.replay_slot = slot
+                replay.point = max(replay.point or 0, slot[1])
+        packets.append(_envelope("replay_point", [replay_id, replay.point], now))
+        if replay.ended:
+            packets.append(_envelope("replay_data_end", [replay_id], now))
+            if replay.auto is not None:
+                replay.auto.cancel()
+                replay.auto = None
+        return packets
+
+    def _replay_start(self, params: list[Any], out: list[str]) -> None:
+        """``replay_start [rs, requestId, intervalMs]``: one step every ``intervalMs``
+        wall-clock milliseconds until ``replay_stop`` or the end."""
+        replay = self._replay("replay_start", params, out, 3)
+        if replay is None:
+            return
+        period = params[2]
+        if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
+            self._critical(out, params[0], "invalid parameters", "replay_start", params)
+            return
+        out.append(_envelope("replay_ok", [params[0], params[1]], self._now()))
+        if replay.auto is not None:
+            replay.auto.cancel()
+        replay_id = params[0]
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
+            replay.auto = None
+            if self.closing or replay.ended or self._replays.get(replay_id) is not replay:
+                return
+            self.emit(self._advance_replay(replay_id, replay, 1))
+            if not replay.ended:
+                replay.auto = loop.call_later(period / 1000, tick)
+
+        replay.auto = loop.call_later(period / 1000, tick)
+
+    def _replay_stop(self, params: list[Any], out: list[str]) -> None:
+        replay = self._replay("replay_stop", params, out, 2)
+        if replay is None:
+            return
+        if replay.auto is not None:
+            replay.auto.cancel()
+            replay.auto = None
+        out.append(_envelope("replay_ok", [params[0], params[1]], self._now()))
+
     # -- quote sessions ---------------------------------------------------------------------
 
     def _quote_create_session(self, params: list[Any], out: list[str]) -> None:
@@ -1823,6 +2181,11 @@ class SimConnection:
         return values
 
 
+def _text_or_empty(params: list[Any]) -> str:
+    """``params[0]`` when it is a string (a session id), else ``""``."""
+    return params[0] if params and isinstance(params[0], str) else ""
+
+
 def now_floor(now: float) -> int:
     """``now`` as whole unix seconds."""
     return math.floor(now)
@@ -1856,7 +2219,31 @@ _HANDLERS: dict[str, Callable[[SimConnection, list[Any], list[str]], None]] = {
     "quote_set_fields": SimConnection._quote_set_fields,
     "quote_add_symbols": SimConnection._quote_add_symbols,
     "quote_remove_symbols": SimConnection._quote_remove_symbols,
+    "create_study": SimConnection._create_study,
+    "modify_study": SimConnection._modify_study,
+    "remove_study": SimConnection._remove_study,
+    "create_pointset": SimConnection._create_pointset,
+    "remove_pointset": SimConnection._remove_pointset,
+    "request_more_tickmarks": SimConnection._request_more_tickmarks,
+    "depth_create_session": SimConnection._depth_create_session,
+    "depth_set_symbol": SimConnection._depth_set_symbol,
+    "depth_clear_symbol": SimConnection._depth_clear_symbol,
+    "depth_delete_session": SimConnection._depth_delete_session,
+    "request_studies_metadata": SimConnection._request_studies_metadata,
+    "replay_create_session": SimConnection._replay_create_session,
+    "replay_delete_session": SimConnection._replay_delete_session,
+    "replay_add_series": SimConnection._replay_add_series,
+    "replay_reset": SimConnection._replay_reset,
+    "replay_step": SimConnection._replay_step,
+    "replay_start": SimConnection._replay_start,
+    "replay_stop": SimConnection._replay_stop,
 }
+
+#: Methods the real service never answers when they succeed (§3): accepted and counted in
+#: ``stats.ignored_methods``.
+_NO_REPLY_METHODS = frozenset(
+    {"set_locale", "set_data_quality", "quote_fast_symbols", "quote_hibernate_all"}
+)
 
 
 # --------------------------------------------------------------------------- I/O
