@@ -592,7 +592,6 @@ async def test_bar_count_ending_before_the_data_start_is_empty(
     "chart_type",
     [
         "BarSetRenko@tv-prostudies-40!",
-        "BarSetHeikenAshi@tv-basicstudies-60!",
         "BarSetPriceBreak@tv-prostudies-34!",
         "BarSetKagi@tv-prostudies-34!",
         "BarSetPnF@tv-prostudies-34!",
@@ -758,3 +757,31 @@ async def test_replay_errors_are_answered(sim: TvSimulator) -> None:
     await wire.send("resolve_symbol", "cs_1", "ser_1", "=" + json.dumps(chart_spec))
     await wire.send("create_series", "cs_1", "s1", "s1", "ser_1", "1", 5)
     assert (await wire.until("critical_error"))[-1]["p"][:2] == ["cs_1", "invalid parameters"]
+
+
+async def test_heikin_ashi_chart_type_is_served(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    kind = "BarSetHeikenAshi@tv-basicstudies-60!"
+    spec = {"symbol": {"symbol": BTC, "adjustment": "splits"}, "type": kind, "inputs": {}}
+    await wire.send("chart_create_session", "cs_1", "")
+    await wire.send("resolve_symbol", "cs_1", "ser_1", "=" + json.dumps(spec))
+    await wire.send("create_series", "cs_1", "$prices", "s1", "ser_1", "1", 50)
+    packets = await wire.until("series_completed")
+    rows = bars(packets, "$prices")
+    plain = sim.truth_rows(BTC, "1", n_bars=49)
+    expected = sim.heikin_ashi_rows(BTC, "1", n_bars=49)
+    assert [tuple(row) for row in rows[:-1]] == [tuple(row) for row in expected]
+    # The transform, checked on two neighbours against the plain bars.
+    previous, bar = expected[-2], expected[-1]
+    _, o, h, low, c, v = plain[-1]
+    assert bar[4] == pytest.approx((o + h + low + c) / 4)
+    assert bar[1] == pytest.approx((previous[1] + previous[4]) / 2)
+    assert bar[2] == max(h, bar[1], bar[4])
+    assert bar[3] == min(low, bar[1], bar[4])
+    assert bar[5] == v
+    # Live: the bar that closes gets its Heikin-Ashi final values.
+    forming_open = rows[-1][0]
+    await sim.clock.advance(60)
+    live = bars([p for p in await wire.quiet(0.3) if isinstance(p, dict)], "$prices")
+    final = [row for row in live if row[0] == forming_open][-1]
+    assert tuple(final) == tuple(sim.heikin_ashi_rows(BTC, "1", n_bars=1)[-1])

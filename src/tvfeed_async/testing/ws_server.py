@@ -110,6 +110,8 @@ from .faults import Faults, FaultScript
 from .tokens import PLAN_BAR_LIMITS, TokenIssuer
 from .truth import BLOCK_BARS, Row, Slot, Truth, TruthSeries
 
+HEIKIN_ASHI = "BarSetHeikenAshi@"
+
 __all__ = [
     "DEFLATE_LEVEL",
     "WEBSOCKET_PATH",
@@ -526,6 +528,82 @@ class _BarTexts:
         return texts + forming
 
 
+class HeikinAshiSeries(TruthSeries):
+    """Heikin-Ashi bars of a ground-truth series (chart type ``BarSetHeikenAshi@...``).
+
+    ``close = (o + h + l + c) / 4``; ``open`` = the mean of the previous Heikin-Ashi open and
+    close (``(o + c) / 2`` for the oldest bar of the history); ``high``/``low`` = the extremes
+    of the bar's high/low and those two; volume unchanged. The recursion starts at the
+    history's first bar, so every window of the series shows the same values. A forming bar
+    is the transform of its current revision.
+    """
+
+    def __init__(self, base: TruthSeries) -> None:
+        self.__dict__.update(base.__dict__)
+        self._base = base
+        #: final (open, close) per slot key, computed oldest first up to ``_frontier``.
+        self._states: dict[int, tuple[float, float]] = {}
+        self._previous: dict[int, int | None] = {}
+        self._frontier: Slot | None = None
+
+    @property
+    def plain(self) -> bool:
+        return False
+
+    def _ensure_before(self, open_time: float) -> None:
+        """Final states of every slot opening before ``open_time``."""
+        base = self._base
+        frontier = self._frontier
+        if frontier is not None and frontier[1] >= open_time:
+            return
+        start = float(frontier[2]) if frontier is not None else float(base.first_open)
+        for slot in base.grid.iter_asc(start):
+            if slot[1] >= open_time:
+                break
+            previous = self._states.get(frontier[0]) if frontier is not None else None
+            row = base.final(slot)
+            self._states[slot[0]] = self._step(previous, row)
+            self._previous[slot[0]] = frontier[0] if frontier is not None else None
+            frontier = slot
+        self._frontier = frontier
+
+    @staticmethod
+    def _step(previous: tuple[float, float] | None, row: Row) -> tuple[float, float]:
+        _, open_, high, low, close, _ = row
+        if previous is None:
+            return (open_ + close) / 2, (open_ + high + low + close) / 4
+        return (previous[0] + previous[1]) / 2, (open_ + high + low + close) / 4
+
+    def _previous_state(self, slot: Slot) -> tuple[float, float] | None:
+        self._ensure_before(slot[1])
+        if slot[0] in self._previous:
+            key = self._previous[slot[0]]
+        else:
+            key = self._frontier[0] if self._frontier is not None else None
+        return None if key is None else self._states[key]
+
+    def _ha_row(self, slot: Slot, row: Row) -> Row:
+        ha_open, ha_close = self._step(self._previous_state(slot), row)
+        open_time, _, high, low, _, volume = row
+        return (
+            open_time,
+            ha_open,
+            max(high, ha_open, ha_close),
+            min(low, ha_open, ha_close),
+            ha_close,
+            volume,
+        )
+
+    def final(self, slot: Slot) -> Row:
+        return self._ha_row(slot, self._base.final(slot))
+
+    def finals(self, slots: list[Slot]) -> list[Row]:
+        return [self.final(slot) for slot in slots]
+
+    def revision(self, slot: Slot, step: int) -> Row:
+        return self._ha_row(slot, self._base.revision(slot, step))
+
+
 class _Target(Protocol):
     cancelled: bool
     connection: SimConnection
@@ -563,6 +641,7 @@ class Hub:
         self._events: list[tuple[float, int, _Target]] = []
         self._wakeup = asyncio.Event()
         self._bar_texts: dict[TruthSeries, _BarTexts] = {}
+        self._heikin_ashi: dict[TruthSeries, HeikinAshiSeries] = {}
         self.drain_timeout = 10.0
         clock._attach(self.run_until)
         faults._actions.stall = lambda: self._each(lambda c: c.stall())
@@ -682,6 +761,13 @@ class Hub:
         found = self._bar_texts.get(truth)
         if found is None:
             found = self._bar_texts[truth] = _BarTexts(truth)
+        return found
+
+    def heikin_ashi(self, truth: TruthSeries) -> HeikinAshiSeries:
+        """The (cached) Heikin-Ashi view of a ground-truth series."""
+        found = self._heikin_ashi.get(truth)
+        if found is None:
+            found = self._heikin_ashi[truth] = HeikinAshiSeries(truth)
         return found
 
     def bar_limit(self, plan: str | None) -> int:
@@ -1520,6 +1606,8 @@ class SimConnection:
             adjustment=resolved.adjustment,
             back_adjusted=resolved.back_adjusted,
         )
+        if resolved.chart_type is not None:  # Heikin-Ashi (the only type served)
+            truth = self.hub.heikin_ashi(truth)
         series = _Series(self, chart_id, series_id, turnaround, ref, interval, size, truth)
         replay = self._replays.get(resolved.replay) if resolved.replay is not None else None
         if resolved.replay is not None and (replay is None or replay.point is None):
@@ -1624,11 +1712,12 @@ class SimConnection:
 
     @staticmethod
     def _chart_type_error(resolved: _Resolved) -> str | None:
-        """Non-standard chart types (Renko, Heikin-Ashi...): the anonymous service answers a
-        pro study ``series_error study_not_auth:<study>`` (TVAPI's error test:
-        ``study_not_auth:BarSetRenko@tv-prostudies-40``). The simulator computes none of
-        these bar sets, so every plan gets that answer, for every chart type."""
-        if resolved.chart_type is None:
+        """Non-standard chart types: the anonymous service answers a pro study (Renko...)
+        ``series_error study_not_auth:<study>`` (TVAPI's error test:
+        ``study_not_auth:BarSetRenko@tv-prostudies-40``) and serves Heikin-Ashi (TVAPI's
+        chart-type test, anonymous). The simulator computes Heikin-Ashi only
+        (:class:`HeikinAshiSeries`); every other type gets study_not_auth, on any plan."""
+        if resolved.chart_type is None or resolved.chart_type.startswith(HEIKIN_ASHI):
             return None
         return f"study_not_auth:{resolved.chart_type.rstrip('!')}"
 
