@@ -785,3 +785,24 @@ async def test_heikin_ashi_chart_type_is_served(sim: TvSimulator) -> None:
     live = bars([p for p in await wire.quiet(0.3) if isinstance(p, dict)], "$prices")
     final = [row for row in live if row[0] == forming_open][-1]
     assert tuple(final) == tuple(sim.heikin_ashi_rows(BTC, "1", n_bars=1)[-1])
+
+
+async def test_series_error_resolve_error_after_symbol_error() -> None:
+    config = ServerConfig(heartbeat_interval=None, series_error_after_symbol_error=True)
+    async with TvSimulator(http_port=None, config=config) as sim:
+        wire = await opened(sim)
+        await wire.send("chart_create_session", "cs_1", "")
+        await wire.send("resolve_symbol", "cs_1", "symbol_1", '={"symbol":"NASDAQ:NOPE"}')
+        await wire.send("create_series", "cs_1", "s1", "s1", "symbol_1", "1", 10)
+        packets = await wire.until("series_error")
+        assert methods(packets) == ["series_loading", "symbol_error", "series_error"]
+        assert wire.messages[-1] == packets  # one WebSocket message, as in the 2025 frame
+        assert packets[1]["p"] == ["cs_1", "symbol_1", "invalid symbol"]
+        assert packets[2]["p"][:4] == ["cs_1", "s1", "s1", "resolve error"]
+
+
+async def test_quote_symbols_added_to_a_missing_session(sim: TvSimulator) -> None:
+    wire = await opened(sim)
+    await wire.send("quote_add_symbols", "qs_missing", BTC)
+    error = (await wire.until("critical_error"))[-1]
+    assert error["p"] == ["qs_missing", "invalid_parameters", "quote_add_symbols"]

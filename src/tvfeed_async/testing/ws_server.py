@@ -233,6 +233,12 @@ class ServerConfig:
             None (the default for now: tests/integration/test_auth_feed.py counts one
             ``HistoryResult.chunks`` per packet): one packet. 1000 is a hard setting.
             (``request_more_data`` replies stay one packet.)
+        series_error_after_symbol_error: a series on a symbol reference that failed to
+            resolve gets ``series_loading``, the (held back) ``symbol_error``, then
+            ``series_error [cs, sid, turnaround, "resolve error", "<node>@<node>"]``, all in
+            one WebSocket message, as in a 2025 frame (0xrushi/tradingview-scraper issue
+            #25). False (the default, which the simulator tests pin): ``symbol_error`` at
+            once and nothing more for the series.
     """
 
     heartbeat_interval: float | None = 10.0
@@ -249,6 +255,7 @@ class ServerConfig:
     heartbeat_pack_wait: float = 1.0
     resolve_hold: float | None = 0.02
     history_chunk_bars: int | None = None
+    series_error_after_symbol_error: bool = False
 
 
 @dataclass
@@ -1478,14 +1485,13 @@ class SimConnection:
         chart.symbols[ref] = resolved
         now = self._now()
         if resolved is None:
-            out.append(_envelope("symbol_error", [chart_id, ref, "invalid symbol"], now))
+            self._symbol_error(chart_id, chart, ref, ["invalid symbol"], out)
             return
         name = resolved.info.full_name
         group = self.script.denied_symbols.get(name)
         if group is not None:
             chart.symbols[ref] = None
-            denied = [chart_id, ref, "permission denied", "group", group]
-            out.append(_envelope("symbol_error", denied, now))
+            self._symbol_error(chart_id, chart, ref, ["permission denied", "group", group], out)
             return
         info = resolved.info.resolved_info(resolved.session)
         if name in self.script.legacy_resolved_symbols:
@@ -1496,6 +1502,15 @@ class SimConnection:
             return
         packet = _envelope("symbol_resolved", [chart_id, ref, info], now)
         self._answer_resolve(chart_id, chart, ref, packet, out)
+
+    def _symbol_error(
+        self, chart_id: str, chart: _Chart, ref: str, reason: list[Any], out: list[str]
+    ) -> None:
+        packet = _envelope("symbol_error", [chart_id, ref, *reason], self._now())
+        if self.hub.config.series_error_after_symbol_error:
+            self._answer_resolve(chart_id, chart, ref, packet, out)  # held, like a success
+        else:
+            out.append(packet)
 
     def _answer_resolve(
         self, chart_id: str, chart: _Chart, ref: str, packet: str, out: list[str]
@@ -1586,7 +1601,16 @@ class SimConnection:
             size = 300
         resolved = chart.symbols[ref]
         if resolved is None:
-            return  # the client already got symbol_error; nothing more comes (§10.7)
+            if self.hub.config.series_error_after_symbol_error:
+                # The 2025 frame: series_loading, symbol_error, series_error "resolve error".
+                now = self._now()
+                out.append(_envelope("series_loading", [chart_id, series_id, turnaround], now))
+                held = chart.held.pop(ref, None)
+                if held is not None:
+                    out.append(held)
+                failure = [chart_id, series_id, turnaround, "resolve error", f"{NODE}@{NODE}"]
+                out.append(_envelope("series_error", failure, now))
+            return  # else nothing more comes after a symbol_error (§10.7)
         reason = (
             self._entitlement(interval)
             or self._chart_type_error(resolved)
@@ -2179,6 +2203,10 @@ class SimConnection:
     def _quote_add_symbols(self, params: list[Any], out: list[str]) -> None:
         quote = self._quotes.get(params[0]) if params and isinstance(params[0], str) else None
         if quote is None:
+            # The 2025 frame's answer to symbols added to a session that does not exist.
+            self.hub.stats.critical_errors += 1
+            error = [_text_or_empty(params), "invalid_parameters", "quote_add_symbols"]
+            out.append(_plain("critical_error", error))
             return
         session_id, now = params[0], self._now()
         for key in params[1:]:
