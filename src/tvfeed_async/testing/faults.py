@@ -77,10 +77,19 @@ connections it touched; see each method for details):
   on every live chart session (which dies), or with a given session id (``""``, unknown);
   ``message`` may be an object such as ``{"error_code": "unauthorized_access"}``.
 * :meth:`Faults.symbol_error` ``(reason, *details, chart=None)`` / :meth:`Faults.series_error`
-  ``(reason, *details, chart=None)``: the error for every live series, which stops.
+  ``(reason, *details, chart=None)``: the error for every series still open (streaming or
+  not) on a live chart session; the series stops.
 * :meth:`Faults.bad_du` ``(open_time=1e12, values=None, chart=None)``: one impossible ``du``
   (index of the forming bar, time ``open_time``, ``values`` or the forming bar's values) on
-  every live series, which then goes on as before.
+  every streaming series, which then goes on as before.
+
+Not faults but defaults, set on :class:`~.ws_server.ServerConfig` (see its attributes): a
+heartbeat travels inside the next data message (``pack_heartbeats``), and three unanswered
+ones close the socket (``max_missed_heartbeats``); ``series_loading`` comes before
+``symbol_resolved`` (``resolve_hold``); a long history can be split over several
+``timescale_update`` packets (``history_chunk_bars``, off by default); a series on a symbol
+that failed to resolve can get ``series_error "resolve error"``
+(``series_error_after_symbol_error``, off by default).
 """
 
 from __future__ import annotations
