@@ -38,11 +38,12 @@ Behaviour (PROTOCOL.md section numbers):
 * Quote sessions (§3.13-3.16): ``qsd`` snapshot then ``quote_completed`` per symbol (``n``
   is the string the client gave); later ``qsd`` deltas (changed fields only) every
   ``quote_update_period`` virtual seconds; unknown symbols get ``qsd`` with ``s: "error"``.
-* Non-standard chart types (``{"symbol": {...}, "type": "BarSetRenko@tv-prostudies-40!"}``,
-  Heikin-Ashi, Line Break, Kagi, Point & Figure, Range): ``symbol_resolved``, then the
-  series gets ``series_error [cs, sid, turnaround, "study_not_auth:<type without !>"]``, the
-  anonymous service's answer to a pro chart type (no bar-set engine here, so for every
-  plan and type).
+* Non-standard chart types (``{"symbol": {...}, "type": "BarSetRenko@tv-prostudies-40!"}``):
+  Heikin-Ashi is served, as the anonymous real service does (:class:`HeikinAshiSeries`,
+  history and live); Renko, Line Break, Kagi, Point & Figure and Range get
+  ``symbol_resolved``, then ``series_error [cs, sid, turnaround, "study_not_auth:<type
+  without !>"]``, the anonymous service's answer to a pro chart type (no engine for them
+  here, so on every plan).
 * Studies (§3.18): ``create_study``/``modify_study`` get ``study_loading`` then
   ``study_error [cs, studyId, "<parent>_<turnaround>", reason]`` (``study_not_auth:<name>``
   for a pro study without a paid plan, else ``unsupported study: <name>``): no study
@@ -138,7 +139,7 @@ _FREE_PLANS = frozenset({"", "free"})
 _PACKET_SPLIT = re.compile(r"~m~\d+~m~")
 _NOCHANGE = {"d": "", "indexes": "nochange"}
 #: The fields of the two 2019 ``symbol_resolved`` frames of the genuine capture (§9): no
-#: ``visible_plots_set``, no ``volume_type``, no currency or source fields.
+#: ``visible_plots_set``, no ``volume_type``, no ``currency_id``, ``source2`` or ``format``.
 _RESOLVED_2019_KEYS = frozenset(
     [
         "aliases",
@@ -275,6 +276,7 @@ class SimulatorStats:
     messages_sent: int = 0
     packets_sent: int = 0
     heartbeats_sent: int = 0
+    heartbeats_packed: int = 0
     heartbeat_echoes: int = 0
     bars_sent: int = 0
     du_sent: int = 0
@@ -1085,6 +1087,7 @@ class SimConnection:
             # Packed among the data: after the first packet (data, heartbeat, data...).
             packets = [packets[0], self.held_heartbeat, *packets[1:]]
             self.held_heartbeat = None
+            self.hub.stats.heartbeats_packed += 1
             if self._heartbeat_handle is not None:
                 self._heartbeat_handle.cancel()
                 self._heartbeat_handle = None
@@ -1522,7 +1525,9 @@ class SimConnection:
         self._release_resolved(chart_id, ref)  # an earlier one for the same reference
         chart.held[ref] = packet
         loop = asyncio.get_running_loop()
-        chart.hold_timers.append(loop.call_later(hold, self._release_resolved, chart_id, ref))
+        pending = [handle for handle in chart.hold_timers if handle.when() > loop.time()]
+        pending.append(loop.call_later(hold, self._release_resolved, chart_id, ref))
+        chart.hold_timers = pending
 
     def _release_resolved(self, chart_id: str, ref: str) -> None:
         chart = self._charts.get(chart_id)
