@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypeVar
 
+import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -133,9 +134,25 @@ class RawClient:
             resolve_symbol(chart, "sym_1", symbol_spec(symbol, **spec)),
             create_series(chart, series, "s1", "sym_1", interval, size),
         )
-        history = await self.expect(SeriesData)
-        completed = await self.expect(SeriesCompleted)
-        return history, completed
+        return await self.history(series)
+
+    async def history(self, series: str = "s1") -> tuple[SeriesData, SeriesCompleted]:
+        """The next history of ``series`` up to its ``series_completed``; a history split over
+        several ``timescale_update`` packets (the simulator's default beyond
+        ``ServerConfig.history_chunk_bars``) is joined into one, rows in order."""
+        first = await self.expect(SeriesData)
+        rows = list(first.series[series].rows) if series in first.series else []
+        while True:
+            item = await self.next()
+            if isinstance(item, SeriesCompleted):
+                break
+            if isinstance(item, SeriesData) and series in item.series:
+                rows += item.series[series].rows
+        if series in first.series:
+            payload = msgspec.structs.replace(first.series[series], rows=rows)
+            params = msgspec.structs.replace(first.p, series={**first.series, series: payload})
+            first = msgspec.structs.replace(first, p=params)
+        return first, item
 
 
 def rows_of(data: SeriesData, series: str = "s1") -> list[tuple[Any, ...]]:

@@ -32,16 +32,77 @@ Every fault, and what the client sees:
   (429 Too Many Requests by default) instead of a WebSocket.
 * ``sim.restart()`` (on the simulator) closes every connection (code 1012) and keeps the
   truth and the clock.
+
+What the real service does that trips clients (issue #14); all opt-in, per connection:
+
+* ``stale_completion=True``: a ``modify_series`` (or a ``create_series`` replacing a series
+  id) is preceded, in a WebSocket message of its own, by a late ``series_completed [cs, sid,
+  "streaming", <previous turnaround>, {"rt_update_period": 0}]`` of the request it replaces;
+  then the new batch follows as usual (``series_loading``, ``timescale_update``,
+  ``series_completed`` with the new turnaround).
+* ``more_data_silent_after_bars=N``: a series sends at most N bars of history in all: a
+  ``create_series`` asking for more gets the newest N (no ``data_completed`` flag), and a
+  ``request_more_data`` is answered only up to N bars in total; after that it gets no reply
+  at all (no ``timescale_update``, no ``series_completed``), while heartbeats and live
+  ``du`` go on. Counted in ``sim.stats.unanswered["request_more_data"]``.
+* ``denied_symbols={"NASDAQ:AAPL": "economics_paid"}``: ``resolve_symbol`` of that symbol
+  gets ``symbol_error [cs, ref, "permission denied", "group", "economics_paid"]``; a series
+  on it then gets nothing, as after any symbol_error.
+* ``series_errors={"BINANCE:BTCUSDT": reason, "BINANCE:BTCUSDT/5": reason}``: a
+  ``create_series``/``modify_series`` of that symbol (any interval, or the interval after
+  ``/``, as its code: ``"1"``, ``"60"``, ``"1D"``) gets ``series_error [cs, sid, turnaround,
+  reason]`` instead of data; reasons the real service sends: ``custom_resolution``,
+  ``study_not_auth:<study>``, ``seconds_not_entitled``, ``unsupported resolution``.
+* ``legacy_resolved_symbols=frozenset({"BINANCE:BTCUSDT"})``: ``symbol_resolved`` in the
+  2019 shape of the genuine capture: only the fields the 2019 frames have (no
+  ``visible_plots_set``, no ``volume_type``), a trailing unix time as ``p[3]``, envelope
+  ``t`` without ``t_ms``; the bars keep their volume.
+* ``late_final_bar_times=frozenset({open_time})`` / ``late_final_every_bar=True``: the final
+  ``du`` of such a bar is held back and sent right after the next bar's first ``du`` (same
+  WebSocket message, after it): a revision of bar k after bar k+1 opened.
+* ``bad_token_offsets=(3.0, 30.0)``: ``protocol_error ["bad auth token"]`` at each offset
+  (virtual seconds, or wall-clock ones with ``bad_token_wall_clock=True``) after the
+  connection's first successful ``set_auth_token``. The socket stays open (a fresh
+  ``set_auth_token`` on it is accepted) unless ``bad_token_closes=True``, which closes it
+  after the first, as :meth:`Faults.expire_tokens` does.
+
+Acting on open connections now (``sim.faults.<method>``; each returns how many packets or
+connections it touched; see each method for details):
+
+* :meth:`Faults.inject_raw` ``(text)``: one WebSocket message of exactly ``text`` (a JSON
+  packet nested 1,000 levels deep, ``~m~9999999999~m~...``, anything).
+* :meth:`Faults.inject_chart_packets` ``(kind, chart=None)``: ``"study"``, ``"pointset"``,
+  ``"depth"`` or ``"protocol_switched"`` packets on live chart sessions (series go on).
+* :meth:`Faults.critical_error` ``(message, detail=None, session=None)``: ``critical_error``
+  on every live chart session (which dies), or with a given session id (``""``, unknown);
+  ``message`` may be an object such as ``{"error_code": "unauthorized_access"}``.
+* :meth:`Faults.symbol_error` ``(reason, *details, chart=None)`` / :meth:`Faults.series_error`
+  ``(reason, *details, chart=None)``: the error for every series still open (streaming or
+  not) on a live chart session; the series stops.
+* :meth:`Faults.bad_du` ``(open_time=1e12, values=None, chart=None)``: one impossible ``du``
+  (index of the forming bar, time ``open_time``, ``values`` or the forming bar's values) on
+  every streaming series, which then goes on as before.
+
+Not faults but defaults, set on :class:`~.ws_server.ServerConfig` (see its attributes): a
+heartbeat travels inside the next data message (``pack_heartbeats``), and three unanswered
+ones close the socket (``max_missed_heartbeats``); ``series_loading`` comes before
+``symbol_resolved`` (``resolve_hold``); a long history can be split over several
+``timescale_update`` packets (``history_chunk_bars``, off by default); a series on a symbol
+that failed to resolve can get ``series_error "resolve error"``
+(``series_error_after_symbol_error``, off by default).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["DEFAULT_MALFORMED", "FaultScript", "Faults"]
+__all__ = ["CHART_PACKET_KINDS", "DEFAULT_MALFORMED", "FaultScript", "Faults"]
+
+#: What :meth:`Faults.inject_chart_packets` can send.
+CHART_PACKET_KINDS = frozenset({"study", "pointset", "depth", "protocol_switched"})
 
 #: Framed correctly, but the payload is truncated JSON.
 DEFAULT_MALFORMED = '~m~15~m~{"m":"du","p":['
@@ -62,6 +123,16 @@ class FaultScript:
     max_sessions_rate_after: int | None = None
     expire_token_at: float | None = None
     send_latency: float = 0.0
+    stale_completion: bool = False
+    more_data_silent_after_bars: int | None = None
+    denied_symbols: Mapping[str, str] = field(default_factory=dict)
+    series_errors: Mapping[str, str] = field(default_factory=dict)
+    legacy_resolved_symbols: frozenset[str] = frozenset()
+    late_final_bar_times: frozenset[int] = frozenset()
+    late_final_every_bar: bool = False
+    bad_token_offsets: tuple[float, ...] = ()
+    bad_token_wall_clock: bool = False
+    bad_token_closes: bool = False
 
     def copy(self) -> FaultScript:
         """An independent copy."""
@@ -76,6 +147,9 @@ class _OpenConnectionActions:
     drop: Callable[[], int] = field(default=lambda: 0)
     expire_tokens: Callable[[], int] = field(default=lambda: 0)
     max_sessions_rate: Callable[[], int] = field(default=lambda: 0)
+    #: ``apply(name, arguments)``: run ``SimConnection.fault_<name>(**arguments)`` on every
+    #: open connection; returns the sum of what they return.
+    apply: Callable[[str, dict[str, Any]], int] = field(default=lambda name, arguments: 0)
 
 
 class Faults:
@@ -147,3 +221,77 @@ class Faults:
         """Send ``protocol_error "max sessions rate reached"`` and close, on every open
         connection; returns how many."""
         return self._actions.max_sessions_rate()
+
+    def inject_raw(self, text: str) -> int:
+        """Send ``text`` unchanged as one WebSocket text message on every open connection
+        (framed or not: a poison packet, a huge declared length...); returns how many."""
+        return self._actions.apply("inject_raw", {"text": text})
+
+    def inject_chart_packets(self, kind: str, *, chart: str | None = None) -> int:
+        """Send packets a chart session may carry besides bars, in one WebSocket message, on
+        every live chart session (or only ``chart``); returns how many sessions.
+
+        ``kind``: ``"study"`` (``study_loading``, a ``du`` with ``st`` rows, ``study_completed``
+        of a study the client never created), ``"pointset"`` (a pointset ``du``), ``"depth"``
+        (``depth_symbol_error`` and ``depth_symbol_cleared`` of a depth session) or
+        ``"protocol_switched"`` (``protocol_switched ["protobuf"]``). Shapes as in the 2019
+        capture (PROTOCOL.md §9). The series keep streaming.
+        """
+        if kind not in CHART_PACKET_KINDS:
+            raise ValueError(f"kind must be one of {sorted(CHART_PACKET_KINDS)}")
+        return self._actions.apply("inject_chart_packets", {"kind": kind, "chart": chart})
+
+    def critical_error(
+        self,
+        message: str | Mapping[str, Any] = "invalid parameters",
+        detail: str | None = None,
+        *,
+        session: str | None = None,
+    ) -> int:
+        """Send ``critical_error [session, message(, detail)]``; returns how many were sent.
+
+        With ``session=None``, one per live chart session of every open connection, and that
+        session dies (no more updates; later requests on it are ignored). With a session id
+        (``""``, or one the client never created), one per authenticated connection; a chart
+        session of that id, if there is one, dies. ``message`` may be an object, e.g.
+        ``{"error_code": "unauthorized_access"}``. ``detail`` is left out when None.
+        """
+        arguments: dict[str, Any] = {
+            "message": dict(message) if isinstance(message, Mapping) else message,
+            "detail": detail,
+            "session": session,
+        }
+        return self._actions.apply("critical_error", arguments)
+
+    def symbol_error(
+        self, reason: str = "invalid symbol", *details: Any, chart: str | None = None
+    ) -> int:
+        """Send ``symbol_error [cs, symbol_ref, reason, *details]`` for every live series (of
+        ``chart`` only, if given), which then stops; returns how many."""
+        arguments = {"kind": "symbol_error", "reason": reason, "details": list(details)}
+        return self._actions.apply("series_failure", arguments | {"chart": chart})
+
+    def series_error(self, reason: str, *details: Any, chart: str | None = None) -> int:
+        """Send ``series_error [cs, series_id, turnaround, reason, *details]`` for every live
+        series (of ``chart`` only, if given), which then stops; returns how many."""
+        arguments = {"kind": "series_error", "reason": reason, "details": list(details)}
+        return self._actions.apply("series_failure", arguments | {"chart": chart})
+
+    def bad_du(
+        self,
+        open_time: float | None = 1e12,
+        values: Sequence[float] | None = None,
+        *,
+        chart: str | None = None,
+    ) -> int:
+        """Send one impossible ``du`` on every live series (of ``chart`` only, if given);
+        returns how many. The series then goes on as before.
+
+        Args:
+            open_time: the bar time written (``1e12``: far in the future); None: the forming
+                bar's own open time.
+            values: ``open, high, low, close[, volume]`` written (e.g. ``(-1, 1e308, -1e308,
+                0, -5)``); None: the forming bar's current values.
+        """
+        arguments = {"open_time": open_time, "values": None if values is None else list(values)}
+        return self._actions.apply("bad_du", arguments | {"chart": chart})

@@ -306,6 +306,23 @@ class TvSimulator:
             now=self.clock.now(), start=_unix(start), end=_unix(end), n_bars=n_bars
         )
 
+    def heikin_ashi_rows(
+        self,
+        symbol: str,
+        interval: IntervalLike,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        n_bars: int | None = None,
+    ) -> list[Row]:
+        """Closed Heikin-Ashi bars (chart type ``BarSetHeikenAshi@tv-basicstudies-60!``), as
+        the simulator serves them; arguments as in :meth:`truth_rows`. See
+        :class:`~.ws_server.HeikinAshiSeries` for the transform."""
+        series = self._hub.heikin_ashi(self.truth_series(symbol, interval))
+        return series.closed_rows(
+            now=self.clock.now(), start=_unix(start), end=_unix(end), n_bars=n_bars
+        )
+
     def truth(
         self,
         symbol: str,

@@ -38,8 +38,33 @@ Behaviour (PROTOCOL.md section numbers):
 * Quote sessions (§3.13-3.16): ``qsd`` snapshot then ``quote_completed`` per symbol (``n``
   is the string the client gave); later ``qsd`` deltas (changed fields only) every
   ``quote_update_period`` virtual seconds; unknown symbols get ``qsd`` with ``s: "error"``.
-* Unknown or optional methods (``set_locale``, ``set_data_quality``, studies...) are
-  ignored and counted.
+* Non-standard chart types (``{"symbol": {...}, "type": "BarSetRenko@tv-prostudies-40!"}``):
+  Heikin-Ashi is served, as the anonymous real service does (:class:`HeikinAshiSeries`,
+  history and live); Renko, Line Break, Kagi, Point & Figure and Range get
+  ``symbol_resolved``, then ``series_error [cs, sid, turnaround, "study_not_auth:<type
+  without !>"]``, the anonymous service's answer to a pro chart type (no engine for them
+  here, so on every plan).
+* Studies (§3.18): ``create_study``/``modify_study`` get ``study_loading`` then
+  ``study_error [cs, studyId, "<parent>_<turnaround>", reason]`` (``study_not_auth:<name>``
+  for a pro study without a paid plan, else ``unsupported study: <name>``): no study
+  engine. ``create_pointset`` gets an empty pointset ``du``; ``request_more_tickmarks`` a
+  ``timescale_update`` with ``{}`` and the next tick marks; ``request_studies_metadata``
+  ``studies_metadata`` with an empty ``metainfo``; ``depth_set_symbol``
+  ``depth_symbol_error ... "unsupported_symbol"`` and ``depth_clear_symbol``
+  ``depth_symbol_cleared`` (the 2019 capture's answers).
+* Replay (§3.19): ``replay_create_session``, ``replay_add_series`` (``replay_ok``,
+  ``replay_instance_id``), ``replay_reset`` (``replay_ok``, ``replay_point``); a chart whose
+  symbol spec names the replay session gets the bars up to the replay point (final, no live
+  updates); ``replay_step n`` sends the next n bars as ``du``, ``replay_point`` and
+  ``replay_ok``, and ``replay_data_end`` on reaching the forming bar; ``replay_start`` steps
+  every given milliseconds (wall clock) until ``replay_stop``.
+* ``set_locale``, ``set_data_quality``, ``quote_fast_symbols``, ``quote_hibernate_all``
+  (never answered by the real service) are accepted and counted; any other method the
+  simulator does not know, ``switch_protocol`` included, gets ``critical_error [id,
+  "unsupported method", "method: m. args: ..."]`` (id: the session named, or ``""``).
+* Order and packing (see :class:`ServerConfig`): ``series_loading`` precedes
+  ``symbol_resolved``; heartbeats travel inside data messages; a long history can be split
+  over several ``timescale_update`` packets.
 
 Live updates: each bar gets ``revisions`` (default 4) updates at evenly spaced times while it
 forms (the first when it opens), then its final values at its close time, which are exactly
@@ -86,6 +111,8 @@ from .faults import Faults, FaultScript
 from .tokens import PLAN_BAR_LIMITS, TokenIssuer
 from .truth import BLOCK_BARS, Row, Slot, Truth, TruthSeries
 
+HEIKIN_ASHI = "BarSetHeikenAshi@"
+
 __all__ = [
     "DEFLATE_LEVEL",
     "WEBSOCKET_PATH",
@@ -111,6 +138,50 @@ STANDARD_MINUTES = frozenset({1, 3, 5, 15, 30, 45, 60, 120, 180, 240})
 _FREE_PLANS = frozenset({"", "free"})
 _PACKET_SPLIT = re.compile(r"~m~\d+~m~")
 _NOCHANGE = {"d": "", "indexes": "nochange"}
+#: The fields of the two 2019 ``symbol_resolved`` frames of the genuine capture (§9): no
+#: ``visible_plots_set``, no ``volume_type``, no ``currency_id``, ``source2`` or ``format``.
+_RESOLVED_2019_KEYS = frozenset(
+    [
+        "aliases",
+        "allowed_adjustment",
+        "alternatives",
+        "bar_fillgaps",
+        "bar_source",
+        "bar_transform",
+        "base_name",
+        "country",
+        "currency_code",
+        "description",
+        "exchange",
+        "fractional",
+        "full_name",
+        "has_adjustment",
+        "has_extended_hours",
+        "has_intraday",
+        "is_replayable",
+        "is_tradable",
+        "isin",
+        "language",
+        "legs",
+        "listed_exchange",
+        "local_code",
+        "minmov",
+        "minmove2",
+        "name",
+        "nsin",
+        "pointvalue",
+        "pricescale",
+        "pro_name",
+        "pro_perm",
+        "resolutions",
+        "sedol",
+        "session",
+        "short_description",
+        "timezone",
+        "type",
+        "typespecs",
+    ]
+)
 #: Default zlib level of the simulator's permessage-deflate (``ServerConfig.deflate_level``).
 DEFLATE_LEVEL = 1
 
@@ -146,6 +217,29 @@ class ServerConfig:
             and accepted in the handshake is always ``websockets``' default (see
             :func:`deflate_extension`); 1 (the default) costs under half the CPU of zlib's
             usual 6 for messages about 20% larger, which matters for 0.5 MB history replies.
+        pack_heartbeats: a heartbeat goes out inside the next data message (after its first
+            packet: data, heartbeat, data), as in the 2019 capture's multi-packet frames
+            (§2.5, §10.2); alone only when no data message follows within
+            ``heartbeat_pack_wait`` wall-clock seconds (at most half the heartbeat period).
+            False: every heartbeat is a WebSocket message of its own.
+        heartbeat_pack_wait: see ``pack_heartbeats``.
+        resolve_hold: ``symbol_resolved`` is held back this many wall-clock seconds, or until
+            a ``create_series``/``modify_series`` on that symbol reference arrives, whose
+            ``series_loading`` then goes first: the order of the genuine captures (2019 and
+            2025), where ``series_loading`` precedes ``symbol_resolved``. None: answered at
+            once.
+        history_chunk_bars: the history of a ``create_series``/``modify_series`` longer than
+            this is split over several ``timescale_update`` packets, oldest first, one
+            WebSocket message each; the last shares its message with ``series_completed``.
+            None (the default for now: tests/integration/test_auth_feed.py counts one
+            ``HistoryResult.chunks`` per packet): one packet. 1000 is a hard setting.
+            (``request_more_data`` replies stay one packet.)
+        series_error_after_symbol_error: a series on a symbol reference that failed to
+            resolve gets ``series_loading``, the (held back) ``symbol_error``, then
+            ``series_error [cs, sid, turnaround, "resolve error", "<node>@<node>"]``, all in
+            one WebSocket message, as in a 2025 frame (0xrushi/tradingview-scraper issue
+            #25). False (the default, which the simulator tests pin): ``symbol_error`` at
+            once and nothing more for the series.
     """
 
     heartbeat_interval: float | None = 10.0
@@ -158,6 +252,11 @@ class ServerConfig:
     quote_update_period: float = 15.0
     max_message_size: int = 4 * 1024 * 1024
     deflate_level: int = DEFLATE_LEVEL
+    pack_heartbeats: bool = True
+    heartbeat_pack_wait: float = 1.0
+    resolve_hold: float | None = 0.02
+    history_chunk_bars: int | None = None
+    series_error_after_symbol_error: bool = False
 
 
 @dataclass
@@ -173,12 +272,15 @@ class SimulatorStats:
     methods: Counter[str] = field(default_factory=Counter)
     ignored_before_auth: int = 0
     ignored_methods: Counter[str] = field(default_factory=Counter)
+    unanswered: Counter[str] = field(default_factory=Counter)
     messages_sent: int = 0
     packets_sent: int = 0
     heartbeats_sent: int = 0
+    heartbeats_packed: int = 0
     heartbeat_echoes: int = 0
     bars_sent: int = 0
     du_sent: int = 0
+    study_errors: int = 0
     protocol_errors: int = 0
     critical_errors: int = 0
     active_connections: int = 0
@@ -435,6 +537,82 @@ class _BarTexts:
         return texts + forming
 
 
+class HeikinAshiSeries(TruthSeries):
+    """Heikin-Ashi bars of a ground-truth series (chart type ``BarSetHeikenAshi@...``).
+
+    ``close = (o + h + l + c) / 4``; ``open`` = the mean of the previous Heikin-Ashi open and
+    close (``(o + c) / 2`` for the oldest bar of the history); ``high``/``low`` = the extremes
+    of the bar's high/low and those two; volume unchanged. The recursion starts at the
+    history's first bar, so every window of the series shows the same values. A forming bar
+    is the transform of its current revision.
+    """
+
+    def __init__(self, base: TruthSeries) -> None:
+        self.__dict__.update(base.__dict__)
+        self._base = base
+        #: final (open, close) per slot key, computed oldest first up to ``_frontier``.
+        self._states: dict[int, tuple[float, float]] = {}
+        self._previous: dict[int, int | None] = {}
+        self._frontier: Slot | None = None
+
+    @property
+    def plain(self) -> bool:
+        return False
+
+    def _ensure_before(self, open_time: float) -> None:
+        """Final states of every slot opening before ``open_time``."""
+        base = self._base
+        frontier = self._frontier
+        if frontier is not None and frontier[1] >= open_time:
+            return
+        start = float(frontier[2]) if frontier is not None else float(base.first_open)
+        for slot in base.grid.iter_asc(start):
+            if slot[1] >= open_time:
+                break
+            previous = self._states.get(frontier[0]) if frontier is not None else None
+            row = base.final(slot)
+            self._states[slot[0]] = self._step(previous, row)
+            self._previous[slot[0]] = frontier[0] if frontier is not None else None
+            frontier = slot
+        self._frontier = frontier
+
+    @staticmethod
+    def _step(previous: tuple[float, float] | None, row: Row) -> tuple[float, float]:
+        _, open_, high, low, close, _ = row
+        if previous is None:
+            return (open_ + close) / 2, (open_ + high + low + close) / 4
+        return (previous[0] + previous[1]) / 2, (open_ + high + low + close) / 4
+
+    def _previous_state(self, slot: Slot) -> tuple[float, float] | None:
+        self._ensure_before(slot[1])
+        if slot[0] in self._previous:
+            key = self._previous[slot[0]]
+        else:
+            key = self._frontier[0] if self._frontier is not None else None
+        return None if key is None else self._states[key]
+
+    def _ha_row(self, slot: Slot, row: Row) -> Row:
+        ha_open, ha_close = self._step(self._previous_state(slot), row)
+        open_time, _, high, low, _, volume = row
+        return (
+            open_time,
+            ha_open,
+            max(high, ha_open, ha_close),
+            min(low, ha_open, ha_close),
+            ha_close,
+            volume,
+        )
+
+    def final(self, slot: Slot) -> Row:
+        return self._ha_row(slot, self._base.final(slot))
+
+    def finals(self, slots: list[Slot]) -> list[Row]:
+        return [self.final(slot) for slot in slots]
+
+    def revision(self, slot: Slot, step: int) -> Row:
+        return self._ha_row(slot, self._base.revision(slot, step))
+
+
 class _Target(Protocol):
     cancelled: bool
     connection: SimConnection
@@ -472,6 +650,7 @@ class Hub:
         self._events: list[tuple[float, int, _Target]] = []
         self._wakeup = asyncio.Event()
         self._bar_texts: dict[TruthSeries, _BarTexts] = {}
+        self._heikin_ashi: dict[TruthSeries, HeikinAshiSeries] = {}
         self.drain_timeout = 10.0
         clock._attach(self.run_until)
         faults._actions.stall = lambda: self._each(lambda c: c.stall())
@@ -480,6 +659,12 @@ class Hub:
             lambda c: c.fatal(BAD_TOKEN), lambda c: c.authenticated
         )
         faults._actions.max_sessions_rate = lambda: self._each(lambda c: c.fatal(MAX_SESSIONS_RATE))
+        faults._actions.apply = self._apply_fault
+
+    def _apply_fault(self, name: str, arguments: dict[str, Any]) -> int:
+        chosen = [c for c in self.connections.values() if not c.closing]
+        method_name = f"fault_{name}"
+        return sum(getattr(connection, method_name)(**arguments) for connection in chosen)
 
     def _each(
         self,
@@ -587,6 +772,13 @@ class Hub:
             found = self._bar_texts[truth] = _BarTexts(truth)
         return found
 
+    def heikin_ashi(self, truth: TruthSeries) -> HeikinAshiSeries:
+        """The (cached) Heikin-Ashi view of a ground-truth series."""
+        found = self._heikin_ashi.get(truth)
+        if found is None:
+            found = self._heikin_ashi[truth] = HeikinAshiSeries(truth)
+        return found
+
     def bar_limit(self, plan: str | None) -> int:
         """Bars per request for a plan (None: anonymous)."""
         if plan is None:
@@ -642,6 +834,10 @@ class _Resolved:
     session: str
     adjustment: str
     back_adjusted: bool
+    #: The ``type`` of a non-standard chart (``BarSetRenko@tv-prostudies-40!``...), if any.
+    chart_type: str | None = None
+    #: The replay session named by ``"replay"``, if any.
+    replay: str | None = None
 
 
 @dataclass(eq=False)
@@ -663,6 +859,9 @@ class _Series:
     live_index: int = 0
     live_step: int = 0
     cancelled: bool = False
+    held_final: str | None = None
+    #: In a replay chart: the newest slot shown (replay_step continues after it).
+    replay_slot: Slot | None = None
 
     def fire(self, now: float) -> float | None:
         slot = self.live_slot
@@ -674,7 +873,11 @@ class _Series:
         if self.live_step >= truth.revisions:
             if not skipped:
                 final = self._du(self.live_index, truth.final(slot), slot[2])
-                self.connection.pending.append(final)
+                if script.late_final_every_bar or slot[1] in script.late_final_bar_times:
+                    # Sent after the next bar's first update (#14: a late revision).
+                    self.held_final = final
+                else:
+                    self.connection.pending.append(final)
                 if slot[1] in script.duplicate_bar_times:
                     self.connection.pending.append(final)
             following = next(truth.grid.iter_asc(slot[2]))
@@ -687,6 +890,9 @@ class _Series:
             self.connection.pending.append(
                 self._du(self.live_index, truth.revision(slot, self.live_step), slot[2])
             )
+        if self.held_final is not None:
+            self.connection.pending.append(self.held_final)
+            self.held_final = None
         self.live_step += 1
         return truth.revision_time(slot, self.live_step)
 
@@ -728,6 +934,22 @@ class _Chart:
     symbols: dict[str, _Resolved | None] = field(default_factory=dict)
     series: dict[str, _Series] = field(default_factory=dict)
     dead: bool = False
+    #: study id -> ("<parent>_<turnaround>", study name)
+    studies: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: symbol_resolved packets held back per symbol reference (``ServerConfig.resolve_hold``).
+    held: dict[str, str] = field(default_factory=dict)
+    hold_timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+@dataclass
+class _Replay:
+    """One replay session (``replay_create_session``)."""
+
+    instance: str
+    point: int | None = None
+    series: list[_Series] = field(default_factory=list)
+    auto: asyncio.TimerHandle | None = None
+    ended: bool = False
 
 
 @dataclass
@@ -774,7 +996,13 @@ class SimConnection:
         self.unanswered_heartbeats = 0
         self._charts: dict[str, _Chart] = {}
         self._quotes: dict[str, _QuoteSession] = {}
+        self._depth: dict[str, str | None] = {}
+        self._replays: dict[str, _Replay] = {}
         self._timers: list[_HeartbeatTimer | _TimedFault] = []
+        self._wall_timers: list[asyncio.TimerHandle] = []
+        self.held_heartbeat: str | None = None
+        self._heartbeat_handle: asyncio.TimerHandle | None = None
+        self._auth_count = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -809,6 +1037,16 @@ class SimConnection:
                     symbol.cancelled = True
         for timer in self._timers:
             timer.cancelled = True
+        for handle in self._wall_timers:
+            handle.cancel()
+        for chart in self._charts.values():
+            for handle in chart.hold_timers:
+                handle.cancel()
+        if self._heartbeat_handle is not None:
+            self._heartbeat_handle.cancel()
+        for replay in self._replays.values():
+            if replay.auto is not None:
+                replay.auto.cancel()
 
     def stall(self) -> None:
         """Send nothing more (heartbeats included) but keep the socket open."""
@@ -845,6 +1083,14 @@ class SimConnection:
         """Queue ``packets`` as one WebSocket message, applying the packet-count faults."""
         if self.closing or self.stalled or not packets:
             return
+        if self.held_heartbeat is not None:
+            # Packed among the data: after the first packet (data, heartbeat, data...).
+            packets = [packets[0], self.held_heartbeat, *packets[1:]]
+            self.held_heartbeat = None
+            self.hub.stats.heartbeats_packed += 1
+            if self._heartbeat_handle is not None:
+                self._heartbeat_handle.cancel()
+                self._heartbeat_handle = None
         script = self.script
         sent = self.packets_sent
         count = len(packets)
@@ -896,7 +1142,31 @@ class SimConnection:
         self.heartbeat_number += 1
         self.unanswered_heartbeats += 1
         self.hub.stats.heartbeats_sent += 1
-        self.emit([encode_packet(f"~h~{self.heartbeat_number}")])
+        packet = encode_packet(f"~h~{self.heartbeat_number}")
+        config = self.hub.config
+        if not config.pack_heartbeats:
+            self.emit([packet])
+            return
+        self._release_heartbeat()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.emit([packet])
+            return
+        self.held_heartbeat = packet
+        wait = config.heartbeat_pack_wait
+        if config.heartbeat_interval:
+            wait = min(wait, config.heartbeat_interval / 2)
+        self._heartbeat_handle = loop.call_later(wait, self._release_heartbeat)
+
+    def _release_heartbeat(self) -> None:
+        """Send a held heartbeat on its own (no data message came to carry it)."""
+        if self._heartbeat_handle is not None:
+            self._heartbeat_handle.cancel()
+            self._heartbeat_handle = None
+        packet, self.held_heartbeat = self.held_heartbeat, None
+        if packet is not None:
+            self.emit([packet])
 
     # -- input ------------------------------------------------------------------------------
 
@@ -939,10 +1209,12 @@ class SimConnection:
             self.hub.stats.ignored_before_auth += 1
             return
         handler = _HANDLERS.get(method)
-        if handler is None:
+        if handler is not None:
+            handler(self, params, out)
+        elif method in _NO_REPLY_METHODS:
             self.hub.stats.ignored_methods[method] += 1
-            return
-        handler(self, params, out)
+        else:
+            self._unsupported(method, params, out)
 
     def _now(self) -> float:
         return self.hub.clock.now()
@@ -951,16 +1223,139 @@ class SimConnection:
         self, out: list[str], chart_id: str, message: str, method: str, params: list[Any]
     ) -> None:
         self.hub.stats.critical_errors += 1
+        chart = self._charts.get(chart_id)
+        if chart is not None and chart.held:
+            # What was resolved before the failing request is answered first.
+            out.extend(chart.held.values())
+            chart.held.clear()
         out.append(
             _envelope(
                 "critical_error", [chart_id, message, format_args(method, params)], self._now()
             )
         )
+        if chart is not None:
+            chart.dead = True
+            for series in chart.series.values():
+                series.cancelled = True
+
+    # -- faults acting on the open connection (sim.faults.*) ---------------------------------
+
+    def _live_charts(self, chart: str | None) -> list[tuple[str, _Chart]]:
+        return [
+            (chart_id, session)
+            for chart_id, session in self._charts.items()
+            if not session.dead and (chart is None or chart_id == chart)
+        ]
+
+    def _live_series(self, chart: str | None) -> list[_Series]:
+        return [
+            series
+            for _, session in self._live_charts(chart)
+            for series in session.series.values()
+            if not series.cancelled
+        ]
+
+    def _kill_chart(self, chart_id: str) -> None:
         chart = self._charts.get(chart_id)
         if chart is not None:
             chart.dead = True
             for series in chart.series.values():
                 series.cancelled = True
+
+    def fault_inject_raw(self, text: str) -> int:
+        """:meth:`Faults.inject_raw`."""
+        if self.closing or self.stalled:
+            return 0
+        self._queue([text])
+        return 1
+
+    def fault_inject_chart_packets(self, kind: str, chart: str | None) -> int:
+        """:meth:`Faults.inject_chart_packets`."""
+        charts = self._live_charts(chart)
+        now = self._now()
+        for chart_id, session in charts:
+            self.emit(self._extra_packets(kind, chart_id, session, now))
+        return len(charts)
+
+    def _extra_packets(self, kind: str, chart_id: str, chart: _Chart, now: float) -> list[str]:
+        if kind == "protocol_switched":
+            return [_plain("protocol_switched", ["protobuf"])]
+        if kind == "depth":
+            symbol = next(
+                (series.truth.symbol.full_name for series in chart.series.values()), "NASDAQ:AAPL"
+            )
+            return [
+                _plain("depth_symbol_error", ["ds_simdepth01", symbol, "unsupported_symbol"]),
+                _plain("depth_symbol_cleared", ["ds_simdepth01", symbol]),
+            ]
+        stamp = float(now_floor(now) - now_floor(now) % 60)
+        if kind == "pointset":
+            body = {"plots": [{"index": 0, "value": [351, int(stamp)]}], "t": "turnaround"}
+            return [_plain("du", [chart_id, {"pointsetEstimates_1": body}])]
+        parent = next(iter(chart.series), "s1")
+        study, turnaround = "st_sim1", f"{parent}_st_sim1"
+        rows = {"i": 0, "v": [stamp, 12.5, 1.0, 10.25]}
+        du_body = {"node": NODE, "st": [rows], "ns": {"d": "", "indexes": []}, "t": turnaround}
+        return [
+            _envelope("study_loading", [chart_id, study, turnaround], now),
+            _plain("du", [chart_id, {study: du_body}]),
+            _envelope("study_completed", [chart_id, study, turnaround], now),
+        ]
+
+    def fault_critical_error(
+        self, message: str | dict[str, Any], detail: str | None, session: str | None
+    ) -> int:
+        """:meth:`Faults.critical_error`."""
+        if session is None:
+            targets = [chart_id for chart_id, _ in self._live_charts(None)]
+        else:
+            targets = [session] if self.authenticated else []
+        now = self._now()
+        for target in targets:
+            params: list[Any] = [target, message] if detail is None else [target, message, detail]
+            self.hub.stats.critical_errors += 1
+            self.emit([_envelope("critical_error", params, now)])
+            self._kill_chart(target)
+        return len(targets)
+
+    def fault_series_failure(
+        self, kind: str, reason: str, details: list[Any], chart: str | None
+    ) -> int:
+        """:meth:`Faults.symbol_error` and :meth:`Faults.series_error`."""
+        chosen = self._live_series(chart)
+        now = self._now()
+        for series in chosen:
+            series.cancelled = True
+            if kind == "symbol_error":
+                params = [series.chart, series.symbol_ref, reason, *details]
+            else:
+                params = [series.chart, series.series_id, series.turnaround, reason, *details]
+            self.emit([_envelope(kind, params, now)])
+        return len(chosen)
+
+    def fault_bad_du(
+        self, open_time: float | None, values: list[float] | None, chart: str | None
+    ) -> int:
+        """:meth:`Faults.bad_du`."""
+        now = self._now()
+        sent = 0
+        for series in self._live_series(chart):
+            slot = series.live_slot
+            if slot is None:
+                continue
+            truth = series.truth
+            row = truth.at(slot, now) if slot[1] <= now else truth.revision(slot, 0)
+            written = list(row[1:]) if values is None else list(values)
+            v = [row[0] if open_time is None else open_time, *written]
+            body = {
+                "s": [{"i": series.live_index, "v": [item for item in v if item is not None]}],
+                "ns": _NOCHANGE,
+                "t": series.turnaround,
+                "lbs": {"bar_close_time": slot[2]},
+            }
+            self.emit([_plain("du", [series.chart, {series.series_id: body}])])
+            sent += 1
+        return sent
 
     # -- auth -------------------------------------------------------------------------------
 
@@ -969,6 +1364,7 @@ class SimConnection:
         if token == ANONYMOUS_TOKEN:
             self.authenticated, self.plan = True, None
             self.bar_limit = self.hub.bar_limit(None)
+            self._authenticated_once()
             return
         # Tokens live in wall-clock time, like the accounts and TOTP codes of the HTTP side:
         # the virtual clock only drives market data (a client checks a token's exp against
@@ -982,6 +1378,36 @@ class SimConnection:
             return
         self.authenticated, self.plan = True, claims.plan
         self.bar_limit = self.hub.bar_limit(claims.plan)
+        self._authenticated_once()
+
+    def _authenticated_once(self) -> None:
+        self._auth_count += 1
+        if self._auth_count == 1:
+            self._arm_bad_tokens()
+
+    def _arm_bad_tokens(self) -> None:
+        """``bad_token_offsets``: protocol_error "bad auth token" at each offset after the
+        first successful set_auth_token (virtual or wall-clock seconds)."""
+        script = self.script
+        now = self._now()
+        for offset in script.bad_token_offsets:
+            if script.bad_token_wall_clock:
+                loop = asyncio.get_running_loop()
+                self._wall_timers.append(loop.call_later(offset, self._bad_token))
+            else:
+                timer = _TimedFault(self, self._bad_token)
+                self._timers.append(timer)
+                self.hub.schedule(now + offset, timer)
+
+    def _bad_token(self) -> None:
+        if self.script.bad_token_closes:
+            self.fatal(BAD_TOKEN)
+            return
+        if self.closing:
+            return
+        # The socket stays open: a client may send a fresh set_auth_token on it.
+        self.hub.stats.protocol_errors += 1
+        self.emit([_envelope("protocol_error", [BAD_TOKEN], self._now())])
 
     @property
     def paid(self) -> bool:
@@ -1062,10 +1488,52 @@ class SimConnection:
         chart.symbols[ref] = resolved
         now = self._now()
         if resolved is None:
-            out.append(_envelope("symbol_error", [chart_id, ref, "invalid symbol"], now))
+            self._symbol_error(chart_id, chart, ref, ["invalid symbol"], out)
+            return
+        name = resolved.info.full_name
+        group = self.script.denied_symbols.get(name)
+        if group is not None:
+            chart.symbols[ref] = None
+            self._symbol_error(chart_id, chart, ref, ["permission denied", "group", group], out)
             return
         info = resolved.info.resolved_info(resolved.session)
-        out.append(_envelope("symbol_resolved", [chart_id, ref, info], now))
+        if name in self.script.legacy_resolved_symbols:
+            # The 2019 shape (§9 capture): fewer fields, a trailing unix time, only "t".
+            info = {key: value for key, value in info.items() if key in _RESOLVED_2019_KEYS}
+            message = {"m": "symbol_resolved", "p": [chart_id, ref, info, int(now)], "t": int(now)}
+            self._answer_resolve(chart_id, chart, ref, encode_packet(_dumps(message)), out)
+            return
+        packet = _envelope("symbol_resolved", [chart_id, ref, info], now)
+        self._answer_resolve(chart_id, chart, ref, packet, out)
+
+    def _symbol_error(
+        self, chart_id: str, chart: _Chart, ref: str, reason: list[Any], out: list[str]
+    ) -> None:
+        packet = _envelope("symbol_error", [chart_id, ref, *reason], self._now())
+        if self.hub.config.series_error_after_symbol_error:
+            self._answer_resolve(chart_id, chart, ref, packet, out)  # held, like a success
+        else:
+            out.append(packet)
+
+    def _answer_resolve(
+        self, chart_id: str, chart: _Chart, ref: str, packet: str, out: list[str]
+    ) -> None:
+        hold = self.hub.config.resolve_hold
+        if hold is None:
+            out.append(packet)
+            return
+        self._release_resolved(chart_id, ref)  # an earlier one for the same reference
+        chart.held[ref] = packet
+        loop = asyncio.get_running_loop()
+        pending = [handle for handle in chart.hold_timers if handle.when() > loop.time()]
+        pending.append(loop.call_later(hold, self._release_resolved, chart_id, ref))
+        chart.hold_timers = pending
+
+    def _release_resolved(self, chart_id: str, ref: str) -> None:
+        chart = self._charts.get(chart_id)
+        packet = chart.held.pop(ref, None) if chart is not None else None
+        if packet is not None and chart is not None and not chart.dead:
+            self.emit([packet])
 
     def _parse_symbol_spec(self, text: str) -> _Resolved | None:
         spec: dict[str, Any]
@@ -1080,7 +1548,7 @@ class SimConnection:
             if isinstance(spec.get("symbol"), dict):  # {"symbol": {...}, "type": ...}
                 spec = spec["symbol"]
         else:
-            spec = {"symbol": text}
+            loaded, spec = {}, {"symbol": text}
         name = spec.get("symbol")
         if not isinstance(name, str):
             return None
@@ -1089,11 +1557,14 @@ class SimConnection:
             return None
         session = spec.get("session", "regular")
         adjustment = spec.get("adjustment", "splits")
+        chart_type, replay = loaded.get("type"), loaded.get("replay")
         return _Resolved(
             info,
             "extended" if isinstance(session, str) and "extended" in session else "regular",
             adjustment if adjustment in ("splits", "dividends", "none") else "splits",
             spec.get("backadjustment") == "default",
+            chart_type if isinstance(chart_type, str) and chart_type else None,
+            replay if isinstance(replay, str) and replay else None,
         )
 
     def _lookup(self, name: str) -> SymbolInfo | None:
@@ -1119,19 +1590,42 @@ class SimConnection:
             self._critical(out, params[0], "invalid parameters", method, params)
             return
         chart_id = params[0]
+        script = self.script
         previous = chart.series.get(series_id)
         if previous is not None:
             previous.cancelled = True
             if size == "":
                 size = previous.size
+            if script.stale_completion:
+                # A late completion of the previous request, just before this batch (#14).
+                if out:
+                    self.emit(list(out))
+                    out.clear()
+                self.emit([self._completed(previous, False, self._now())])
         if size == "":
             size = 300
         resolved = chart.symbols[ref]
         if resolved is None:
-            return  # the client already got symbol_error; nothing more comes (§10.7)
-        reason = self._entitlement(interval)
+            if self.hub.config.series_error_after_symbol_error:
+                # The 2025 frame: series_loading, symbol_error, series_error "resolve error".
+                now = self._now()
+                out.append(_envelope("series_loading", [chart_id, series_id, turnaround], now))
+                held = chart.held.pop(ref, None)
+                if held is not None:
+                    out.append(held)
+                failure = [chart_id, series_id, turnaround, "resolve error", f"{NODE}@{NODE}"]
+                out.append(_envelope("series_error", failure, now))
+            return  # else nothing more comes after a symbol_error (§10.7)
+        reason = (
+            self._entitlement(interval)
+            or self._chart_type_error(resolved)
+            or self._scripted_series_error(resolved.info, interval)
+        )
         now = self._now()
         if reason is not None:
+            held = chart.held.pop(ref, None)
+            if held is not None:
+                out.append(held)
             out.append(_envelope("series_error", [chart_id, series_id, turnaround, reason], now))
             return
         truth = self.hub.truth.series(
@@ -1141,26 +1635,60 @@ class SimConnection:
             adjustment=resolved.adjustment,
             back_adjusted=resolved.back_adjusted,
         )
+        if resolved.chart_type is not None:  # Heikin-Ashi (the only type served)
+            truth = self.hub.heikin_ashi(truth)
         series = _Series(self, chart_id, series_id, turnaround, ref, interval, size, truth)
+        replay = self._replays.get(resolved.replay) if resolved.replay is not None else None
+        if resolved.replay is not None and (replay is None or replay.point is None):
+            self._critical(out, chart_id, "invalid parameters", method, params)
+            return
         chart.series[series_id] = series
         slots, limited = self._window(truth, size, now)
+        if replay is not None and replay.point is not None:
+            # Bars up to the replay point only, all final; no live updates.
+            wanted = len(slots) or 1
+            slots = [s for s in truth.slots_before(replay.point + 1, wanted) if s[2] <= now]
+            limited = False
+        cap = script.more_data_silent_after_bars
+        if cap is not None and len(slots) > cap:
+            slots, limited = slots[len(slots) - cap :], False
         if out:
             self.emit(list(out))
             out.clear()
         self.emit([_envelope("series_loading", [chart_id, series_id, turnaround], now)])
-        # History and series_completed travel in one WebSocket message, as observed (§6).
-        # Slots are in time order: the closed ones (final bars) come first.
+        held = chart.held.pop(ref, None)
+        if held is not None:
+            self.emit([held])
+        # The history's last timescale_update and series_completed travel in one WebSocket
+        # message, as observed (§6). Slots are in time order: the closed ones (final bars)
+        # come first.
         closed = len(slots)
         while closed and slots[closed - 1][2] > now:
             closed -= 1
         series.first_open = slots[0][1] if slots else now_floor(now)
         series.loaded = len(slots)
-        packets = [
-            self._timescale_update(series, slots, closed, 0, now),
-            self._completed(series, limited, now),
-        ]
-        self.emit(packets)
+        self._send_history(series, slots, closed, self._completed(series, limited, now), now)
+        if replay is not None:
+            series.live_index = len(slots)
+            series.replay_slot = slots[-1] if slots else None
+            replay.series.append(series)
+            return
         self._go_live(series, slots, now)
+
+    def _send_history(
+        self, series: _Series, slots: list[Slot], closed: int, completion: str, now: float
+    ) -> None:
+        """``slots`` as ``timescale_update`` packets of at most ``history_chunk_bars``, one
+        WebSocket message each, the last one followed by ``completion``."""
+        size = self.hub.config.history_chunk_bars
+        if size is None or len(slots) <= size:
+            self.emit([self._timescale_update(series, slots, closed, 0, now), completion])
+            return
+        for start in range(0, len(slots), size):
+            chunk = slots[start : start + size]
+            chunk_closed = max(0, min(closed - start, len(chunk)))
+            packet = self._timescale_update(series, chunk, chunk_closed, start, now)
+            self.emit([packet, completion] if start + size >= len(slots) else [packet])
 
     def _series_params(
         self, method: str, chart: _Chart, params: list[Any]
@@ -1210,6 +1738,23 @@ class SimConnection:
             or (interval.unit == "M" and interval.multiplier in (1, 3, 6, 12))
         )
         return None if standard else "custom_resolution"
+
+    @staticmethod
+    def _chart_type_error(resolved: _Resolved) -> str | None:
+        """Non-standard chart types: the anonymous service answers a pro study (Renko...)
+        ``series_error study_not_auth:<study>`` (TVAPI's error test:
+        ``study_not_auth:BarSetRenko@tv-prostudies-40``) and serves Heikin-Ashi (TVAPI's
+        chart-type test, anonymous). The simulator computes Heikin-Ashi only
+        (:class:`HeikinAshiSeries`); every other type gets study_not_auth, on any plan."""
+        if resolved.chart_type is None or resolved.chart_type.startswith(HEIKIN_ASHI):
+            return None
+        return f"study_not_auth:{resolved.chart_type.rstrip('!')}"
+
+    def _scripted_series_error(self, info: SymbolInfo, interval: Interval) -> str | None:
+        errors = self.script.series_errors
+        if not errors:
+            return None
+        return errors.get(f"{info.full_name}/{interval.code}") or errors.get(info.full_name)
 
     def _window(self, truth: TruthSeries, size: Any, now: float) -> tuple[list[Slot], bool]:
         """The slots a size/range parameter selects, and whether the bar limit cut it."""
@@ -1319,6 +1864,12 @@ class SimConnection:
             return
         requested = params[2]
         count = min(requested, self.bar_limit)
+        cap = self.script.more_data_silent_after_bars
+        if cap is not None:
+            if series.loaded >= cap:
+                self.hub.stats.unanswered["request_more_data"] += 1
+                return  # silence: no timescale_update, no series_completed (#14)
+            count = min(count, cap - series.loaded)
         truth = series.truth
         now = self._now()
         older = truth.slots_before(series.first_open, count)
@@ -1355,6 +1906,282 @@ class SimConnection:
         if isinstance(series, _Series):
             series.cancelled = True
 
+    # -- studies, pointsets, tick marks, depth, protocol switch -----------------------------
+
+    def _create_study(self, params: list[Any], out: list[str]) -> None:
+        """``create_study [cs, studyId, turnaround, parentSeriesId, name, inputs]``.
+
+        The simulator has no study engine: it answers as the real service does for a study
+        it cannot run (2019 capture: ``study_loading`` then ``study_error [cs, studyId,
+        "<parent>_<turnaround>", reason]``). The reason is ``study_not_auth:<name>`` for pro
+        studies without a paid plan, else ``unsupported study: <name>``.
+        """
+        chart = self._chart("create_study", params, out)
+        if chart is None:
+            return
+        valid = (
+            len(params) >= 5
+            and all(isinstance(value, str) for value in params[1:5])
+            and params[3] in chart.series
+        )
+        if not valid:
+            self._critical(out, params[0], "invalid parameters", "create_study", params)
+            return
+        chart_id, study_id, turnaround, parent, name = params[:5]
+        tag = f"{parent}_{turnaround}"
+        chart.studies[study_id] = (tag, name)
+        self._study_failure(out, chart_id, study_id, tag, name)
+
+    def _study_failure(
+        self, out: list[str], chart_id: str, study_id: str, tag: str, name: str
+    ) -> None:
+        now = self._now()
+        bare = name.rstrip("!")
+        if "@tv-prostudies-" in name and not self.paid:
+            reason = f"study_not_auth:{bare}"
+        else:
+            reason = f"unsupported study: {bare}"
+        self.hub.stats.study_errors += 1
+        out.append(_envelope("study_loading", [chart_id, study_id, tag], now))
+        out.append(_envelope("study_error", [chart_id, study_id, tag, reason], now))
+
+    def _modify_study(self, params: list[Any], out: list[str]) -> None:
+        """``modify_study [cs, studyId, turnaround, inputs]``: the same answer again."""
+        chart = self._chart("modify_study", params, out)
+        if chart is None:
+            return
+        known = chart.studies.get(params[1]) if len(params) >= 3 else None
+        if known is None or not isinstance(params[2], str):
+            self._critical(out, params[0], "invalid parameters", "modify_study", params)
+            return
+        parent = known[0].split("_", 1)[0]
+        tag = f"{parent}_{params[2]}"
+        chart.studies[params[1]] = (tag, known[1])
+        self._study_failure(out, params[0], params[1], tag, known[1])
+
+    def _remove_study(self, params: list[Any], out: list[str]) -> None:
+        chart = self._chart("remove_study", params, out)
+        if chart is not None and len(params) > 1 and isinstance(params[1], str):
+            chart.studies.pop(params[1], None)
+
+    def _create_pointset(self, params: list[Any], out: list[str]) -> None:
+        """``create_pointset [cs, id, turnaround, symbolRef, interval, [time, 0]]``: an empty
+        pointset (``du`` with no plots), in the 2019 capture's shape."""
+        chart = self._chart("create_pointset", params, out)
+        if chart is None:
+            return
+        if len(params) < 3 or not isinstance(params[1], str):
+            self._critical(out, params[0], "invalid parameters", "create_pointset", params)
+            return
+        body = {"plots": [], "t": params[2]}
+        out.append(_plain("du", [params[0], {params[1]: body}]))
+
+    def _remove_pointset(self, params: list[Any], out: list[str]) -> None:
+        self._chart("remove_pointset", params, out)
+
+    def _request_more_tickmarks(self, params: list[Any], out: list[str]) -> None:
+        """``request_more_tickmarks [cs, seriesId, n]``: a ``timescale_update`` with an empty
+        series dict and the next tick marks (2019 capture)."""
+        chart = self._chart("request_more_tickmarks", params, out)
+        if chart is None:
+            return
+        series = chart.series.get(params[1]) if len(params) == 3 else None
+        if series is None or not isinstance(params[2], int) or isinstance(params[2], bool):
+            self._critical(out, params[0], "invalid parameters", "request_more_tickmarks", params)
+            return
+        now = self._now()
+        slot = series.live_slot or series.truth.grid.slot_at_or_after(now)
+        upcoming = itertools.islice(series.truth.grid.iter_asc(slot[2]), min(params[2], 100))
+        index = series.live_index + 1
+        marks = [
+            [_mark_weight(following[1], series.interval.is_intraday), following[1], index + n]
+            for n, following in enumerate(upcoming)
+        ]
+        meta = {"index": index, "zoffset": 0, "changes": [], "marks": marks, "index_diff": []}
+        out.append(_envelope("timescale_update", [params[0], {}, meta], now))
+
+    def _depth_create_session(self, params: list[Any], out: list[str]) -> None:
+        if params and isinstance(params[0], str):
+            self._depth[params[0]] = None
+
+    def _depth_set_symbol(self, params: list[Any], out: list[str]) -> None:
+        """The simulator has no order books: ``depth_symbol_error [ds, symbol,
+        "unsupported_symbol"]``, as the 2019 capture answered for NASDAQ:AAPL."""
+        if len(params) < 2 or params[0] not in self._depth or not isinstance(params[1], str):
+            self._critical(
+                out, _text_or_empty(params), "invalid parameters", "depth_set_symbol", params
+            )
+            return
+        self._depth[params[0]] = params[1]
+        out.append(_plain("depth_symbol_error", [params[0], params[1], "unsupported_symbol"]))
+
+    def _depth_clear_symbol(self, params: list[Any], out: list[str]) -> None:
+        if not params or params[0] not in self._depth:
+            self._critical(
+                out, _text_or_empty(params), "invalid parameters", "depth_clear_symbol", params
+            )
+            return
+        symbol = self._depth[params[0]]
+        if symbol is not None:
+            self._depth[params[0]] = None
+            out.append(_plain("depth_symbol_cleared", [params[0], symbol]))
+
+    def _depth_delete_session(self, params: list[Any], out: list[str]) -> None:
+        if params and isinstance(params[0], str):
+            self._depth.pop(params[0], None)
+
+    def _request_studies_metadata(self, params: list[Any], out: list[str]) -> None:
+        """``request_studies_metadata [cs, requestId]``: ``studies_metadata [cs, requestId,
+        {"metainfo": [...]}]`` (85 KB in the 2019 capture); the simulator knows no studies,
+        so the list is empty."""
+        chart = self._chart("request_studies_metadata", params, out)
+        if chart is None:
+            return
+        request = params[1] if len(params) > 1 else ""
+        out.append(_plain("studies_metadata", [params[0], request, {"metainfo": []}]))
+
+    def _unsupported(self, method: str, params: list[Any], out: list[str]) -> None:
+        """A method the simulator does not implement (``switch_protocol`` to protobuf, any
+        unknown one): ``critical_error [id, "unsupported method", "method: m. args:
+        ..."]``, the text HAMED's client treats as a reason to reconnect, rather than
+        silence. ``id`` is ``params[0]`` when it names a chart or quote session of this
+        connection, else ``""``; the session is not killed."""
+        self.hub.stats.ignored_methods[method] += 1
+        self.hub.stats.critical_errors += 1
+        session = _text_or_empty(params)
+        if session not in self._charts and session not in self._quotes:
+            session = ""
+        detail = format_args(method, params if session else ["", *params])
+        out.append(
+            _envelope("critical_error", [session, "unsupported method", detail], self._now())
+        )
+
+    # -- replay (TVAPI's replay mode, PROTOCOL.md §3.19) -------------------------------------
+
+    def _replay(self, method: str, params: list[Any], out: list[str], size: int) -> _Replay | None:
+        """The replay session of ``params[0]`` when ``params`` has ``size`` items and a
+        string request id; else ``critical_error invalid parameters``."""
+        replay = self._replays.get(params[0]) if params and isinstance(params[0], str) else None
+        if replay is None or len(params) != size or not isinstance(params[1], str):
+            self._critical(out, _text_or_empty(params), "invalid parameters", method, params)
+            return None
+        return replay
+
+    def _replay_create_session(self, params: list[Any], out: list[str]) -> None:
+        if params and isinstance(params[0], str):
+            self._replay_delete_session(params, out)
+            self._replays[params[0]] = _Replay(f"replay_{self.id}_{len(self._replays) + 1}")
+
+    def _replay_delete_session(self, params: list[Any], out: list[str]) -> None:
+        replay = self._replays.pop(params[0], None) if params else None
+        if replay is not None and replay.auto is not None:
+            replay.auto.cancel()
+
+    def _replay_add_series(self, params: list[Any], out: list[str]) -> None:
+        """``replay_add_series [rs, requestId, "=" + symbolJSON, timeframe]``: ``replay_ok``
+        and ``replay_instance_id``."""
+        replay = self._replay("replay_add_series", params, out, 4)
+        if replay is None:
+            return
+        valid = isinstance(params[2], str) and self._parse_symbol_spec(params[2]) is not None
+        try:
+            Interval(params[3])
+        except (InvalidInterval, TypeError):
+            valid = False
+        if not valid:
+            self._critical(out, params[0], "invalid parameters", "replay_add_series", params)
+            return
+        now = self._now()
+        out.append(_envelope("replay_ok", [params[0], params[1]], now))
+        out.append(_envelope("replay_instance_id", [params[0], replay.instance], now))
+
+    def _replay_reset(self, params: list[Any], out: list[str]) -> None:
+        """``replay_reset [rs, requestId, startUnix]``: the cursor moves to ``startUnix``."""
+        replay = self._replay("replay_reset", params, out, 3)
+        if replay is None:
+            return
+        start = params[2]
+        if isinstance(start, bool) or not isinstance(start, int | float) or start > self._now():
+            self._critical(out, params[0], "invalid parameters", "replay_reset", params)
+            return
+        replay.point, replay.ended = int(start), False
+        now = self._now()
+        out.append(_envelope("replay_ok", [params[0], params[1]], now))
+        out.append(_envelope("replay_point", [params[0], replay.point], now))
+
+    def _replay_step(self, params: list[Any], out: list[str]) -> None:
+        """``replay_step [rs, requestId, n]``: the next ``n`` bars of every replay chart as
+        ``du`` (final values), ``replay_point``, ``replay_ok``; ``replay_data_end`` once the
+        replay reaches the forming bar."""
+        replay = self._replay("replay_step", params, out, 3)
+        if replay is None:
+            return
+        count = params[2]
+        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+            self._critical(out, params[0], "invalid parameters", "replay_step", params)
+            return
+        out += self._advance_replay(params[0], replay, count)
+        out.append(_envelope("replay_ok", [params[0], params[1]], self._now()))
+
+    def _advance_replay(self, replay_id: str, replay: _Replay, count: int) -> list[str]:
+        now = self._now()
+        packets: list[str] = []
+        for series in replay.series:
+            if series.cancelled:
+                continue
+            last = series.replay_slot
+            upcoming = series.truth.grid.iter_asc(last[2] if last else float(replay.point or 0))
+            for slot in itertools.islice(upcoming, count):
+                if slot[2] > now:
+                    replay.ended = True
+                    break
+                packets.append(series._du(series.live_index, series.truth.final(slot), slot[2]))
+                series.live_index += 1
+                series.replay_slot = slot
+                replay.point = max(replay.point or 0, slot[1])
+        packets.append(_envelope("replay_point", [replay_id, replay.point], now))
+        if replay.ended:
+            packets.append(_envelope("replay_data_end", [replay_id], now))
+            if replay.auto is not None:
+                replay.auto.cancel()
+                replay.auto = None
+        return packets
+
+    def _replay_start(self, params: list[Any], out: list[str]) -> None:
+        """``replay_start [rs, requestId, intervalMs]``: one step every ``intervalMs``
+        wall-clock milliseconds until ``replay_stop`` or the end."""
+        replay = self._replay("replay_start", params, out, 3)
+        if replay is None:
+            return
+        period = params[2]
+        if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
+            self._critical(out, params[0], "invalid parameters", "replay_start", params)
+            return
+        out.append(_envelope("replay_ok", [params[0], params[1]], self._now()))
+        if replay.auto is not None:
+            replay.auto.cancel()
+        replay_id = params[0]
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
+            replay.auto = None
+            if self.closing or replay.ended or self._replays.get(replay_id) is not replay:
+                return
+            self.emit(self._advance_replay(replay_id, replay, 1))
+            if not replay.ended:
+                replay.auto = loop.call_later(period / 1000, tick)
+
+        replay.auto = loop.call_later(period / 1000, tick)
+
+    def _replay_stop(self, params: list[Any], out: list[str]) -> None:
+        replay = self._replay("replay_stop", params, out, 2)
+        if replay is None:
+            return
+        if replay.auto is not None:
+            replay.auto.cancel()
+            replay.auto = None
+        out.append(_envelope("replay_ok", [params[0], params[1]], self._now()))
+
     # -- quote sessions ---------------------------------------------------------------------
 
     def _quote_create_session(self, params: list[Any], out: list[str]) -> None:
@@ -1381,6 +2208,10 @@ class SimConnection:
     def _quote_add_symbols(self, params: list[Any], out: list[str]) -> None:
         quote = self._quotes.get(params[0]) if params and isinstance(params[0], str) else None
         if quote is None:
+            # The 2025 frame's answer to symbols added to a session that does not exist.
+            self.hub.stats.critical_errors += 1
+            error = [_text_or_empty(params), "invalid_parameters", "quote_add_symbols"]
+            out.append(_plain("critical_error", error))
             return
         session_id, now = params[0], self._now()
         for key in params[1:]:
@@ -1472,6 +2303,11 @@ class SimConnection:
         return values
 
 
+def _text_or_empty(params: list[Any]) -> str:
+    """``params[0]`` when it is a string (a session id), else ``""``."""
+    return params[0] if params and isinstance(params[0], str) else ""
+
+
 def now_floor(now: float) -> int:
     """``now`` as whole unix seconds."""
     return math.floor(now)
@@ -1505,7 +2341,31 @@ _HANDLERS: dict[str, Callable[[SimConnection, list[Any], list[str]], None]] = {
     "quote_set_fields": SimConnection._quote_set_fields,
     "quote_add_symbols": SimConnection._quote_add_symbols,
     "quote_remove_symbols": SimConnection._quote_remove_symbols,
+    "create_study": SimConnection._create_study,
+    "modify_study": SimConnection._modify_study,
+    "remove_study": SimConnection._remove_study,
+    "create_pointset": SimConnection._create_pointset,
+    "remove_pointset": SimConnection._remove_pointset,
+    "request_more_tickmarks": SimConnection._request_more_tickmarks,
+    "depth_create_session": SimConnection._depth_create_session,
+    "depth_set_symbol": SimConnection._depth_set_symbol,
+    "depth_clear_symbol": SimConnection._depth_clear_symbol,
+    "depth_delete_session": SimConnection._depth_delete_session,
+    "request_studies_metadata": SimConnection._request_studies_metadata,
+    "replay_create_session": SimConnection._replay_create_session,
+    "replay_delete_session": SimConnection._replay_delete_session,
+    "replay_add_series": SimConnection._replay_add_series,
+    "replay_reset": SimConnection._replay_reset,
+    "replay_step": SimConnection._replay_step,
+    "replay_start": SimConnection._replay_start,
+    "replay_stop": SimConnection._replay_stop,
 }
+
+#: Methods the real service never answers when they succeed (§3): accepted and counted in
+#: ``stats.ignored_methods``.
+_NO_REPLY_METHODS = frozenset(
+    {"set_locale", "set_data_quality", "quote_fast_symbols", "quote_hibernate_all"}
+)
 
 
 # --------------------------------------------------------------------------- I/O
