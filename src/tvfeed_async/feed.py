@@ -191,6 +191,8 @@ class TvFeed:
                     lambda: self.bar_limit,
                     self.limits.max_backfill_bars,
                     self.limits.close_grace,
+                    request_timeout=self.timeouts.request,
+                    page_timeout=self.timeouts.page,
                 )
                 task_group.start_soon(self._supervisor.run)
                 if self._authenticator is not None:

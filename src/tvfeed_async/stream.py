@@ -39,6 +39,7 @@ from .errors import (
     EntitlementError,
     GapError,
     InvalidRequest,
+    ProtocolError,
     SymbolNotFound,
     TvFeedError,
 )
@@ -656,7 +657,13 @@ class Subscription:
         await link.send(
             create_series(session, SERIES_ID, "s1", SYMBOL_REF, key.interval.code, count)
         )
-        await self._wait_completed()
+        if not await self._wait_completed(self.manager.request_timeout):
+            if not self._pending:
+                raise ProtocolError(
+                    f"{self._name}: no answer to create_series within "
+                    f"{self.manager.request_timeout:g} s"
+                )
+            logger.warning("%s: the series never completed; going on with its bars", self._name)
         newest = self.merger.newest_time
         if resuming and newest is not None:
             # Page back until the history reaches the last bar we knew, or runs out.
@@ -666,7 +673,11 @@ class Subscription:
                     break
                 before = len(self._pending)
                 await link.send(request_more_data(session, SERIES_ID, self.manager.bar_limit()))
-                await self._wait_completed()
+                if not await self._wait_completed(self.manager.page_timeout):
+                    # A server that answers request_more_data with silence: the backfill
+                    # ends with what came (a hole it leaves is reported as a gap below).
+                    logger.warning("%s: no answer to request_more_data; backfill ends", self._name)
+                    break
                 older = [
                     bar
                     for bar in self._pending[before:]
@@ -714,13 +725,22 @@ class Subscription:
             result.closed.append(released)
         return result
 
-    async def _wait_completed(self) -> None:
-        await self._completed.wait()
+    async def _wait_completed(self, patience: float) -> bool:
+        """Wait for series_completed; False when ``patience`` seconds passed without it.
+
+        Raises:
+            The chart error the series got, or ConnectionLost.
+        """
+        with anyio.move_on_after(patience):
+            await self._completed.wait()
+        if not self._completed.is_set():
+            return False
         self._completed = anyio.Event()
         if self._error is not None:
             raise self._error
         if self._lost.is_set():
             raise ConnectionLost("connection lost while loading the series")
+        return True
 
 
 class StreamManager:
@@ -733,10 +753,15 @@ class StreamManager:
         bar_limit: Callable[[], int],
         max_backfill_bars: int = 50_000,
         close_grace: float = 0.0,
+        *,
+        request_timeout: float = 60.0,
+        page_timeout: float = 10.0,
     ) -> None:
         self.supervisor = supervisor
         self.max_backfill_bars = max_backfill_bars
         self.close_grace = close_grace
+        self.request_timeout = request_timeout
+        self.page_timeout = page_timeout
         self._task_group = task_group
         self.bar_limit = bar_limit
         self._subscriptions: dict[StreamKey, Subscription] = {}

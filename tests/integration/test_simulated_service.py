@@ -203,3 +203,25 @@ async def test_bad_auth_token_again_soon_after_a_refresh_is_not_fatal() -> None:
             frame = await feed.get_hist("BINANCE:BTCUSDT", interval="1", n_bars=5)
             assert feed.stats.token_rejections == 2
     assert frame.height == 5
+
+
+async def test_a_backfill_answered_by_silence_reports_a_gap_and_goes_on(
+    tv_simulator: TvSimulator,
+) -> None:
+    """After a reconnect the stream pages back with request_more_data; the server stays
+    silent: the backfill ends after Timeouts.page, the hole is reported, live goes on."""
+    gaps: list[Any] = []
+    async with open_feed(tv_simulator, **FAST) as feed:
+        stream = feed.stream("BINANCE:BTCUSDT", interval="1", on_gap=gaps.append)
+        await wait_for(lambda: tv_simulator.stats.methods["create_series"] == 1)
+        await asyncio.sleep(0.1)
+        tv_simulator.faults.next_connection(more_data_silent_after_bars=300)
+        assert tv_simulator.faults.drop_open() == 1
+        await tv_simulator.clock.advance(400 * MINUTE)  # more than the 300 bars asked for
+        await wait_for(lambda: tv_simulator.stats.methods["request_more_data"] >= 1)
+        await wait_for(lambda: bool(gaps), seconds=15)
+        await tv_simulator.clock.advance(2 * MINUTE)
+        bar = await asyncio.wait_for(anext(stream), 10)
+        await stream.aclose()
+    assert gaps
+    assert bar.closed

@@ -86,3 +86,14 @@ async def test_soak_many_streams_under_random_faults(lively_simulator):
         )
         assert len(got) >= len(closed_by_now) > 0
         assert got[: len(closed_by_now)] == closed_by_now  # every closed bar once, in order
+
+
+async def test_soak_every_fault_type_on_a_seeded_schedule(lively_simulator):
+    """Every fault type of issues #14 and #15 (poison packets, impossible bars, critical
+    errors, late finals, bad tokens... beside drops, stalls and restarts)."""
+    from .schedule import FAULTS, run_fault_schedule
+
+    seconds = float(os.environ.get("TVFEED_SOAK_SECONDS", "60"))
+    seed = int(os.environ.get("TVFEED_SOAK_SEED", "7"))
+    fired = await run_fault_schedule(lively_simulator, seconds=seconds, seed=seed)
+    assert set(FAULTS) <= set(fired)
