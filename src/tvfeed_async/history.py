@@ -173,7 +173,8 @@ class HistoryResult:
         exhausted: the server's history ran out before ``n_bars`` (count mode) or before
             the start of the range.
         symbol_info: the resolved symbol, when the server sent it.
-        chunks: how many server batches were received (1 + pages).
+        chunks: how many of its requests the server answered (1 + pages, or windows in
+            range mode); one answer may span several ``timescale_update`` packets.
         cut_short: the server went quiet while paging (no answer within
             ``Timeouts.page``): the frame holds every bar that arrived, but the history may
             reach further back than it does.
@@ -214,6 +215,7 @@ class _ChartRoute:
         self.expected = "s1"
         self.stale = 0
         self.requests = 0
+        self.answers = 0
         self.last_activity = 0.0
         self._event = anyio.Event()
         self.resolved = anyio.Event()
@@ -244,6 +246,7 @@ class _ChartRoute:
                     self.stale += 1
                     return
                 self.completed = message
+                self.answers += 1
                 self._event.set()
         elif isinstance(message, SymbolResolved):
             self.info = message.info
@@ -382,9 +385,9 @@ async def fetch_history(
             else:
                 run = _run_count(link, session, request, route, bar_limit, page_quiet)
             try:
-                chunks, exhausted = await run
+                exhausted = await run
             except _Quiet:
-                chunks, exhausted, cut_short = len(route.chunks), False, True
+                exhausted, cut_short = False, True
         finally:
             route.accepting = False
             await _close_chart(link, supervisor, session)
@@ -396,7 +399,7 @@ async def fetch_history(
     info = None
     if route.info:
         info = SymbolInfo.from_resolved(route.info, request.symbol.full, frame_has_volume(frame))
-    return HistoryResult(frame, exhausted, info, chunks, cut_short, route.requests)
+    return HistoryResult(frame, exhausted, info, route.answers, cut_short, route.requests)
 
 
 def frame_has_volume(frame: pl.DataFrame) -> bool | None:
@@ -413,7 +416,8 @@ async def _run_count(
     route: _ChartRoute,
     bar_limit: int,
     page_quiet: float,
-) -> tuple[int, bool]:
+) -> bool:
+    """Count mode; returns whether the history ran out."""
     assert request.n_bars is not None
     wanted = request.n_bars + 1  # the newest bar is usually still forming
     route.expect("s1")
@@ -439,10 +443,10 @@ async def _run_count(
         if added_older:
             oldest = page_oldest
         if len(seen) >= wanted:
-            return processed, False
+            return False
         if not added_older and (not first or not seen):
             # A page that brought no older bar (only re-sent ones, or none): history ends here.
-            return processed, True
+            return True
         first = False
         # request_more_data continues the series: its answer carries the same turnaround.
         route.expect("s1")
@@ -470,7 +474,7 @@ async def _run_range(
     route: _ChartRoute,
     bar_limit: int,
     page_quiet: float,
-) -> tuple[int, bool]:
+) -> bool:
     """Range mode: windows of ``r,<from>:<to>`` walked back from ``end`` to ``start``.
 
     Only the part of the range where data can be is walked: a first 1-bar request tells the
@@ -488,7 +492,7 @@ async def _run_range(
     newest = max((t for rows in route.chunks for t in _row_times(rows)), default=None)
     route.chunks.clear()  # the batch of the count above is not part of the range (§10.11)
     if newest is None:
-        return 0, True  # the series has no bars at all
+        return True  # the series has no bars at all
     # A window of bar_limit bars spans at least bar_limit * interval seconds, whatever the
     # market hours, so a window of that span cannot hold more bars than one request returns.
     base_span = max(interval.seconds, (bar_limit - 1) * interval.seconds)
@@ -543,10 +547,10 @@ async def _run_range(
         if open_ended and not todo:
             assert request.n_bars is not None
             if len(collected) > request.n_bars:
-                return len(route.chunks), False
+                return False
     oldest = min(collected, default=None)
     exhausted = oldest is None or oldest > request.start + interval.seconds
-    return len(route.chunks), exhausted
+    return exhausted
 
 
 def _build_frame(request: HistoryRequest, route: _ChartRoute) -> pl.DataFrame:

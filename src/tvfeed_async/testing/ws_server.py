@@ -231,9 +231,8 @@ class ServerConfig:
         history_chunk_bars: the history of a ``create_series``/``modify_series`` longer than
             this is split over several ``timescale_update`` packets, oldest first, one
             WebSocket message each; the last shares its message with ``series_completed``.
-            None (the default for now: tests/integration/test_auth_feed.py counts one
-            ``HistoryResult.chunks`` per packet): one packet. 1000 is a hard setting.
-            (``request_more_data`` replies stay one packet.)
+            None: one packet. The default, 1,000, is as hard as the real service, which
+            splits long histories. (``request_more_data`` replies stay one packet.)
         series_error_after_symbol_error: a series on a symbol reference that failed to
             resolve gets ``series_loading``, the (held back) ``symbol_error``, then
             ``series_error [cs, sid, turnaround, "resolve error", "<node>@<node>"]``, all in
@@ -255,7 +254,7 @@ class ServerConfig:
     pack_heartbeats: bool = True
     heartbeat_pack_wait: float = 1.0
     resolve_hold: float | None = 0.02
-    history_chunk_bars: int | None = None
+    history_chunk_bars: int | None = 1_000
     series_error_after_symbol_error: bool = False
 
 
