@@ -11,11 +11,16 @@ from __future__ import annotations
 import itertools
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from tvfeed_async.sinks import ParquetSink, PostgresSink, RedisSink, SeriesKey, Sink
+
 from .servers import PostgresServer, RedisServer, ServerUnavailable
+from .stores import Row, parquet_rows, postgres_rows, redis_rows
 
 _databases = itertools.count(1)
 
@@ -87,3 +92,53 @@ def redis_url(redis_server: RedisServer) -> str:
         reply = connection.recv(64)
     assert reply.startswith(b"+OK"), reply
     return redis_server.url
+
+
+@dataclass
+class Store:
+    """One store under test: how to make a sink for it and how to read it directly.
+
+    Attributes:
+        kind: ``"postgresql"``, ``"redis"`` or ``"parquet"``.
+        target: what ``tvfeed-async record --to`` takes for it.
+        sink: an opened sink (the fixture closes it).
+    """
+
+    kind: str
+    target: str
+    new_sink: Callable[[], Sink]
+    read: Callable[[SeriesKey], Awaitable[list[Row]]]
+    sink: Sink
+
+
+def _store_parts(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[str, Callable[[], Sink], Callable[[SeriesKey], Awaitable[list[Row]]]]:
+    if kind == "postgresql":
+        dsn: str = request.getfixturevalue("postgres_dsn")
+
+        async def read_postgres(key: SeriesKey) -> list[Row]:
+            return await postgres_rows(dsn, key)
+
+        return dsn, lambda: PostgresSink(dsn, connect_timeout=5), read_postgres
+    if kind == "redis":
+        url: str = request.getfixturevalue("redis_url")
+
+        async def read_redis(key: SeriesKey) -> list[Row]:
+            return await redis_rows(url, key)
+
+        return url, lambda: RedisSink(url, socket_timeout=5), read_redis
+    root = tmp_path / "dataset"
+
+    async def read_parquet(key: SeriesKey) -> list[Row]:
+        return parquet_rows(root, key)
+
+    return str(root), lambda: ParquetSink(root), read_parquet
+
+
+@pytest.fixture(params=["postgresql", "redis", "parquet"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each kind of store in turn, with an opened sink."""
+    target, new_sink, read = _store_parts(request.param, request, tmp_path)
+    async with new_sink() as sink:
+        yield Store(request.param, target, new_sink, read, sink)

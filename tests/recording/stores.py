@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
 import asyncpg
@@ -60,16 +61,17 @@ async def redis_rows(url: str, key: SeriesKey) -> list[Row]:
 
 
 def parquet_rows(root: Path, key: SeriesKey) -> list[Row]:
-    """Every stored bar of ``key`` in the dataset, in file order (day files by name)."""
-    dataset = root / "bars"
-    if not dataset.exists():
+    """Every stored bar of ``key`` in the dataset, day files in date order."""
+    series = (
+        root
+        / "bars"
+        / f"symbol={urllib.parse.quote(key.symbol, safe='')}"
+        / f"interval={urllib.parse.quote(key.interval, safe='')}"
+    )
+    files = sorted(series.glob("date=*/bars.parquet"))
+    if not files:
         return []
-    frame = pl.scan_parquet(
-        dataset,
-        hive_partitioning=True,
-        hive_schema={"symbol": pl.String, "interval": pl.String, "date": pl.Date},
-    ).collect()
-    frame = frame.filter((pl.col("symbol") == key.symbol) & (pl.col("interval") == key.interval))
+    frame = pl.concat([pl.read_parquet(path) for path in files])
     return [
         (int(t.timestamp()), o, h, low, c, v)
         for t, o, h, low, c, v in frame.select(

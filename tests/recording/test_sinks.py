@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -18,12 +17,12 @@ from tvfeed_async.sinks import (
     PostgresSink,
     RedisSink,
     SeriesKey,
-    Sink,
     SinkError,
     sink_from_url,
 )
 
-from .stores import Row, parquet_rows, postgres_rows, redis_entries, redis_rows
+from .conftest import Store
+from .stores import Row, postgres_rows, redis_entries, redis_rows
 
 BTC = SeriesKey("BINANCE:BTCUSDT", "1")
 SPX = SeriesKey("SP:SPX", "1D")
@@ -57,45 +56,13 @@ def rows(bars: list[Bar]) -> list[Row]:
     return [tuple(bar[:6]) for bar in bars]  # type: ignore[misc]
 
 
-Reader = Callable[[SeriesKey], Awaitable[list[Row]]]
-
-
-@pytest.fixture(params=["postgresql", "redis", "parquet"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[Sink, Reader]]:
-    """An opened sink of each kind and a reader that reads its store directly."""
-    if request.param == "postgresql":
-        dsn = request.getfixturevalue("postgres_dsn")
-        sink: Sink = PostgresSink(dsn)
-
-        async def read(key: SeriesKey) -> list[Row]:
-            return await postgres_rows(dsn, key)
-
-    elif request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        sink = RedisSink(url)
-
-        async def read(key: SeriesKey) -> list[Row]:
-            return await redis_rows(url, key)
-
-    else:
-        sink = ParquetSink(tmp_path / "dataset")
-
-        async def read(key: SeriesKey) -> list[Row]:
-            return parquet_rows(tmp_path / "dataset", key)
-
-    async with sink:
-        yield sink, read
-
-
 # ---------------------------------------------------------------------- the contract
 
 
 async def test_writes_are_stored_once_and_last_stored_is_the_newest(
-    store: tuple[Sink, Reader],
+    store: Store,
 ) -> None:
-    sink, read = store
+    sink, read = store.sink, store.read
     assert await sink.last_stored(BTC) is None
     btc = bars_of(BTC, T0, 10, 60)
     spx = bars_of(SPX, T0 - 10 * DAY, 3, DAY, volume=False)
@@ -110,8 +77,8 @@ async def test_writes_are_stored_once_and_last_stored_is_the_newest(
     assert await sink.last_stored(BTC) == btc[-1].timestamp
 
 
-async def test_forming_bars_are_kept_apart_from_closed_bars(store: tuple[Sink, Reader]) -> None:
-    sink, read = store
+async def test_forming_bars_are_kept_apart_from_closed_bars(store: Store) -> None:
+    sink, read = store.sink, store.read
     closed = bars_of(BTC, T0, 3, 60)
     await sink.write(closed)
     forming = bars_of(BTC, T0 + 3 * 60, 1, 60)[0]._replace(closed=False)

@@ -1,0 +1,139 @@
+"""The Recorder in this process, against the simulator's virtual clock and real stores."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from tvfeed_async import RetryPolicy, Timeouts, TvFeed
+from tvfeed_async.recorder import RecordedGap, Recorder
+from tvfeed_async.sinks import ParquetSink, SeriesKey
+from tvfeed_async.testing import TvSimulator
+
+from .conftest import Store
+from .helpers import MINUTE, assert_exactly_truth, truth, wait_for_store
+from .stores import Row, parquet_rows
+
+BTC = SeriesKey("BINANCE:BTCUSDT", "1")
+ETH = SeriesKey("BINANCE:ETHUSDT", "1")
+KEYS = [BTC, ETH]
+FAST = {
+    "timeouts": Timeouts(request=30.0, idle=30.0),
+    "retry": RetryPolicy(initial=0.01, maximum=0.05, max_attempts=50),
+    "session_cache": False,
+    "use_env": False,
+}
+
+
+@contextlib.asynccontextmanager
+async def recording(recorder: Recorder) -> AsyncIterator[Recorder]:
+    """Run ``recorder`` in the background for the body of the block."""
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(recorder.run)
+        with anyio.fail_after(30):
+            await recorder.started.wait()
+        yield recorder
+        tasks.cancel_scope.cancel()
+
+
+def first_bars(sim: TvSimulator, keys: list[SeriesKey], initial_bars: int) -> dict[SeriesKey, int]:
+    """Where an empty store starts: the newest ``initial_bars`` bars include the forming one,
+    which the recorder leaves to the live stream, so the first is ``initial_bars - 1`` back."""
+    return {
+        key: int(sim.truth_rows(key.symbol, key.interval, n_bars=initial_bars - 1)[0][0])
+        for key in keys
+    }
+
+
+async def advance(sim: TvSimulator, minutes: int, step: int = 3) -> None:
+    for _ in range(0, minutes, step):
+        await sim.clock.advance(step * MINUTE)
+        await anyio.sleep(0.02)
+
+
+async def test_backfill_then_live_exactly_once(tv_simulator: TvSimulator, store: Store) -> None:
+    sim = tv_simulator
+    first = first_bars(sim, KEYS, 50)
+    async with TvFeed(endpoints=sim.endpoints, **FAST) as feed:  # type: ignore[arg-type]
+        recorder = Recorder(feed, KEYS, store.sink, initial_bars=50)
+        async with recording(recorder):
+            await wait_for_store(store.read, sim, KEYS)  # the backfill, before time moves
+            await advance(sim, 30)
+            held = await wait_for_store(store.read, sim, KEYS)
+    assert_exactly_truth(held, sim, first)
+    for key in KEYS:
+        assert len(held[key]) == 49 + 30
+    metrics = recorder.metrics[0]
+    assert metrics.syncs == 2
+    assert metrics.resyncs == metrics.overflows == metrics.write_errors == 0
+    assert metrics.live_bars + metrics.history_bars == metrics.bars_written == 2 * (49 + 30)
+    assert metrics.live_bars >= 2 * 29  # the live stream wrote them, not repeated syncs
+
+
+async def test_a_new_recorder_resumes_from_the_store(
+    tv_simulator: TvSimulator, store: Store
+) -> None:
+    sim = tv_simulator
+    first = first_bars(sim, KEYS, 20)
+    async with (
+        TvFeed(endpoints=sim.endpoints, **FAST) as feed,  # type: ignore[arg-type]
+        recording(Recorder(feed, KEYS, store.sink, initial_bars=20)),
+    ):
+        await wait_for_store(store.read, sim, KEYS)
+        await advance(sim, 9)
+        await wait_for_store(store.read, sim, KEYS)
+    await sim.clock.advance(45 * MINUTE)  # nobody records for 45 minutes
+    async with store.new_sink() as sink, TvFeed(endpoints=sim.endpoints, **FAST) as feed:  # type: ignore[arg-type]
+        recorder = Recorder(feed, KEYS, sink, initial_bars=20)
+        async with recording(recorder):
+            held = await wait_for_store(store.read, sim, KEYS)
+            await advance(sim, 6)
+            held = await wait_for_store(store.read, sim, KEYS)
+    assert_exactly_truth(held, sim, first)
+    assert recorder.metrics[0].gaps == []
+    assert recorder.metrics[0].history_bars >= 2 * 44  # the 45 minutes came from history
+
+
+async def test_a_gap_the_server_cannot_fill_is_recorded(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with TvSimulator(history_bars=300, http_port=None) as sim:
+        oldest = int(sim.truth_rows(BTC.symbol, "1")[0][0])
+        # A bar stored long ago, older than anything the server still has.
+        stale = oldest - 1000 * MINUTE
+        from tvfeed_async import Bar
+
+        gaps: list[RecordedGap] = []
+
+        async def read(key: SeriesKey) -> list[Row]:
+            return parquet_rows(tmp_path, key)
+
+        async with ParquetSink(tmp_path) as sink:
+            await sink.write([Bar(stale, 1.0, 1.0, 1.0, 1.0, 1.0, BTC.symbol, "1", True)])
+            async with TvFeed(endpoints=sim.endpoints, **FAST) as feed:  # type: ignore[arg-type]
+                recorder = Recorder(feed, [BTC], sink, on_gap=gaps.append)
+                async with recording(recorder):
+                    held = await wait_for_store(read, sim, [BTC])
+                    await advance(sim, 3)
+                    held = await wait_for_store(read, sim, [BTC])
+        rows = held[BTC]
+        assert rows[0][0] == stale
+        assert rows[1:] == truth(sim, BTC, oldest)
+        assert gaps == [RecordedGap(BTC, sink.name, stale, oldest)]
+        assert recorder.metrics[0].gaps == gaps
+        assert (tmp_path / "gaps.ndjson").read_text().count("\n") == 1
+
+
+@pytest.mark.parametrize("bad", [("NOPE:NOTHING", "1")])
+async def test_an_unknown_symbol_stops_the_recorder_with_the_feed_error(
+    tv_simulator: TvSimulator, tmp_path, bad: tuple[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    from tvfeed_async import SymbolNotFound
+
+    async with (
+        ParquetSink(tmp_path) as sink,
+        TvFeed(endpoints=tv_simulator.endpoints, **FAST) as feed,
+    ):  # type: ignore[arg-type]
+        with anyio.fail_after(30), pytest.raises(SymbolNotFound):
+            await Recorder(feed, [BTC, bad], sink).run()
