@@ -392,6 +392,13 @@ class _Lane:
                 return  # the store lost data meanwhile: the series was marked again
             self.metrics.history_bars += len(chunk)
         self.covered_until[key] = newest
+        logger.info(
+            "%s %s: %d bars from history; stored up to %s",
+            self.sink.name,
+            key,
+            len(bars),
+            self.checkpoint.get(key),
+        )
 
     async def _fetch_since_checkpoint(
         self, key: SeriesKey
