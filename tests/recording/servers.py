@@ -105,6 +105,31 @@ def find_redis_server() -> Path:
     return Path(found)
 
 
+def _children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (read from /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces; the parent pid follows it.
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            children.append(int(entry.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class PostgresServer:
     """A throw-away PostgreSQL cluster on 127.0.0.1.
 
@@ -223,15 +248,19 @@ class PostgresServer:
         self._signal_and_wait(signal.SIGINT, timeout)
 
     def kill(self) -> None:
-        """SIGKILL the postmaster; its children exit on their own once it is gone, and the
-        next :meth:`start` runs crash recovery from the write-ahead log."""
+        """SIGKILL the postmaster and every process it started (a crash of the whole
+        server); the next :meth:`start` runs crash recovery from the write-ahead log."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        children = _children_of(process.pid)
         self._signal_and_wait(signal.SIGKILL, 30.0)
-        # Backends notice the dead postmaster within a moment; the next start refuses to run
-        # while one still holds the shared memory, so wait for the lock file's owner to go.
-        pid_file = self.data / "postmaster.pid"
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while any(_alive(child) for child in children) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _signal_and_wait(self, signum: int, timeout: float) -> None:
         process = self._process

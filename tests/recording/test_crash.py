@@ -3,7 +3,8 @@ compare each store with the simulator's truth: nothing lost, nothing doubled, in
 
 The simulator runs in this process on its virtual clock; the recorder is a real subprocess
 running the command line against it, with connection faults on (dropped sockets, short-lived
-connections, server restarts, duplicated bars).
+connections, server restarts, duplicated bars), and the database or Redis server itself is
+killed and restarted now and then.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tvfeed_async.testing import FaultScript, TvSimulator
 
 from .conftest import Store
 from .helpers import MINUTE, assert_exactly_truth, wait_for_store
+from .servers import PostgresServer, RedisServer
 
 SYMBOLS = [f"BINANCE:SIM{n:03d}USDT" for n in range(1, 7)]
 KEYS = [SeriesKey(symbol, "1") for symbol in SYMBOLS]
@@ -93,9 +95,16 @@ class RecorderProcess:
 
 @pytest.mark.parametrize("seed", [11])
 async def test_kill_9_at_random_points_loses_and_doubles_nothing(
-    store: Store, tmp_path: Path, seed: int
+    store: Store, tmp_path: Path, seed: int, request: pytest.FixtureRequest
 ) -> None:
+    """Also kills (SIGKILL) and restarts the database or Redis server now and then."""
     rng = random.Random(seed)
+    server: PostgresServer | RedisServer | None = None
+    if store.kind == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+    elif store.kind == "redis":
+        server = request.getfixturevalue("redis_server")
+    store_restarts = 0
     async with TvSimulator() as sim:
         first = {
             key: int(sim.truth_rows(key.symbol, "1", n_bars=BACKFILL - 1)[0][0]) for key in KEYS
@@ -124,6 +133,12 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
                             drop_after_packets=rng.randint(20, 200),
                             duplicate_bar_times=duplicated,
                         )
+                    elif roll < 0.6 and server is not None:
+                        server.kill()
+                        await sim.clock.advance(rng.randint(1, 5) * MINUTE)
+                        await anyio.sleep(rng.random() * 0.5)
+                        server.start()
+                        store_restarts += 1
                     await sim.clock.advance(rng.randint(1, 5) * MINUTE)
                     await anyio.sleep(rng.random() * 0.3)
                 # kill -9 at a random moment: during live writes, or soon after a restart
@@ -140,6 +155,7 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
         finally:
             await recorder.kill()
         assert kills == 8
+        assert server is None or store_restarts >= 1
         assert status == 0, recorder.log_text()
         try:
             assert_exactly_truth(held, sim, first)
