@@ -196,3 +196,64 @@ async def test_a_stream_that_joins_late_is_preceded_by_the_bars_it_missed(
     assert len(held[BTC]) == 9 + 12
     assert lane.metrics.seam_fetches == 1
     assert lane.metrics.live_bars == 1
+
+
+async def test_forming_bars_go_to_the_latest_store_only(
+    tv_simulator: TvSimulator, postgres_dsn: str, redis_url: str
+) -> None:
+    import asyncpg
+    import redis.asyncio as redis
+
+    from tvfeed_async.sinks import PostgresSink, RedisSink
+
+    from .stores import postgres_rows, redis_rows
+
+    sim = tv_simulator
+    first = first_bars(sim, [BTC], 10)
+    async with (
+        PostgresSink(postgres_dsn) as postgres,
+        RedisSink(redis_url) as redis_sink,
+        TvFeed(endpoints=sim.endpoints, **FAST) as feed,  # type: ignore[arg-type]
+    ):
+        recorder = Recorder(feed, [BTC], [postgres, redis_sink], initial_bars=10, forming=True)
+        async with recording(recorder):
+
+            async def read(key: SeriesKey) -> list[Row]:
+                return await postgres_rows(postgres_dsn, key)
+
+            await wait_for_store(read, sim, [BTC])
+            await sim.clock.advance(2 * MINUTE + 40)  # two bars close; the third is forming
+            forming = sim.forming_bar(BTC.symbol, "1")
+            assert forming is not None
+            with anyio.fail_after(20):
+                while True:
+                    connection = await asyncpg.connect(postgres_dsn)
+                    try:
+                        latest = await connection.fetchrow(
+                            "SELECT extract(epoch FROM time)::bigint AS t, close "
+                            "FROM tv_bars_latest WHERE symbol = $1",
+                            BTC.symbol,
+                        )
+                    finally:
+                        await connection.close()
+                    if latest is not None and (latest["t"], latest["close"]) == (
+                        forming.timestamp,
+                        forming.close,
+                    ):
+                        break
+                    await anyio.sleep(0.05)
+            held = await wait_for_store(read, sim, [BTC])
+            client = redis.Redis.from_url(redis_url, decode_responses=True)
+            try:
+                with anyio.fail_after(20):
+                    while True:
+                        stored = await client.hget("tv:latest:BINANCE:BTCUSDT:1", "time")
+                        if stored == str(forming.timestamp * 1000):
+                            break
+                        await anyio.sleep(0.05)
+            finally:
+                await client.aclose()
+    assert_exactly_truth(held, sim, first)
+    assert_exactly_truth({BTC: await redis_rows(redis_url, BTC)}, sim, first)
+    assert forming.timestamp not in {row[0] for row in held[BTC]}
+    assert all(metrics.forming_written >= 1 for metrics in recorder.metrics)
