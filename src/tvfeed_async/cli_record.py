@@ -61,6 +61,8 @@ def add_record_parser(commands: Any) -> None:
     record.add_argument(
         "--forming", action="store_true", help="also keep each series' forming bar (latest)"
     )
+    record.add_argument("--extended", action="store_true", help="include extended hours")
+    record.add_argument("--adjustment", choices=("splits", "dividends"), default="splits")
     record.add_argument(
         "--max-pending",
         type=int,
@@ -145,6 +147,8 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
             max_pending=args.max_pending,
             batch_size=args.batch_size,
             forming=args.forming,
+            extended_session=args.extended,
+            adjustment=args.adjustment,
             on_gap=_report_gap,
         )
         async with anyio.create_task_group() as tasks:

@@ -257,3 +257,38 @@ async def test_forming_bars_go_to_the_latest_store_only(
     assert_exactly_truth({BTC: await redis_rows(redis_url, BTC)}, sim, first)
     assert forming.timestamp not in {row[0] for row in held[BTC]}
     assert all(metrics.forming_written >= 1 for metrics in recorder.metrics)
+
+
+@pytest.mark.parametrize("session", ["regular", "extended"])
+async def test_a_stock_across_the_market_open(
+    tv_simulator: TvSimulator, store: Store, session: str
+) -> None:
+    """NASDAQ:AAPL at 09:00 New York: closed in the regular session (the newest bar is
+    yesterday's last, already closed) and trading in the extended one. An hour later the
+    store holds exactly the truth of that session, across the overnight hole in the grid."""
+    sim = tv_simulator
+    aapl = SeriesKey("NASDAQ:AAPL", "1")
+    first = {aapl: int(sim.truth_rows(aapl.symbol, "1", session=session, n_bars=19)[0][0])}
+    extended = session == "extended"
+    if not extended:
+        # The newest regular bar is yesterday's last. The backfill leaves it to the live
+        # stream, which (like every stream of the feed) closes it when the day's first bar
+        # arrives; so the store starts 20 bars back, not 19.
+        first = {aapl: int(sim.truth_rows(aapl.symbol, "1", session=session, n_bars=20)[0][0])}
+    async with TvFeed(endpoints=sim.endpoints, **FAST) as feed:  # type: ignore[arg-type]
+        recorder = Recorder(feed, [aapl], store.sink, initial_bars=20, extended_session=extended)
+        async with recording(recorder):
+            with anyio.fail_after(30):
+                while True:
+                    if recorder.metrics[0].syncs >= 1 and await store.read(aapl):
+                        break
+                    await anyio.sleep(0.05)
+            await advance(sim, 60)
+            expected = sim.truth_rows(aapl.symbol, "1", session=session, start=first[aapl])
+            with anyio.fail_after(30):
+                while True:
+                    held = await store.read(aapl)
+                    if held and held[-1][0] >= expected[-1][0]:
+                        break
+                    await anyio.sleep(0.05)
+    assert held == [tuple(row) for row in expected]
