@@ -18,6 +18,10 @@ Three measurements per sink:
    Python heap (tracemalloc) and of the process RSS over the stall; then Redis resumes and the
    time until the store is complete again. The same run with a healthy Redis is the baseline
    (the simulator runs in this process, so its own allocations are in both).
+4. **Resuming**: the store holds every series up to 30 minutes ago; a ``ChaosProxy`` adds
+   ``--latency`` seconds per direction between the feed and the simulator; the time until
+   every series is complete again, with
+   ``sync_concurrency`` 1 and 8 (history requests of one sink in flight at once).
 
 Run from the repository root: ``python benchmarks/record_throughput.py [--quick]``. Prints a
 table and writes ``benchmarks/results/record_throughput.json``.
@@ -39,6 +43,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +54,11 @@ sys.path.insert(0, str(ROOT))  # tests.recording.servers starts the servers
 
 from tests.recording.servers import PostgresServer, RedisServer  # noqa: E402
 
-from tvfeed_async import Bar, RetryPolicy, Timeouts, TvFeed  # noqa: E402
+from tvfeed_async import Bar, Endpoints, RetryPolicy, Timeouts, TvFeed  # noqa: E402
 from tvfeed_async.recorder import Recorder  # noqa: E402
 from tvfeed_async.sinks import ParquetSink, PostgresSink, RedisSink, SeriesKey, Sink  # noqa: E402
 from tvfeed_async.testing import TvSimulator  # noqa: E402
+from tvfeed_async.testing.chaos import ChaosProxy  # noqa: E402
 from tvfeed_async.testing.ws_server import ServerConfig  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "record_throughput.json"
@@ -160,6 +166,42 @@ async def live_lag(make_sink: Callable[[], Sink], streams: int, minutes: int) ->
     }
 
 
+async def resume_time(
+    make_sink: Callable[[], Sink], streams: int, concurrency: int, latency: float
+) -> float:
+    """Seconds from a recorder's start to every series complete again, when the store holds
+    each series up to 30 minutes ago and the link to the server is a ``ChaosProxy`` adding
+    ``latency`` seconds per direction (a round trip of twice that)."""
+    keys = [SeriesKey(f"BINANCE:SIM{n:03d}USDT", "1") for n in range(1, streams + 1)]
+    config = ServerConfig(heartbeat_interval=None, max_chart_sessions=1_000)
+    async with TvSimulator(http_port=None, config=config) as sim, make_sink() as sink:
+        await sink.write(
+            [
+                Bar(*sim.truth_rows(key.symbol, "1", n_bars=1)[0], key.symbol, "1", True)
+                for key in keys
+            ]
+        )
+        await sim.clock.advance(30 * MINUTE)
+        async with ChaosProxy("127.0.0.1", sim.port, latency=latency) as proxy:
+            endpoints = replace(
+                sim.endpoints, ws_url=f"ws://127.0.0.1:{proxy.port}/socket.io/websocket"
+            )
+            elapsed = await _time_resume(endpoints, keys, sink, concurrency)
+    return elapsed
+
+
+async def _time_resume(
+    endpoints: Endpoints, keys: list[SeriesKey], sink: Sink, concurrency: int
+) -> float:
+    async with TvFeed(endpoints=endpoints, **FEED_OPTIONS) as feed:
+        recorder = Recorder(feed, keys, sink, sync_concurrency=concurrency)
+        started = time.perf_counter()
+        async with recording(recorder):
+            # 30 bars closed per series since its stored one.
+            await wait_written(recorder, 0, 30 * len(keys), limit=600)
+            return time.perf_counter() - started
+
+
 async def stalled_memory(
     redis_server: RedisServer, streams: int, stall_minutes: int, max_pending: int, stall: bool
 ) -> dict[str, Any]:
@@ -233,6 +275,9 @@ async def main() -> None:
     parser.add_argument("--minutes", type=int, default=20)
     parser.add_argument("--stall-minutes", type=int, default=300)
     parser.add_argument("--max-pending", type=int, default=2_000)
+    parser.add_argument(
+        "--latency", type=float, default=0.025, help="seconds per direction (resume test)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
     args = parser.parse_args()
     if args.quick:
@@ -299,6 +344,21 @@ async def main() -> None:
                 f"{args.streams} durable: median {lag['advance_to_all_durable_median_ms']:.1f} "
                 f"ms, max {lag['advance_to_all_durable_max_ms']:.1f} ms"
             )
+        resume: dict[str, float] = {}
+        for concurrency in (1, 8):
+            resume[str(concurrency)] = await resume_time(
+                new_postgres, args.streams, concurrency, args.latency
+            )
+        results["resume_postgresql"] = {
+            "streams": args.streams,
+            "minutes_missed": 30,
+            "round_trip_s": 2 * args.latency,
+            "seconds_by_sync_concurrency": resume,
+        }
+        print(
+            f"resume {args.streams} series 30 min behind, {2000 * args.latency:.0f} ms round "
+            f"trip: sync_concurrency 1 {resume['1']:.2f} s, 8 {resume['8']:.2f} s"
+        )
         for paused in (False, True):
             await flush_redis(redis_server)
             stall = await stalled_memory(

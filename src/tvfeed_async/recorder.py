@@ -283,7 +283,7 @@ class _Lane:
                 ]
                 await self._write_live(batch)
             elif self.needs_sync:
-                await self._synchronise(next(iter(self.needs_sync)))
+                await self._synchronise(list(self.needs_sync)[: recorder.sync_concurrency])
             elif not self.forming:
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -354,23 +354,37 @@ class _Lane:
             return None
         return [bar for bar in _frame_bars(result.frame, key) if bar.timestamp < before]
 
-    async def _synchronise(self, key: SeriesKey) -> None:
-        """Step 1 of the module docstring, retried until it succeeds."""
-        recorder = self.recorder
-        backoff = _Backoff(recorder.retry_initial, recorder.retry_max)
-        # Unmarked before the first request, so that live bars arriving from now on queue up.
-        self.needs_sync.pop(key, None)
-        self.metrics.syncs += 1
-        if key in self.synced_once:
-            self.metrics.resyncs += 1
-            logger.info(
-                "%s %s: re-synchronising from %s", self.sink.name, key, self.checkpoint.get(key)
-            )
-        self.synced_once.add(key)
+    async def _synchronise(self, keys: list[SeriesKey]) -> None:
+        """Step 1 of the module docstring for a few series: their history requests run
+        concurrently (each retried until it succeeds), then their bars are written one series
+        after the other. The writer does nothing else meanwhile, so no live bar of these
+        series is written before their history."""
+        for key in keys:
+            # Unmarked before the first request, so that live bars arriving from now on queue.
+            self.needs_sync.pop(key, None)
+            self.metrics.syncs += 1
+            if key in self.synced_once:
+                self.metrics.resyncs += 1
+                logger.info(
+                    "%s %s: re-synchronising from %s", self.sink.name, key, self.checkpoint.get(key)
+                )
+            self.synced_once.add(key)
+        fetched: dict[SeriesKey, tuple[list[Bar], int | None, Gap | None]] = {}
+
+        async def fetch(key: SeriesKey) -> None:
+            fetched[key] = await self._fetch_retrying(key)
+
+        async with anyio.create_task_group() as tasks:
+            for key in keys:
+                tasks.start_soon(fetch, key)
+        for key in keys:
+            await self._apply_history(key, *fetched[key])
+
+    async def _fetch_retrying(self, key: SeriesKey) -> tuple[list[Bar], int | None, Gap | None]:
+        backoff = _Backoff(self.recorder.retry_initial, self.recorder.retry_max)
         while True:
             try:
-                bars, newest, gap = await self._fetch_since_checkpoint(key)
-                break
+                return await self._fetch_since_checkpoint(key)
             except FATAL_ERRORS:
                 raise
             except TvFeedError as error:
@@ -383,9 +397,13 @@ class _Lane:
                     backoff.delay,
                 )
                 await backoff.sleep()
+
+    async def _apply_history(
+        self, key: SeriesKey, bars: list[Bar], newest: int | None, gap: Gap | None
+    ) -> None:
         if gap is not None:
             await self._record_gap(key, gap)
-        size = recorder.batch_size
+        size = self.recorder.batch_size
         for first in range(0, len(bars), size):
             chunk = bars[first : first + size]
             if not await self._store(chunk):
@@ -606,6 +624,8 @@ class Recorder:
         extended_session, adjustment: passed to the feed's history and stream requests.
         on_gap: called with each :class:`RecordedGap`.
         retry_initial, retry_max: back-off bounds (seconds) for failed writes and requests.
+        sync_concurrency: history requests one sink runs at once while it synchronises
+            several series (the feed's ``Limits.max_in_flight`` bounds them all).
 
     Example::
 
@@ -630,6 +650,7 @@ class Recorder:
         on_gap: Callable[[RecordedGap], None] | None = None,
         retry_initial: float = 0.2,
         retry_max: float = 10.0,
+        sync_concurrency: int = 8,
     ) -> None:
         self.feed = feed
         self.keys = list(dict.fromkeys(_series_key(key) for key in keys))
@@ -642,6 +663,7 @@ class Recorder:
             ("initial_bars", initial_bars),
             ("max_pending", max_pending),
             ("batch_size", batch_size),
+            ("sync_concurrency", sync_concurrency),
         ):
             if isinstance(value, bool) or value <= 0:
                 raise InvalidRequest(f"{name} must be a positive int, not {value!r}")
@@ -656,6 +678,7 @@ class Recorder:
         self.on_gap = on_gap
         self.retry_initial = retry_initial
         self.retry_max = retry_max
+        self.sync_concurrency = sync_concurrency
         self._lanes = [_Lane(self, sink) for sink in sink_list]
         self.started = anyio.Event()
 

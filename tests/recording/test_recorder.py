@@ -184,7 +184,7 @@ async def test_a_stream_that_joins_late_is_preceded_by_the_bars_it_missed(
         recorder = Recorder(feed, [BTC], store.sink, initial_bars=10)
         lane = recorder._lanes[0]
         await lane.load_checkpoints(recorder.keys)
-        await lane._synchronise(BTC)
+        await lane._synchronise([BTC])
         synced = await store.read(BTC)
         assert len(synced) == 9
         await sim.clock.advance(12 * MINUTE)  # twelve bars close that no stream delivers

@@ -294,3 +294,14 @@ async def test_parquet_layout_is_partitioned_by_symbol_interval_and_date(tmp_pat
     assert [json.loads(line) for line in gap_lines] == [
         {"symbol": BTC.symbol, "interval": "1", "after": T0, "before": T0 + 600}
     ]
+
+
+async def test_postgres_sink_can_be_shared_by_concurrent_callers(postgres_dsn: str) -> None:
+    import anyio
+
+    bars = bars_of(BTC, T0, 40, 60)
+    async with PostgresSink(postgres_dsn) as sink, anyio.create_task_group() as tasks:
+        for n in range(0, 40, 4):
+            tasks.start_soon(sink.write, bars[n : n + 4])
+            tasks.start_soon(sink.last_stored, BTC)
+    assert await postgres_rows(postgres_dsn, BTC) == rows(bars)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Literal, Self
 
+import anyio
 import asyncpg
 
 from ..protocol.bars import Bar, Gap
@@ -67,8 +68,8 @@ class PostgresSink:
         connect_timeout: seconds to wait for a connection.
         command_timeout: seconds one statement may take before the call fails.
 
-    Use it as an async context manager; it holds one connection and opens a new one after
-    the server or the connection failed.
+    Use it as an async context manager; it holds one connection (callers that share the sink
+    take turns on it) and opens a new one after the server or the connection failed.
     """
 
     supports_latest = True
@@ -98,6 +99,8 @@ class PostgresSink:
         self.hypertable = False
         self.name = _describe(dsn)
         self._connection: asyncpg.Connection | None = None
+        # One connection runs one statement at a time: callers sharing the sink take turns.
+        self._turn = anyio.Lock()
         self._insert = self._insert_statement()
 
     def __repr__(self) -> str:
@@ -315,10 +318,11 @@ class PostgresSink:
         self, method: Literal["execute", "fetchval"], query: str, *args: object
     ) -> object:
         try:
-            connection = await self._connect()
-            if method == "execute":
-                return await connection.execute(query, *args)
-            return await connection.fetchval(query, *args)
+            async with self._turn:
+                connection = await self._connect()
+                if method == "execute":
+                    return await connection.execute(query, *args)
+                return await connection.fetchval(query, *args)
         except _STORE_ERRORS as error:
             await self._drop_connection()
             raise SinkError(f"{self.name}: {type(error).__name__}: {error}") from error
