@@ -11,7 +11,8 @@ The life of one (sink, series) pair:
 1. **Synchronise through history.** Ask the server for its newest bar ``F`` (it may be still
    forming), then fetch every bar from the checkpoint (inclusive) to ``F`` (exclusive) with a
    range request, or the last ``initial_bars`` when the store holds nothing yet, and write
-   them in batches. If the answer does not reach back to the checkpoint bar itself, the
+   them in batches (up to ``sync_concurrency`` series at once: their requests run together,
+   their writes in turn). If the answer does not reach back to the checkpoint bar itself, the
    server cannot fill the hole: a :class:`RecordedGap` is written to the sink
    (``record_gap``), logged, counted and passed to ``on_gap``, and recording goes on after it.
 2. **Join the live stream.** Live bars (``feed.stream``, one per series, shared by the sinks)
@@ -49,6 +50,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import anyio
 import polars as pl
@@ -347,6 +349,8 @@ class _Lane:
             )
         except FATAL_ERRORS:
             raise
+        except RuntimeError:
+            await self.recorder.feed_closed()
         except TvFeedError as error:
             self.metrics.history_errors += 1
             logger.warning("%s %s: seam history request failed (%s)", self.sink.name, key, error)
@@ -387,6 +391,8 @@ class _Lane:
                 return await self._fetch_since_checkpoint(key)
             except FATAL_ERRORS:
                 raise
+            except RuntimeError:
+                await self.recorder.feed_closed()
             except TvFeedError as error:
                 self.metrics.history_errors += 1
                 logger.warning(
@@ -680,6 +686,7 @@ class Recorder:
         self.retry_max = retry_max
         self.sync_concurrency = sync_concurrency
         self._lanes = [_Lane(self, sink) for sink in sink_list]
+        self._scope: anyio.CancelScope | None = None
         self.started = anyio.Event()
 
     @property
@@ -704,11 +711,12 @@ class Recorder:
         """
         try:
             async with anyio.create_task_group() as tasks:
+                self._scope = tasks.cancel_scope
                 for lane in self._lanes:
                     await lane.load_checkpoints(self.keys)
                 self.started.set()
                 for key in self.keys:
-                    tasks.start_soon(self._pump, key, tasks.cancel_scope, name=f"record {key}")
+                    tasks.start_soon(self._pump, key, name=f"record {key}")
                 for lane in self._lanes:
                     tasks.start_soon(lane.run, name=f"record to {lane.sink.name}")
         except BaseExceptionGroup as group:
@@ -721,7 +729,7 @@ class Recorder:
                 raise first from None
             raise
 
-    async def _pump(self, key: SeriesKey, scope: anyio.CancelScope) -> None:
+    async def _pump(self, key: SeriesKey) -> None:
         """Hand the live bars of ``key`` to every sink's queue; restart the stream if it ends
         with an error (the sinks then synchronise that series again)."""
         backoff = _Backoff(self.retry_initial, self.retry_max)
@@ -754,10 +762,19 @@ class Recorder:
                     lane.mark_for_sync(key)
                 await backoff.sleep()
                 continue
+            except RuntimeError:
+                await self.feed_closed()  # the feed refuses new streams once it is closed
             # The stream ends without an error only when the feed closes.
-            logger.info("%s: the feed closed; the recorder stops", key)
-            scope.cancel()
-            return
+            await self.feed_closed()
+
+    async def feed_closed(self) -> NoReturn:
+        """The feed was closed (its calls raise RuntimeError, its streams end): stop the
+        recorder, so that :meth:`run` returns. Never returns: the caller is cancelled."""
+        if self._scope is not None and not self._scope.cancel_called:
+            logger.info("the feed closed; the recorder stops")
+            self._scope.cancel()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover (cancelled in sleep_forever)
 
     def _stream_gap(self, key: SeriesKey, gap: Gap) -> None:
         # The feed could not backfill an outage; each sink re-synchronises from its own

@@ -292,3 +292,21 @@ async def test_a_stock_across_the_market_open(
                         break
                     await anyio.sleep(0.05)
     assert held == [tuple(row) for row in expected]
+
+
+async def test_closing_the_feed_ends_the_recorder(tv_simulator: TvSimulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sim = tv_simulator
+    async with ParquetSink(tmp_path) as sink:
+        feed = TvFeed(endpoints=sim.endpoints, **FAST)  # type: ignore[arg-type]
+        async with feed:
+            recorder = Recorder(feed, KEYS, sink, initial_bars=5)
+            # The task group ends only once run() has returned; it must not raise either.
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(recorder.run)
+                    while True:
+                        if recorder.metrics[0].syncs == len(KEYS):
+                            break
+                        await anyio.sleep(0.02)
+                    await feed.aclose()  # mid-run
+    assert recorder.metrics[0].bars_written == 2 * 4
