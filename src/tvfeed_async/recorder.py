@@ -50,6 +50,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import NoReturn
 
 import anyio
@@ -338,15 +339,7 @@ class _Lane:
         self.metrics.seam_fetches += 1
         start = after if after is not None else before - recorder.initial_bars * _seconds(key)
         try:
-            result = await recorder.feed.fetch_history(
-                key.symbol,
-                interval=key.interval,
-                start=start,
-                end=before,
-                extended_session=recorder.extended_session,
-                adjustment=recorder.adjustment,
-                include_partial=True,
-            )
+            bars = await self._history(key, start=start, end=before)
         except FATAL_ERRORS:
             raise
         except RuntimeError:
@@ -356,7 +349,7 @@ class _Lane:
             logger.warning("%s %s: seam history request failed (%s)", self.sink.name, key, error)
             self.mark_for_sync(key)
             return None
-        return [bar for bar in _frame_bars(result.frame, key) if bar.timestamp < before]
+        return [bar for bar in bars if bar.timestamp < before]
 
     async def _synchronise(self, keys: list[SeriesKey]) -> None:
         """Step 1 of the module docstring for a few series: their history requests run
@@ -429,57 +422,33 @@ class _Lane:
     ) -> tuple[list[Bar], int | None, Gap | None]:
         """(closed bars after the checkpoint, the server's newest open time, a gap or None)."""
         recorder = self.recorder
-        feed = recorder.feed
-        extended, adjustment = recorder.extended_session, recorder.adjustment
         checkpoint = self.checkpoint.get(key)
-        if checkpoint is None:
-            if recorder.since is not None:
-                result = await feed.fetch_history(
-                    key.symbol,
-                    interval=key.interval,
-                    start=recorder.since,
-                    extended_session=extended,
-                    adjustment=adjustment,
-                    include_partial=True,
-                )
-            else:
-                result = await feed.fetch_history(
-                    key.symbol,
-                    interval=key.interval,
-                    n_bars=recorder.initial_bars,
-                    extended_session=extended,
-                    adjustment=adjustment,
-                    include_partial=True,
-                )
-            bars = _frame_bars(result.frame, key)
+        if checkpoint is None and recorder.since is None:
+            bars = await self._history(key, n_bars=recorder.initial_bars)
             if not bars:
                 return [], None, None
             # The newest bar may still be forming: the live stream (or a seam fetch) brings it.
             return bars[:-1], bars[-1].timestamp, None
-        probe = await feed.fetch_history(
-            key.symbol,
-            interval=key.interval,
-            n_bars=1,
-            extended_session=extended,
-            adjustment=adjustment,
-            include_partial=True,
-        )
-        probed = _frame_bars(probe.frame, key)
+        probed = await self._history(key, n_bars=1)
         if not probed:
-            return [], None, None
+            return [], checkpoint, None
         newest = probed[-1].timestamp
+        if checkpoint is None:
+            assert recorder.since is not None
+            start = _unix_seconds(recorder.since)
+            if newest <= start:
+                return [], None, None
+            # Ending the range just after the newest bar spares the windows up to the wall
+            # clock's now (a server whose time is not the wall clock's, like the simulator).
+            since = await self._history(key, start=start, end=newest + _seconds(key))
+            return [bar for bar in since if bar.timestamp < newest], newest, None
         if newest <= checkpoint:
             return [], checkpoint, None
-        result = await feed.fetch_history(
-            key.symbol,
-            interval=key.interval,
-            start=checkpoint,
-            end=newest + _seconds(key),
-            extended_session=extended,
-            adjustment=adjustment,
-            include_partial=True,
-        )
-        fetched = [bar for bar in _frame_bars(result.frame, key) if bar.timestamp < newest]
+        fetched = [
+            bar
+            for bar in await self._history(key, start=checkpoint, end=newest + _seconds(key))
+            if bar.timestamp < newest
+        ]
         gap = None
         if not any(bar.timestamp == checkpoint for bar in fetched):
             # The answer does not reach back to the last stored bar: the server's history does
@@ -487,6 +456,28 @@ class _Lane:
             later = [bar.timestamp for bar in fetched if bar.timestamp > checkpoint]
             gap = Gap(after=checkpoint, before=later[0] if later else newest)
         return [bar for bar in fetched if bar.timestamp > checkpoint], newest, gap
+
+    async def _history(
+        self,
+        key: SeriesKey,
+        *,
+        n_bars: int | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> list[Bar]:
+        """Bars of ``key`` from the feed's history, the newest included even if forming."""
+        recorder = self.recorder
+        result = await recorder.feed.fetch_history(
+            key.symbol,
+            interval=key.interval,
+            n_bars=n_bars,
+            start=start,
+            end=end,
+            extended_session=recorder.extended_session,
+            adjustment=recorder.adjustment,
+            include_partial=True,
+        )
+        return _frame_bars(result.frame, key)
 
     async def _record_gap(self, key: SeriesKey, gap: Gap) -> None:
         recorded = RecordedGap(key, self.sink.name, gap.after, gap.before)
@@ -605,6 +596,15 @@ class _Lane:
                     )
                     await backoff.sleep()
             self.needs_sync[key] = None
+
+
+def _unix_seconds(value: TimeLike) -> int:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return int(moment.timestamp())
+    if isinstance(value, date):
+        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
+    return int(value)
 
 
 def _seconds(key: SeriesKey) -> int:

@@ -310,3 +310,16 @@ async def test_closing_the_feed_ends_the_recorder(tv_simulator: TvSimulator, tmp
                         await anyio.sleep(0.02)
                     await feed.aclose()  # mid-run
     assert recorder.metrics[0].bars_written == 2 * 4
+
+
+async def test_an_empty_store_starts_at_since(tv_simulator: TvSimulator, store: Store) -> None:
+    sim = tv_simulator
+    since = int(sim.truth_rows(BTC.symbol, "1", n_bars=90)[0][0])  # 90 closed bars ago
+    async with TvFeed(endpoints=sim.endpoints, **FAST) as feed:  # type: ignore[arg-type]
+        recorder = Recorder(feed, [BTC], store.sink, since=since)
+        async with recording(recorder):
+            await wait_for_store(store.read, sim, [BTC])
+            await advance(sim, 6)
+            held = await wait_for_store(store.read, sim, [BTC])
+    assert_exactly_truth(held, sim, {BTC: since})
+    assert len(held[BTC]) == 90 + 6
