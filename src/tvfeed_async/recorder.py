@@ -289,9 +289,8 @@ class _Lane:
                 await self._synchronise(list(self.needs_sync)[: recorder.sync_concurrency])
             elif not self.forming:
                 self._wakeup.clear()
+                # Bars that arrive while a write is under way make up the next batch.
                 await self._wakeup.wait()
-                if recorder.flush_interval > 0:
-                    await anyio.sleep(recorder.flush_interval)
                 continue
             if self.forming and not self.queue:
                 await self._write_forming()
@@ -624,8 +623,6 @@ class Recorder:
         max_pending: live bars a sink may have waiting before its backlog is dropped and it
             re-synchronises through history.
         batch_size: most bars per write.
-        flush_interval: seconds to wait after the first pending bar for more to batch with
-            (0: write at once; bars that arrive during a write form the next batch anyway).
         forming: also write each series' forming bar with ``Sink.write_latest``.
         extended_session, adjustment: passed to the feed's history and stream requests.
         on_gap: called with each :class:`RecordedGap`.
@@ -649,7 +646,6 @@ class Recorder:
         since: TimeLike | None = None,
         max_pending: int = 10_000,
         batch_size: int = 1000,
-        flush_interval: float = 0.0,
         forming: bool = False,
         extended_session: bool = False,
         adjustment: str = "splits",
@@ -677,7 +673,6 @@ class Recorder:
         self.since = since
         self.max_pending = max_pending
         self.batch_size = batch_size
-        self.flush_interval = flush_interval
         self.forming = forming
         self.extended_session = extended_session
         self.adjustment = adjustment
