@@ -305,3 +305,17 @@ async def test_postgres_sink_can_be_shared_by_concurrent_callers(postgres_dsn: s
             tasks.start_soon(sink.write, bars[n : n + 4])
             tasks.start_soon(sink.last_stored, BTC)
     assert await postgres_rows(postgres_dsn, BTC) == rows(bars)
+
+
+async def test_postgres_write_cancelled_half_way_leaves_the_sink_usable(postgres_dsn: str) -> None:
+    import anyio
+
+    many = bars_of(BTC, T0, 20_000, 60)
+    async with PostgresSink(postgres_dsn) as sink:
+        with anyio.move_on_after(0.005):
+            await sink.write(many)
+        # All or nothing was stored; the next calls work and store exactly once.
+        await sink.write(many[:10])
+        assert await sink.last_stored(BTC) in (many[9].timestamp, many[-1].timestamp)
+        await sink.write(many)
+    assert await postgres_rows(postgres_dsn, BTC) == rows(many)

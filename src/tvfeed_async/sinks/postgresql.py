@@ -39,8 +39,15 @@ logger = logging.getLogger("tvfeed_async.sinks.postgresql")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
-#: What a failing server or connection raises through asyncpg.
-_STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: What a failing server or connection raises through asyncpg (InternalClientError: the
+#: connection's protocol state was broken by an earlier failure).
+_STORE_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def _identifier(name: str, what: str) -> str:
@@ -320,9 +327,15 @@ class PostgresSink:
         try:
             async with self._turn:
                 connection = await self._connect()
-                if method == "execute":
-                    return await connection.execute(query, *args)
-                return await connection.fetchval(query, *args)
+                try:
+                    if method == "execute":
+                        return await connection.execute(query, *args)
+                    return await connection.fetchval(query, *args)
+                except BaseException:
+                    # A statement that failed or was cancelled half-way can leave the
+                    # connection mid-protocol; the next call gets a fresh one.
+                    await self._drop_connection()
+                    raise
         except _STORE_ERRORS as error:
             await self._drop_connection()
             raise SinkError(f"{self.name}: {type(error).__name__}: {error}") from error
