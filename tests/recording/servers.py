@@ -290,15 +290,17 @@ class PostgresServer:
 
 
 class RedisServer:
-    """A throw-away Redis server on 127.0.0.1 with an append-only file fsynced on every
-    write (``appendfsync always``), so that an acknowledged write survives SIGKILL.
+    """A throw-away Redis server on 127.0.0.1, by default with an append-only file fsynced on
+    every write (``appendfsync always``), so that an acknowledged write survives SIGKILL.
 
     Args:
         binary: the ``redis-server`` binary (default: :func:`find_redis_server`).
+        persistent: False for no append-only file and no snapshots (a restart empties it).
     """
 
-    def __init__(self, binary: Path | None = None) -> None:
+    def __init__(self, binary: Path | None = None, *, persistent: bool = True) -> None:
         self.binary = binary or find_redis_server()
+        self.persistent = persistent
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="tvfeed-redis-"))
         self.log = self.root / "redis.log"
@@ -331,7 +333,7 @@ class RedisServer:
                     "--dir",
                     str(self.root),
                     "--appendonly",
-                    "yes",
+                    "yes" if self.persistent else "no",
                     "--appendfsync",
                     "always",
                     "--save",

@@ -155,3 +155,40 @@ async def test_a_stalled_redis_stalls_nothing_else_and_catches_up(
     assert stalled.resyncs >= 1
     assert stalled.dropped_bars >= bound
     assert [bar.timestamp for bar in other] == sorted({bar.timestamp for bar in other})
+
+
+async def test_a_redis_that_lost_its_data_is_refilled(tv_simulator: TvSimulator) -> None:
+    """A Redis without persistence restarted under the recorder comes back empty. The next
+    write fails (its connection died), the recorder reads the streams' last ids again, sees
+    that they hold less than it believed, and backfills them like new ones: the streams are
+    complete again, with no hole, from ``initial_bars`` back."""
+    sim = tv_simulator
+    server = RedisServer(persistent=False)
+    server.start()
+    try:
+
+        async def read(key: SeriesKey) -> list[Row]:
+            return await redis_rows(server.url, key)
+
+        async with (
+            RedisSink(server.url, socket_timeout=2) as sink,
+            TvFeed(endpoints=sim.endpoints, **FAST) as feed,  # type: ignore[arg-type]
+        ):
+            recorder = Recorder(feed, KEYS, sink, initial_bars=30, **RETRY)  # type: ignore[arg-type]
+            async with recording(recorder):
+                await wait_for_store(read, sim, KEYS)
+                await advance(sim, 5)
+                await wait_for_store(read, sim, KEYS)
+                server.kill()
+                server.start()  # empty
+                await advance(sim, 10)
+                held = await wait_for_store(read, sim, KEYS)
+        # Refilled from initial_bars before the moment the loss was noticed (after the
+        # restart, before now), and complete from there on.
+        latest_possible = first_bars(sim, KEYS, 30)
+        refilled = {key: rows[0][0] for key, rows in held.items()}
+        assert all(refilled[key] <= latest_possible[key] for key in KEYS)
+        assert_exactly_truth(held, sim, refilled)
+        assert recorder.metrics[0].resyncs >= len(KEYS)
+    finally:
+        server.close()

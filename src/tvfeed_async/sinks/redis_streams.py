@@ -30,6 +30,8 @@ from types import TracebackType
 from typing import Self
 
 import redis.asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..protocol.bars import Bar, Gap
@@ -128,7 +130,12 @@ class RedisSink:
         self.approximate = approximate
         self.name = re.sub(r"(//[^@/]*:)[^@/]*@", r"\1***@", url)
         self._client = redis_asyncio.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            # No silent retries: a failure must reach the recorder, which then reads the
+            # streams' last ids again before writing (a restarted Redis may have lost bars).
+            retry=Retry(NoBackoff(), 0),
         )
         self._append = self._client.register_script(_APPEND)
         self._latest = self._client.register_script(_LATEST)
