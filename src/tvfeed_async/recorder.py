@@ -222,8 +222,9 @@ class _Lane:
         # After a synchronisation: every bar before this open time is stored. None: the live
         # stream is joined, and its own ordering guarantee holds.
         self.covered_until: dict[SeriesKey, int | None] = {}
-        # Series to synchronise through history, in the order they were marked.
-        self.needs_sync: dict[SeriesKey, None] = {}
+        # Series to synchronise through history, in the order they were marked; all of them
+        # until the checkpoints are loaded and the first synchronisation starts.
+        self.needs_sync: dict[SeriesKey, None] = dict.fromkeys(recorder.keys)
         self.synced_once: set[SeriesKey] = set()
         self.queue: deque[tuple[Bar, float]] = deque()
         self.forming: dict[SeriesKey, Bar] = {}
@@ -279,6 +280,10 @@ class _Lane:
         """Write until cancelled: live batches first, then one pending synchronisation, and
         the forming bars whenever no closed bar is waiting."""
         recorder = self.recorder
+        # Each sink reads its own checkpoints: a store that is down at start holds up only
+        # its own writer (every series waits in needs_sync meanwhile, so no live bar queues).
+        await self.load_checkpoints(recorder.keys)
+        recorder._lane_ready()
         while True:
             if self.queue:
                 batch = [
@@ -682,7 +687,14 @@ class Recorder:
         self.sync_concurrency = sync_concurrency
         self._lanes = [_Lane(self, sink) for sink in sink_list]
         self._scope: anyio.CancelScope | None = None
+        self._lanes_loading = len(self._lanes)
+        #: Set once every sink has read its checkpoints from its store.
         self.started = anyio.Event()
+
+    def _lane_ready(self) -> None:
+        self._lanes_loading -= 1
+        if self._lanes_loading == 0:
+            self.started.set()
 
     @property
     def metrics(self) -> list[SinkMetrics]:
@@ -707,9 +719,6 @@ class Recorder:
         try:
             async with anyio.create_task_group() as tasks:
                 self._scope = tasks.cancel_scope
-                for lane in self._lanes:
-                    await lane.load_checkpoints(self.keys)
-                self.started.set()
                 for key in self.keys:
                     tasks.start_soon(self._pump, key, name=f"record {key}")
                 for lane in self._lanes:

@@ -192,3 +192,40 @@ async def test_a_redis_that_lost_its_data_is_refilled(tv_simulator: TvSimulator)
         assert recorder.metrics[0].resyncs >= len(KEYS)
     finally:
         server.close()
+
+
+async def test_a_store_down_at_start_holds_up_only_its_own_sink(
+    tv_simulator: TvSimulator, redis_server: RedisServer, redis_url: str, postgres_dsn: str
+) -> None:
+    sim = tv_simulator
+
+    async def read_postgres(key: SeriesKey) -> list[Row]:
+        return await postgres_rows(postgres_dsn, key)
+
+    async def read_redis(key: SeriesKey) -> list[Row]:
+        return await redis_rows(redis_url, key)
+
+    first = first_bars(sim, KEYS, 30)
+    async with (
+        PostgresSink(postgres_dsn) as postgres,
+        RedisSink(redis_url, socket_timeout=1) as redis,
+        TvFeed(endpoints=sim.endpoints, **FAST) as feed,  # type: ignore[arg-type]
+    ):
+        recorder = Recorder(feed, KEYS, [postgres, redis], initial_bars=30, **RETRY)  # type: ignore[arg-type]
+        redis_server.pause()  # Redis answers nothing from before the recorder starts
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(recorder.run)
+                await wait_for_store(read_postgres, sim, KEYS)
+                await advance(sim, 10)
+                held_postgres = await wait_for_store(read_postgres, sim, KEYS)
+                assert_exactly_truth(held_postgres, sim, first)
+                assert not recorder.started.is_set()  # Redis's checkpoints are still unknown
+                # Redis's empty streams get their initial backfill once it answers: from now.
+                first_redis = first_bars(sim, KEYS, 30)
+                redis_server.resume()
+                held_redis = await wait_for_store(read_redis, sim, KEYS)
+                tasks.cancel_scope.cancel()
+        finally:
+            redis_server.resume()
+    assert_exactly_truth(held_redis, sim, first_redis)
