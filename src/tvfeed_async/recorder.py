@@ -347,7 +347,7 @@ class _Lane:
         except FATAL_ERRORS:
             raise
         except RuntimeError:
-            await self.recorder.feed_closed()
+            await self.recorder._feed_closed()
         except TvFeedError as error:
             self.metrics.history_errors += 1
             logger.warning("%s %s: seam history request failed (%s)", self.sink.name, key, error)
@@ -389,7 +389,7 @@ class _Lane:
             except FATAL_ERRORS:
                 raise
             except RuntimeError:
-                await self.recorder.feed_closed()
+                await self.recorder._feed_closed()
             except TvFeedError as error:
                 self.metrics.history_errors += 1
                 logger.warning(
@@ -714,8 +714,11 @@ class Recorder:
 
         Everything else (lost connections, timeouts, failing stores, a stream that ended) is
         retried. Cancelling it stops every task of the recorder; a write that was under way
-        is either acknowledged or will be written again by the next run.
+        is either acknowledged or will be written again by the next run (of a new
+        ``Recorder``: one runs once).
         """
+        if self._scope is not None:
+            raise RuntimeError("a Recorder runs once; create a new one")
         try:
             async with anyio.create_task_group() as tasks:
                 self._scope = tasks.cancel_scope
@@ -767,11 +770,11 @@ class Recorder:
                 await backoff.sleep()
                 continue
             except RuntimeError:
-                await self.feed_closed()  # the feed refuses new streams once it is closed
+                await self._feed_closed()  # the feed refuses new streams once it is closed
             # The stream ends without an error only when the feed closes.
-            await self.feed_closed()
+            await self._feed_closed()
 
-    async def feed_closed(self) -> NoReturn:
+    async def _feed_closed(self) -> NoReturn:
         """The feed was closed (its calls raise RuntimeError, its streams end): stop the
         recorder, so that :meth:`run` returns. Never returns: the caller is cancelled."""
         if self._scope is not None and not self._scope.cancel_called:

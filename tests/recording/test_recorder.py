@@ -323,3 +323,31 @@ async def test_an_empty_store_starts_at_since(tv_simulator: TvSimulator, store: 
             held = await wait_for_store(store.read, sim, [BTC])
     assert_exactly_truth(held, sim, {BTC: since})
     assert len(held[BTC]) == 90 + 6
+
+
+async def test_a_recorder_runs_once(tv_simulator: TvSimulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with (
+        ParquetSink(tmp_path) as sink,
+        TvFeed(endpoints=tv_simulator.endpoints, **FAST) as feed,  # type: ignore[arg-type]
+    ):
+        recorder = Recorder(feed, [BTC], sink, initial_bars=5)
+        async with recording(recorder):
+            pass
+        with pytest.raises(RuntimeError, match="runs once"):
+            await recorder.run()
+
+
+def test_recorder_arguments_are_checked() -> None:
+    from tvfeed_async import InvalidRequest
+
+    feed = TvFeed()
+    sink = ParquetSink("unused")
+    with pytest.raises(InvalidRequest, match="at least one"):
+        Recorder(feed, [], sink)
+    with pytest.raises(InvalidRequest, match="sink"):
+        Recorder(feed, [BTC], [])
+    with pytest.raises(InvalidRequest, match="max_pending"):
+        Recorder(feed, [BTC], sink, max_pending=0)
+    assert Recorder(feed, [("BINANCE:BTCUSDT", "1H")], sink).keys == [
+        SeriesKey("BINANCE:BTCUSDT", "60")
+    ]
