@@ -72,5 +72,10 @@ def bench(session: nox.Session) -> None:
     The tvkit rows need tvkit in /tmp/tvkit-venv (see benchmarks/README.md); without it they
     are skipped."""
     _install(session, "bench")
-    for script in ("codec_throughput.py", "history_throughput.py", "stream_throughput.py"):
+    for script in (
+        "codec_throughput.py",
+        "history_throughput.py",
+        "stream_throughput.py",
+        "record_throughput.py",
+    ):
         session.run("python", f"benchmarks/{script}", *session.posargs)

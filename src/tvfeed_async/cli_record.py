@@ -1,0 +1,174 @@
+"""``tvfeed-async record``: record closed bars into PostgreSQL, Redis Streams or Parquet.
+
+    tvfeed-async record BINANCE:BTCUSDT BINANCE:ETHUSDT --interval 1 --to postgresql://localhost/market
+    tvfeed-async record BINANCE:BTCUSDT --to redis://localhost:6379/0 --maxlen 100000
+    tvfeed-async record NASDAQ:AAPL --interval 1D --to ./candles
+
+It runs until interrupted (Ctrl-C or SIGTERM end it cleanly with status 0) and can be killed
+at any moment: the next run resumes from what the store holds (see
+:mod:`tvfeed_async.recorder`). Progress is logged on stderr; ``--stats-every N`` also prints
+the per-sink metrics as one JSON line on stderr every N seconds, and once more at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from .config import Endpoints
+from .errors import InvalidRequest
+from .feed import TvFeed
+from .recorder import RecordedGap, Recorder
+from .sinks import Sink, sink_from_url
+
+__all__ = ["add_record_parser", "run_record"]
+
+
+def add_record_parser(commands: Any) -> None:
+    """Add the ``record`` command to the subparsers of the main parser."""
+    record = commands.add_parser(
+        "record",
+        help="record closed bars into PostgreSQL, Redis Streams or Parquet, exactly once",
+        description="Record closed bars exactly once: resumes from the store's newest bar, "
+        "backfills through history, then records live.",
+    )
+    record.add_argument("symbols", nargs="+", help="EXCHANGE:TICKER ...")
+    record.add_argument("--interval", "-i", default="1", help="1, 5, 60, 1D ... (default 1)")
+    record.add_argument(
+        "--to",
+        required=True,
+        metavar="TARGET",
+        help="postgresql://user@host/db, redis://host:port/db, or a directory (Parquet)",
+    )
+    record.add_argument(
+        "--backfill",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bars to fetch for a series the store holds nothing of (default 1000)",
+    )
+    record.add_argument(
+        "--since", help="instead of --backfill: from this ISO date/time (UTC if no zone)"
+    )
+    record.add_argument(
+        "--forming", action="store_true", help="also keep each series' forming bar (latest)"
+    )
+    record.add_argument("--extended", action="store_true", help="include extended hours")
+    record.add_argument("--adjustment", choices=("splits", "dividends"), default="splits")
+    record.add_argument(
+        "--max-pending",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="live bars the store may fall behind by before it re-synchronises (default 10000)",
+    )
+    record.add_argument("--batch-size", type=int, default=1000, metavar="N")
+    record.add_argument("--maxlen", type=int, help="Redis: trim each stream to about N entries")
+    record.add_argument(
+        "--stats-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="print the metrics as JSON on stderr every SECONDS (and at exit)",
+    )
+
+
+def _sink(args: argparse.Namespace) -> Sink:
+    if args.maxlen is not None:
+        if not args.to.startswith(("redis://", "rediss://", "unix://")):
+            raise InvalidRequest("--maxlen applies to a redis:// target only")
+        try:
+            from .sinks.redis_streams import RedisSink
+        except ImportError as error:
+            raise InvalidRequest(f'{error}: pip install "tvfeed-async[redis]"') from None
+        return RedisSink(args.to, maxlen=args.maxlen)
+    try:
+        return sink_from_url(args.to)
+    except (ValueError, ImportError) as error:
+        raise InvalidRequest(str(error)) from None
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"--since {text!r} is not an ISO date or date-time") from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _print_stats(recorder: Recorder) -> None:
+    line = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "queue_depths": recorder.queue_depths(),
+        "sinks": [metrics.as_dict() for metrics in recorder.metrics],
+    }
+    print(json.dumps(line), file=sys.stderr, flush=True)
+
+
+def _report_gap(gap: RecordedGap) -> None:
+    print(
+        f"tvfeed-async record: gap in {gap.key}: the server has no bars between "
+        f"{datetime.fromtimestamp(gap.after, UTC):%Y-%m-%d %H:%M} and "
+        f"{datetime.fromtimestamp(gap.before, UTC):%Y-%m-%d %H:%M} (recorded in {gap.sink})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
+    """Run the ``record`` command until SIGINT/SIGTERM or until the feed closes.
+
+    Raises:
+        TvFeedError: a fatal error (unknown symbol, bad arguments, a store that cannot be
+            opened); ``cli.main`` prints it and exits non-zero.
+    """
+    if not args.verbose:
+        # Resynchronisations and gaps are worth seeing without --verbose.
+        logging.getLogger("tvfeed_async.recorder").setLevel(logging.INFO)
+    since = _since(args.since)
+    sink = _sink(args)
+    async with sink, TvFeed(endpoints=endpoints) as feed:
+        recorder = Recorder(
+            feed,
+            [(symbol, args.interval) for symbol in args.symbols],
+            sink,
+            initial_bars=args.backfill,
+            since=since,
+            max_pending=args.max_pending,
+            batch_size=args.batch_size,
+            forming=args.forming,
+            extended_session=args.extended,
+            adjustment=args.adjustment,
+            on_gap=_report_gap,
+        )
+        async with anyio.create_task_group() as tasks:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, tasks.cancel_scope.cancel)
+            try:
+                if args.stats_every > 0:
+                    tasks.start_soon(_stats_loop, recorder, args.stats_every)
+                await recorder.run()
+                tasks.cancel_scope.cancel()
+            finally:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+        if args.stats_every > 0:
+            _print_stats(recorder)
+    return 0
+
+
+async def _stats_loop(recorder: Recorder, every: float) -> None:
+    while True:
+        await anyio.sleep(every)
+        _print_stats(recorder)
