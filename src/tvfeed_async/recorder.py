@@ -56,7 +56,14 @@ from typing import NoReturn
 import anyio
 import polars as pl
 
-from .errors import AuthError, EntitlementError, InvalidRequest, SymbolNotFound, TvFeedError
+from .errors import (
+    AuthError,
+    EntitlementError,
+    InvalidRequest,
+    RequestTimeout,
+    SymbolNotFound,
+    TvFeedError,
+)
 from .feed import TimeLike, TvFeed
 from .protocol.bars import Bar, Gap
 from .protocol.intervals import Interval, IntervalLike
@@ -481,6 +488,12 @@ class _Lane:
             adjustment=recorder.adjustment,
             include_partial=True,
         )
+        if result.cut_short:
+            # The server went quiet while paging: the answer may stop short of the checkpoint,
+            # which would look like a hole the server cannot fill. Ask again later instead.
+            raise RequestTimeout(
+                f"{key}: the server went quiet while paging; the history was cut short"
+            )
         return _frame_bars(result.frame, key)
 
     async def _record_gap(self, key: SeriesKey, gap: Gap) -> None:

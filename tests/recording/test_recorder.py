@@ -351,3 +351,55 @@ def test_recorder_arguments_are_checked() -> None:
     assert Recorder(feed, [("BINANCE:BTCUSDT", "1H")], sink).keys == [
         SeriesKey("BINANCE:BTCUSDT", "60")
     ]
+
+
+async def test_history_cut_short_is_asked_again_not_recorded_as_a_gap(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A server that leaves the first range window unanswered (silent paging): the cut-short
+    answer is retried, and no gap is recorded for a hole the server can fill."""
+    from typing import Any
+
+    from tvfeed_async import Bar
+
+    from ..scripted import NOW, Conn, ScriptedServer, completed, resolved, series_update
+
+    newest = NOW // MINUTE * MINUTE
+    bars = [(newest - MINUTE * k, 100.0 + k) for k in range(2000)][::-1]
+    checkpoint = newest - 500 * MINUTE
+    silent = {"left": 1}
+
+    async def handler(conn: Conn, method: str, params: list[Any]) -> None:
+        if method == "resolve_symbol":
+            await conn.send(resolved(params[0]))
+        elif method == "create_series":
+            cs, turnaround, count = params[0], params[2], params[5]
+            await conn.send(
+                series_update("timescale_update", cs, bars[-count:], turnaround),
+                completed(cs, turnaround),
+            )
+        elif method == "modify_series":
+            if silent["left"]:
+                silent["left"] -= 1
+                return  # no answer at all
+            cs, turnaround = params[0], params[2]
+            start, end = (int(x) for x in params[5][2:].split(":"))
+            window = [bar for bar in bars if start <= bar[0] < end]
+            await conn.send(
+                series_update("timescale_update", cs, window, turnaround),
+                completed(cs, turnaround),
+            )
+
+    gaps: list[RecordedGap] = []
+    options = {**FAST, "timeouts": Timeouts(request=30.0, page=0.3, idle=30.0)}
+    async with ScriptedServer(handler) as server, ParquetSink(tmp_path) as sink:
+        stored = Bar(checkpoint, 1.0, 1.0, 1.0, 1.0, 1.0, BTC.symbol, "1", True)
+        await sink.write([stored])
+        async with TvFeed(endpoints=server.endpoints, **options) as feed:  # type: ignore[arg-type]
+            recorder = Recorder(feed, [BTC], sink, on_gap=gaps.append)
+            async with recording(recorder):
+                with anyio.fail_after(20):
+                    while len(parquet_rows(tmp_path, BTC)) < 500:
+                        await anyio.sleep(0.05)
+    rows = parquet_rows(tmp_path, BTC)
+    assert [row[0] for row in rows] == list(range(checkpoint, newest, MINUTE))
+    assert gaps == []
+    assert recorder.metrics[0].history_errors >= 1  # the cut-short answer, asked again
