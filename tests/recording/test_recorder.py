@@ -397,7 +397,7 @@ async def test_history_cut_short_is_asked_again_not_recorded_as_a_gap(tmp_path) 
             recorder = Recorder(feed, [BTC], sink, on_gap=gaps.append)
             async with recording(recorder):
                 with anyio.fail_after(20):
-                    while len(parquet_rows(tmp_path, BTC)) < 500:
+                    while len(parquet_rows(tmp_path, BTC)) < 500:  # noqa: ASYNC110
                         await anyio.sleep(0.05)
     rows = parquet_rows(tmp_path, BTC)
     assert [row[0] for row in rows] == list(range(checkpoint, newest, MINUTE))
