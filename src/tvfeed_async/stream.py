@@ -455,7 +455,15 @@ class Subscription:
                 self._server_time = float(server_time)
             # Rows were validated by parse_message (a malformed one fails the whole message).
             if not self._live:
-                self._pending.extend(payload.bars(self._symbol, self._interval))
+                # Loading or backfilling: keep the bars for the merge. A run of updates of
+                # one bar (live revisions while a long backfill pages) keeps only its latest,
+                # as the merge would: the list grows by bars, not by updates.
+                pending = self._pending
+                for bar in payload.bars(self._symbol, self._interval):
+                    if pending and pending[-1][0] == bar[0]:
+                        pending[-1] = bar
+                    else:
+                        pending.append(bar)
                 return
             # The live path: one call per update, no intermediate lists. Each row's values
             # become a Bar of this series as SeriesPayload.bars() makes them (tuple.__new__

@@ -180,3 +180,29 @@ async def test_wait_for_room_returns_once_a_closed_bar_is_taken() -> None:
     assert not waiting.done()
     assert consumer.step() == bar(0, closed=True)
     await asyncio.wait_for(waiting, 1.0)
+
+
+async def test_updates_of_one_bar_while_loading_keep_only_the_latest() -> None:
+    """Subscription._pending grows by bars, not by live revisions, during a backfill."""
+    from types import SimpleNamespace
+
+    from tvfeed_async.protocol.intervals import Interval
+    from tvfeed_async.protocol.messages import parse_message
+    from tvfeed_async.protocol.symbols import parse_symbol
+    from tvfeed_async.stream import StreamKey, Subscription
+
+    manager = SimpleNamespace(close_grace=0.0)
+    key = StreamKey(parse_symbol("BINANCE:BTCUSDT"), Interval("1"))
+    subscription = Subscription(manager, key, history=2)  # type: ignore[arg-type]
+    session = "cs_aaaaaaaaaaaa"
+    for revision in range(1_000):
+        text = (
+            '{"m":"du","p":["'
+            + session
+            + '",{"sds_1":{"s":[{"i":5,"v":[1767225600,1,2,0,'
+            + str(1 + revision)
+            + ',10]}],"t":"s1"}}]}'
+        )
+        subscription.handle(parse_message(text))
+    assert len(subscription._pending) == 1
+    assert subscription._pending[0].close == 1_000
