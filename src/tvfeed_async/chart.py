@@ -37,8 +37,9 @@ __all__ = [
 #: The one series of each chart session, and its symbol alias (as TVKIT/HAMED name them).
 SERIES_ID = "sds_1"
 SYMBOL_REF = "sds_sym_1"
-#: series_error reasons that mean "your plan does not include this" (PROTOCOL.md §3.8: the
-#: first two from TVAPI, the last two listed by HAMED).
+#: series_error reasons that mean "your plan does not include this": custom_resolution and
+#: study_not_auth:<study> (TradingView-API reads them), seconds_not_entitled and
+#: "unsupported resolution" (listed by the Go client finance-data-stream).
 ENTITLEMENT_REASONS = (
     "seconds_not_entitled",
     "custom_resolution",

@@ -393,7 +393,8 @@ class Supervisor:
             route.connection_lost(error)
 
     def _critical_error(self, message: CriticalError, after_refresh: bool) -> None:
-        """Route a ``critical_error``; never drop one silently (PROTOCOL.md §4)."""
+        """Route a ``critical_error`` (the server's "this session is dead"); never drop one
+        silently."""
         self.stats.critical_errors += 1
         if message.error_code == "unauthorized_access":
             raise _TokenRejected(after_refresh, unauthorized=True)
@@ -402,7 +403,7 @@ class Supervisor:
             route.handle(message)
             return
         # An empty or unknown session id: it can concern any request still waiting for its
-        # answer (the args it echoes omit the session, §3.8), so those end now rather than at
+        # answer (the args it echoes omit the session id), so those end now rather than at
         # their deadline. Live streams are not waiting and carry on.
         waiting = [r for r in self._routes.values() if getattr(r, "awaiting_reply", False)]
         logger.warning(

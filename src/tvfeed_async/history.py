@@ -98,9 +98,10 @@ class SymbolInfo:
         Args:
             bars_have_volume: whether the bars that came with it carry volume, when known.
                 ``has_volume`` comes from ``visible_plots_set`` (``"ohlcv"``) or
-                ``volume_type`` when the server sends them (2026); the 2019 frames of the
-                ROLANDO capture (PROTOCOL.md §4) have neither, and then the bars decide, or
-                without bars the symbol type (indices have none).
+                ``volume_type`` when the server sends them (2026 servers); 2019 servers sent
+                neither (tests/integration/test_real_service_behaviour.py reads two genuine
+                2019 frames), and then the bars decide, or without bars the symbol type
+                (indices have none).
         """
 
         def text(key: str) -> str:
@@ -199,7 +200,8 @@ class _ChartRoute:
 
     Data and completions are matched on the turnaround id of the request that asked for
     them (``expected``): a late ``series_completed`` or batch of an earlier request of the
-    same series is dropped, never taken for the answer to the current one (§3.8, §10.11).
+    same series is dropped, never taken for the answer to the current one (the server echoes
+    the turnaround id of each create/modify_series in its data and its series_completed).
     """
 
     def __init__(self, symbol: str, request_name: str) -> None:

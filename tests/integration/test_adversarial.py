@@ -335,3 +335,36 @@ async def test_the_feed_stays_under_the_servers_chart_session_limit() -> None:
                 await stream.aclose()
     assert all(frame.height == 10 for frame in frames)
     assert sim.stats.critical_errors == 0
+
+
+async def test_an_unforeseen_error_in_a_route_costs_a_reconnect_not_the_feed(
+    tv_simulator, monkeypatch
+) -> None:
+    """The supervisor's last line of defence: whatever a route raises (here a RuntimeError
+    planted in the stream's message handler, once) drops the socket and the feed goes on."""
+    from tvfeed_async.stream import Subscription
+
+    original = Subscription.handle
+    planted = {"left": 1}
+
+    def handle(self, message):  # type: ignore[no-untyped-def]
+        if planted["left"] and self._live:
+            planted["left"] -= 1
+            raise RuntimeError("a bug nobody foresaw")
+        return original(self, message)
+
+    monkeypatch.setattr(Subscription, "handle", handle)
+    async with open_feed(tv_simulator, **FAST) as feed:
+        stream = feed.stream("BINANCE:BTCUSDT", interval="1")
+        bars = []
+        while len(bars) < 3:
+            await tv_simulator.clock.advance(MINUTE)
+            try:
+                bars.append(await asyncio.wait_for(anext(stream), 0.5))
+            except TimeoutError:
+                continue
+        await stream.aclose()
+        assert feed.stats.unexpected_errors == 1
+        assert feed.connections_opened == 2
+    times = [bar.timestamp for bar in bars]
+    assert times == sorted(set(times))

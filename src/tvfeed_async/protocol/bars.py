@@ -106,7 +106,7 @@ class BarMerger:
 
     With ``grace`` set, a bar that a newer one closed is held back as *closing* until the
     caller calls :meth:`release` (after the grace time) or the bar after next opens; a late
-    revision of it meanwhile (PROTOCOL.md §6: a bar's final values may come after the next
+    revision of it meanwhile (a server may send a bar's final values after the next
     bar opened) revises it rather than being lost. Late revisions that come after a bar was
     reported closed are dropped and counted in ``late_revisions``.
 

@@ -47,7 +47,7 @@ _JSON_PREFIX = "~j~"
 # bounds garbage headers. [0-9], because \d would also take other scripts' digits.
 _HEADER = re.compile(r"~m~([0-9]{1,10})~m~")
 #: The longest packet accepted (UTF-16 units). The largest real packets are history batches,
-#: about 100 characters per bar: 40,000 bars (the largest plan's limit, PROTOCOL.md §9) are
+#: about 100 characters per bar: 40,000 bars (the largest plan's bar limit) are
 #: about 4 MB. A longer declared length is garbage; waiting for it would swallow every later
 #: packet (heartbeats included) without end.
 MAX_PACKET_LENGTH = 64 * 1024 * 1024
