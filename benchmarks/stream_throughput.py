@@ -168,15 +168,14 @@ class Streams:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Streams:
-        from tvfeed_async import Limits, TvFeed
+        from tvfeed_async import TvFeed
 
         self.feed = TvFeed(
             endpoints=endpoints_for(self.server.ws_url),
             auth_token=self.server.token,
             session_cache=False,
             use_env=False,
-            # the benchmark server allows 5,000 chart sessions per socket (_stream_server.py)
-            limits=Limits(max_chart_sessions=5_000),
+            limits=server_limits(),
         )
         await self.feed.__aenter__()
         self.tasks = [
@@ -295,6 +294,14 @@ async def profile_run(server: Server, count: int, seconds: float, per_message: i
 # ------------------------------------------------------------------ memory per idle stream
 
 
+def server_limits() -> Any:
+    """The client's limits for the benchmark server, which allows 5,000 chart sessions per
+    socket (_stream_server.py); the client's default is 200."""
+    from tvfeed_async import Limits
+
+    return Limits(max_chart_sessions=5_000)
+
+
 async def memory_child(ws_url: str, token: str, count: int, traced: bool) -> dict[str, Any]:
     """In a fresh process: memory before and after ``count`` idle streams."""
     from tvfeed_async import TvFeed
@@ -312,7 +319,11 @@ async def memory_child(ws_url: str, token: str, count: int, traced: bool) -> dic
     counters = Counters()
     keys = stream_keys(count + 1)
     feed = TvFeed(
-        endpoints=endpoints_for(ws_url), auth_token=token, session_cache=False, use_env=False
+        endpoints=endpoints_for(ws_url),
+        auth_token=token,
+        session_cache=False,
+        use_env=False,
+        limits=server_limits(),
     )
     async with feed:
         tasks = [asyncio.create_task(consume(feed, *keys[0], counters))]

@@ -136,8 +136,9 @@ class Link:
         while self.chart_sessions >= self.max_chart_sessions:
             if self.closed:
                 raise ConnectionLost("the connection was lost while waiting for a chart session")
-            logger.info(
-                "%d chart sessions open on this socket (the limit): waiting for one to close",
+            logger.warning(
+                "%d chart sessions open on this socket (Limits.max_chart_sessions): a request "
+                "or stream waits for one to close",
                 self.chart_sessions,
             )
             freed = self._slot_freed
