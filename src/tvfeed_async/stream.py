@@ -425,7 +425,7 @@ class Subscription:
         self._completed = anyio.Event()
         self._lost = anyio.Event()
         self._error: TvFeedError | None = None
-        self._reopens: deque[float] = deque()
+        self._reopens: deque[float] | None = None  # made on the first re-open (memory)
         self.stale = 0
 
     @property
@@ -556,6 +556,8 @@ class Subscription:
             return False  # the same request will get the same answer
         now = time.monotonic()
         reopens = self._reopens
+        if reopens is None:
+            reopens = self._reopens = deque()
         while reopens and now - reopens[0] > REOPEN_WINDOW:
             reopens.popleft()
         if len(reopens) >= REOPENS_PER_WINDOW:
