@@ -76,6 +76,8 @@ _Future = asyncio.Future
 
 #: Seconds a backfill waits for a full consumer queue to drain before ending that consumer.
 BACKFILL_PATIENCE = 10.0
+#: Subscription._history_end until series_completed says where the history ends.
+_NO_COMPLETION = 1 << 62
 #: Server clocks later than this (unix seconds, year 2100) are not believed.
 _LATEST_CLOCK = 4_102_444_800
 #: A series that gets a passing chart error is re-opened at most this often per window.
@@ -422,6 +424,7 @@ class Subscription:
         self._link: Link | None = None
         self._live = False
         self._pending: list[Bar] = []
+        self._history_end = 0
         self._completed = anyio.Event()
         self._lost = anyio.Event()
         self._error: TvFeedError | None = None
@@ -484,6 +487,8 @@ class Subscription:
                 self._schedule_release()
         elif isinstance(message, SeriesCompleted):
             if message.series_id == SERIES_ID and message.turnaround in ("s1", ""):
+                # Bars queued after this point are live updates, not history (see _attach_to).
+                self._history_end = len(self._pending)
                 self._completed.set()
         else:
             # symbol_resolved is not kept: ~6 KB per stream that streams do not need
@@ -652,6 +657,7 @@ class Subscription:
         self._completed = anyio.Event()
         self._live = False
         self._pending = []
+        self._history_end = _NO_COMPLETION
         supervisor.add_route(session, self)
         key = self.key
         resuming = self.merger.newest_time is not None
@@ -718,9 +724,21 @@ class Subscription:
                 await self._deliver_paced(result.closed)
             self._push_forming(forming)
         else:
-            result = self._apply_history(pending)
+            # History first (its closed bars are the past: retained, not delivered); then the
+            # live updates that came after series_completed, before this task ran: a bar they
+            # closed closed after the subscription, and its consumers get it.
+            split = min(self._history_end, len(pending))
+            result = self._apply_history(pending[:split])
             self.retained.extend(result.closed)
-            self._push_forming(result.forming)
+            forming = result.forming
+            if split < len(pending):
+                live = self.merger.apply_many(pending[split:])
+                forming = live.forming or forming
+                for bar in live.closed:
+                    self.retained.append(bar)
+                    for consumer in self.consumers:
+                        consumer.push_closed(bar)
+            self._push_forming(forming)
         self._live = True
         if self._grace and self.merger.closing is not None and self._release_timer is None:
             self._schedule_release()

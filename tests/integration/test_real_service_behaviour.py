@@ -388,3 +388,29 @@ async def test_without_grace_a_late_revision_is_dropped_and_counted() -> None:
         bars = await two_closed_bars(feed)
         await wait_for(lambda: feed.stats.late_revisions == 1)
     assert bars[1].close == 13.0  # delivered at once, before its revision came
+
+
+async def test_a_bar_closed_right_after_the_history_is_delivered() -> None:
+    """A du that opens a new bar in the same WebSocket message as series_completed (before
+    the stream's task runs) closes the bar that was forming at subscription time: the
+    consumer gets it (it used to be kept as history only)."""
+    base = T0 + 500 * MINUTE
+    history = [(base + MINUTE * k, 10.0 + k) for k in range(3)]
+
+    async def handler(conn: Conn, method: str, params: list[Any]) -> None:
+        if method == "resolve_symbol":
+            await conn.send(resolved(params[0]))
+        elif method == "create_series":
+            cs, turnaround = params[0], params[2]
+            await conn.send(
+                series_update("timescale_update", cs, history, turnaround),
+                completed(cs, turnaround),
+                series_update("du", cs, [(base + 3 * MINUTE, 13.0)], turnaround, 3),
+            )
+
+    async with ScriptedServer(handler) as server, feed_on(server) as feed:
+        stream = feed.stream("BINANCE:BTCUSDT", interval="1")
+        bar = await asyncio.wait_for(anext(stream), 5)
+        await stream.aclose()
+    assert bar.timestamp == base + 2 * MINUTE
+    assert bar.closed
