@@ -219,6 +219,58 @@ class TvSimulator:
             await asyncio.sleep(0.005)
         return closed
 
+    async def wait_subscribed(
+        self,
+        symbol: str | None = None,
+        interval: IntervalLike | None = None,
+        *,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109 (a test helper that never hangs a test)
+    ) -> int:
+        """Wait until at least ``count`` live series (of ``symbol`` and ``interval`` when
+        given) exist on the server; returns how many there are.
+
+        A client's stream subscribes when its generator first runs, so a test that advances
+        the clock before that moment sends the updates to nobody and then waits for bars
+        that never come. Call this between starting the consumer and advancing the clock.
+        Series of history requests count too while they exist.
+
+        Raises:
+            TimeoutError: not enough series within ``timeout`` seconds (wall clock).
+            KeyError: unknown ``symbol``.
+
+        Cancelling it just stops the wait.
+        """
+        wanted_symbol = None
+        if symbol is not None:
+            info = self.catalogue.get(symbol)
+            if info is None:
+                raise KeyError(f"{symbol!r} is not in the simulator's catalogue")
+            wanted_symbol = info.full_name
+        wanted_interval = None if interval is None else Interval.parse(interval).code
+
+        def live() -> int:
+            found = 0
+            for connection in self._hub.connections.values():
+                if connection.closing:
+                    continue
+                for chart in connection._charts.values():
+                    for series in chart.series.values():
+                        if series.cancelled or series.live_slot is None:
+                            continue
+                        if wanted_symbol not in (None, series.truth.symbol.full_name):
+                            continue
+                        if wanted_interval not in (None, series.interval.code):
+                            continue
+                        found += 1
+            return found
+
+        async with asyncio.timeout(timeout):
+            # Polled: the server's series tables have no event to wait on (ws_server.py).
+            while (found := live()) < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        return found
+
     # -- addresses -------------------------------------------------------------------------
 
     @property
