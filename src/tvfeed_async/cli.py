@@ -4,6 +4,9 @@ Commands: ``hist``, ``stream``, ``search``, ``login``, ``simulate`` and ``demo``
 can be pointed at another server with ``--ws-url`` / ``--www-url`` / ``--search-url`` or the
 ``TVFEED_WS_URL`` / ``TVFEED_WWW_URL`` / ``TVFEED_SYMBOL_SEARCH_URL`` variables. Errors print one
 line and exit non-zero; ``--verbose`` adds debug logs (secrets are masked) and tracebacks.
+
+A user's mistake (a bad URL, an unwritable ``-o``, a closed pipe, no terminal for ``login``)
+never shows a traceback: what can be checked is checked before any network work.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import getpass
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -21,11 +25,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import polars as pl
 
 from .config import Endpoints
-from .errors import InvalidRequest, TvFeedError
+from .errors import ConnectionLost, InvalidRequest, TvFeedError
 from .feed import TvFeed
 from .protocol.bars import Bar
 
@@ -35,6 +40,34 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 _OUTPUT_SUFFIXES = (".parquet", ".csv", ".json", ".ndjson", ".jsonl")
+
+
+class _LogGate(logging.Filter):
+    """Holds back the library's log records until the feed is open.
+
+    Before that, a failure reaches the user as the command's one error line; the records
+    (a warning per failed attempt, a background task's traceback) would only repeat it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.open
+
+
+_LOG_GATE = _LogGate()
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more seconds")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,19 +114,56 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--speed", type=float, default=1.0, help="virtual seconds per second")
 
     demo = commands.add_parser("demo", help="history and live bars from the bundled simulator")
-    demo.add_argument("--seconds", type=float, default=3.0, help="how long to stream")
+    demo.add_argument(
+        "--seconds", type=_non_negative_seconds, default=3.0, help="how long to stream (>= 0)"
+    )
     return parser
 
 
+def _check_url(url: str, schemes: tuple[str, ...], source: str) -> None:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in schemes and bool(parts.hostname)
+        _ = parts.port  # a malformed port raises ValueError
+    except ValueError:
+        valid = False
+    if not valid:
+        wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise InvalidRequest(f"{source} {url!r} is not a valid {wanted} URL")
+
+
 def _endpoints(args: argparse.Namespace) -> Endpoints:
+    """The endpoints of the command line and environment, checked before any network work."""
     endpoints = Endpoints.from_env()
-    if args.ws_url:
-        endpoints = replace(endpoints, ws_url=args.ws_url)
-    if args.www_url:
-        endpoints = replace(endpoints, www_url=args.www_url)
-    if args.search_url:
-        endpoints = replace(endpoints, symbol_search_url=args.search_url)
+    checks = (
+        ("ws_url", "--ws-url", "TVFEED_WS_URL", ("ws", "wss")),
+        ("www_url", "--www-url", "TVFEED_WWW_URL", ("http", "https")),
+        ("symbol_search_url", "--search-url", "TVFEED_SYMBOL_SEARCH_URL", ("http", "https")),
+    )
+    for field, option, variable, schemes in checks:
+        given = getattr(args, field.replace("symbol_search", "search"))
+        if given:
+            endpoints = replace(endpoints, **{field: given})
+        source = option if given else variable if os.environ.get(variable) else field
+        _check_url(getattr(endpoints, field), schemes, source)
     return endpoints
+
+
+def _check_output(path: str) -> None:
+    """Fail before downloading when ``path`` cannot be written (running as root, the
+    permission check passes for any existing directory; a failed write is still reported
+    in one line)."""
+    target = Path(path)
+    if Path(path).suffix.lower() not in _OUTPUT_SUFFIXES:
+        raise InvalidRequest(f"--output {path!r}: use a .parquet, .csv or .json file name")
+    if target.is_dir():
+        raise InvalidRequest(f"--output {path!r} is a directory")
+    directory = target.parent
+    if not directory.is_dir():
+        raise InvalidRequest(f"--output {path!r}: directory {str(directory)!r} does not exist")
+    writable = os.access(target, os.W_OK) if target.exists() else os.access(directory, os.W_OK)
+    if not writable:
+        raise InvalidRequest(f"--output {path!r} is not writable")
 
 
 def _parse_time(text: str | None, name: str) -> datetime | None:
@@ -121,9 +191,9 @@ def _write_frame(frame: pl.DataFrame, path: str) -> None:
 async def _hist(args: argparse.Namespace) -> int:
     start = _parse_time(args.start, "start")
     end = _parse_time(args.end, "end")
-    if args.output and Path(args.output).suffix.lower() not in _OUTPUT_SUFFIXES:
+    if args.output:
         # Checked before any network work, so a typo costs nothing.
-        raise InvalidRequest(f"--output {args.output!r}: use a .parquet, .csv or .json file name")
+        _check_output(args.output)
     options: dict[str, Any] = {
         "extended_session": args.extended,
         "adjustment": args.adjustment,
@@ -132,6 +202,7 @@ async def _hist(args: argparse.Namespace) -> int:
         "end": end,
     }
     async with TvFeed(endpoints=_endpoints(args)) as feed:
+        _LOG_GATE.open = True
         frames: list[pl.DataFrame] = []
         if len(args.symbols) == 1:
             frames.append(
@@ -190,6 +261,7 @@ def _bar_line(bar: Bar) -> str:
 
 async def _stream(args: argparse.Namespace) -> int:
     async with TvFeed(endpoints=_endpoints(args)) as feed:
+        _LOG_GATE.open = True
         specs = [(symbol, args.interval) for symbol in args.symbols]
         async with contextlib.aclosing(feed.stream_many(specs, partial=args.partial)) as bars:
             async for bar in bars:
@@ -238,6 +310,11 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def _prompt_login(args: argparse.Namespace) -> tuple[str, str | None]:
+    if not sys.stdin.isatty() and not (args.username and os.environ.get("TV_PASSWORD")):
+        raise InvalidRequest(
+            "login without a terminal needs --username (or TV_USERNAME) and TV_PASSWORD "
+            "(and TV_TOTP_SECRET or --totp-secret for 2FA)"
+        )
     if not args.username:
         args.username = input("TradingView username or e-mail: ").strip()
     password = os.environ.get("TV_PASSWORD") or getpass.getpass("Password: ")
@@ -247,38 +324,82 @@ def _prompt_login(args: argparse.Namespace) -> tuple[str, str | None]:
     return password, code
 
 
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+def _message(error: BaseException) -> str:
+    """One line for the user: the error's type and words, the OS's words for a failed
+    connection instead of the repr of aiohttp's exception."""
+    text = str(error)
+    if isinstance(error, ConnectionLost) and text.startswith("could not open "):
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            text = f"{text.split(': ', 1)[0]}: {cause}"
+    return f"{type(error).__name__}: {text}"
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: let the interpreter's final flush of stdout go nowhere."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "hist":
+        return asyncio.run(_hist(args))
+    if args.command == "stream":
+        return asyncio.run(_stream(args))
+    if args.command == "search":
+        return asyncio.run(_search(args))
+    if args.command == "login":
+        password, code = _prompt_login(args)
+        return asyncio.run(_login(args, password, code))
+    if args.command == "simulate":
+        return asyncio.run(_simulate(args))
+    if args.command == "demo":
+        return asyncio.run(_demo(args))
+    raise AssertionError(f"unknown command {args.command!r}")  # argparse checked it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if not args.verbose:
+        handler.addFilter(_LOG_GATE)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler]
     )
     try:
-        if args.command == "hist":
-            return asyncio.run(_hist(args))
-        if args.command == "stream":
-            return asyncio.run(_stream(args))
-        if args.command == "search":
-            return asyncio.run(_search(args))
-        if args.command == "login":
-            password, code = _prompt_login(args)
-            return asyncio.run(_login(args, password, code))
-        if args.command == "simulate":
-            return asyncio.run(_simulate(args))
-        if args.command == "demo":
-            return asyncio.run(_demo(args))
+        return _run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED if args.command not in ("stream", "simulate") else 0
-    except (TvFeedError, RuntimeError) as error:
-        if args.verbose:
+    except BaseException as error:
+        leaves = _leaves(error)
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED if args.command not in ("stream", "simulate") else 0
+        if any(isinstance(leaf, BrokenPipeError) for leaf in leaves):
+            _silence_stdout()  # the reader (``| head``) has all it wanted
+            return 0
+        if args.verbose or isinstance(error, SystemExit):
             raise
-        print(f"tvfeed-async: {type(error).__name__}: {error}", file=sys.stderr)
+        expected = [
+            leaf for leaf in leaves if isinstance(leaf, TvFeedError | OSError | RuntimeError)
+        ]
+        if not expected:
+            raise
+        print(f"tvfeed-async: {_message(expected[0])}", file=sys.stderr)
         return EXIT_ERROR
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_USAGE  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -185,3 +187,99 @@ async def test_simulate_prints_endpoints_and_stops_on_ctrl_c(tmp_path):
             code = await process.wait()
     assert any("ws://127.0.0.1:" in line for line in lines)
     assert code == 0
+
+
+def _one_clean_line(result: subprocess.CompletedProcess[bytes]) -> str:
+    err = result.stderr.decode()
+    assert "Traceback" not in err
+    assert "ExceptionGroup" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("where", ["missing-directory", "a-directory", "under-a-file"])
+async def test_unwritable_output_fails_before_downloading(sim, tmp_path, where):
+    (tmp_path / "file.txt").write_text("x")
+    path = {
+        "missing-directory": tmp_path / "missing" / "out.csv",
+        "a-directory": tmp_path / "dir.csv",
+        "under-a-file": tmp_path / "file.txt" / "out.parquet",
+    }[where]
+    if where == "a-directory":
+        path.mkdir()
+    result = await run_cli(
+        *_args(sim), "hist", "BINANCE:BTCUSDT", "-n", "5", "-o", str(path), env=_env(tmp_path)
+    )
+    assert result.returncode == 1
+    assert "--output" in _one_clean_line(result)
+    assert sim.stats.connections_opened == 0  # nothing was downloaded first
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("http://127.0.0.1:1/socket.io/websocket", "--ws-url"),
+        ("nonsense", "--ws-url"),
+        ("ws://127.0.0.1:99999/x", "--ws-url"),
+        ("ws://127.0.0.1:1/socket.io/websocket", "could not open"),
+    ],
+)
+async def test_bad_ws_url_is_one_clear_line(tmp_path, url, needle):
+    result = await run_cli(
+        "--ws-url", url, "hist", "BINANCE:BTCUSDT", "-n", "3", env=_env(tmp_path)
+    )
+    assert result.returncode == 1
+    err = _one_clean_line(result)
+    assert needle in err
+    assert "ClientConnectorError(" not in err
+
+
+async def test_bad_ws_url_from_the_environment_names_the_variable(tmp_path):
+    env = _env(tmp_path)
+    env["TVFEED_WS_URL"] = "localhost:8765"
+    result = await run_cli("hist", "BINANCE:BTCUSDT", env=env)
+    assert result.returncode == 1
+    assert "TVFEED_WS_URL" in _one_clean_line(result)
+
+
+async def test_stream_into_a_closed_pipe_exits_quietly(sim, tmp_path):
+    command = " ".join(
+        shlex.quote(part) for part in [*CLI, *_args(sim), "stream", "BINANCE:BTCUSDT"]
+    )
+    pipeline = ["bash", "-c", f"set -o pipefail; {command} | head -n 1"]
+    async with await anyio.open_process(pipeline, env=_env(tmp_path)) as process:
+        await sim.wait_subscribed("BINANCE:BTCUSDT", timeout=20)
+        assert process.stdout is not None
+        await sim.clock.advance(60)
+        first = await _read_lines(process.stdout, 1)
+        with anyio.fail_after(30):
+            while process.returncode is None:  # head has left; the next bars hit the pipe
+                await sim.clock.advance(60)
+                await anyio.sleep(0.1)
+        assert process.stderr is not None
+        err = b""
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                err += await process.stderr.receive()
+    assert "BINANCE:BTCUSDT" in first[0]
+    assert process.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    assert "BrokenPipe" not in err.decode()
+    assert err.decode().strip() == ""
+
+
+async def test_login_without_a_terminal_says_what_it_needs(sim, tmp_path):
+    result = await run_cli(*_args(sim), "login", env=_env(tmp_path), stdin=b"")
+    assert result.returncode == 1
+    assert "TV_PASSWORD" in _one_clean_line(result)
+    assert sim.http is not None
+    assert sim.http.signin_attempts == 0
+
+
+@pytest.mark.parametrize("seconds", ["-1", "nan", "soon"])
+async def test_demo_rejects_bad_seconds_without_a_traceback(tmp_path, seconds):
+    result = await run_cli("demo", "--seconds", seconds, env=_env(tmp_path))
+    err = result.stderr.decode()
+    assert result.returncode == 2
+    assert "Traceback" not in err
+    assert "--seconds" in err
