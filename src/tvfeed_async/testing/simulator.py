@@ -226,14 +226,17 @@ class TvSimulator:
         *,
         count: int = 1,
         timeout: float = 10.0,  # noqa: ASYNC109 (a test helper that never hangs a test)
+        settle: float = 0.1,
     ) -> int:
         """Wait until at least ``count`` live series (of ``symbol`` and ``interval`` when
-        given) exist on the server; returns how many there are.
+        given) exist on the server and their history has been written to the socket, then
+        ``settle`` seconds more; returns how many series there are.
 
         A client's stream subscribes when its generator first runs, so a test that advances
         the clock before that moment sends the updates to nobody and then waits for bars
         that never come. Call this between starting the consumer and advancing the clock.
-        Series of history requests count too while they exist.
+        Series of history requests count too while they exist. ``settle`` leaves the client
+        time to read the history it was sent before the clock moves.
 
         Raises:
             TimeoutError: not enough series within ``timeout`` seconds (wall clock).
@@ -249,8 +252,8 @@ class TvSimulator:
             wanted_symbol = info.full_name
         wanted_interval = None if interval is None else Interval.parse(interval).code
 
-        def live() -> int:
-            found = 0
+        def live() -> tuple[int, bool]:
+            found, written = 0, True
             for connection in self._hub.connections.values():
                 if connection.closing:
                     continue
@@ -263,12 +266,17 @@ class TvSimulator:
                         if wanted_interval not in (None, series.interval.code):
                             continue
                         found += 1
-            return found
+                        written = written and connection.drained.is_set()
+            return found, written
 
         async with asyncio.timeout(timeout):
             # Polled: the server's series tables have no event to wait on (ws_server.py).
-            while (found := live()) < count:  # noqa: ASYNC110
+            while True:
+                found, written = live()
+                if found >= count and written:
+                    break
                 await asyncio.sleep(0.005)
+        await asyncio.sleep(settle)
         return found
 
     # -- addresses -------------------------------------------------------------------------
@@ -450,6 +458,7 @@ async def serve_forever(
     host: str = "127.0.0.1",
     start: TimeLike | None = None,
     print_fn: Callable[[str], None] = print,
+    accounts: Iterable[Account] = (),
 ) -> None:
     """Run a simulator until cancelled, printing its endpoints (``tvfeed-async simulate``).
 
@@ -462,6 +471,7 @@ async def serve_forever(
         host: interface to listen on.
         start: initial virtual time (default: the fixed default instant).
         print_fn: where the endpoint lines go.
+        accounts: accounts of the HTTP side (``tvfeed-async simulate --account``).
     """
     simulator = TvSimulator(
         seed=seed,
@@ -471,6 +481,7 @@ async def serve_forever(
         host=host,
         port=port,
         http_port=http_port,
+        accounts=accounts,
     )
     async with simulator:
         endpoints = simulator.endpoints
