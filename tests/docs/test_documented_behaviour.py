@@ -5,6 +5,7 @@ exist, and ``wait_subscribed`` makes advancing the clock safe."""
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import anyio
 import pytest
@@ -87,3 +88,25 @@ async def test_wait_subscribed_filters_and_times_out(tv_simulator):
     assert len(bars) == 1
     with pytest.raises(KeyError):
         await tv_simulator.wait_subscribed("NASDAQ:NOSUCH")
+
+
+def test_the_pandas_extra_is_declared_and_documented():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extra = [
+        requirement.split(">")[0] for requirement in project["optional-dependencies"]["pandas"]
+    ]
+    assert sorted(extra) == ["pandas", "pyarrow"]
+    assert 'pip install "tvfeed-async[pandas]"' in (root / "README.md").read_text()
+
+
+async def test_to_pandas_works_with_the_extra_installed(tv_simulator):
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    async with TvFeed(endpoints=tv_simulator.endpoints, session_cache=False) as feed:
+        frame = await feed.get_hist("NASDAQ:AAPL", interval="1D", n_bars=5)
+    converted = frame.to_pandas()
+    assert list(converted["close"]) == frame["close"].to_list()
+    assert str(converted["time"].dt.tz) == "UTC"
