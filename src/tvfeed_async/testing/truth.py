@@ -10,8 +10,9 @@ How prices are made:
 * A :class:`BarGrid` lists the bar slots ``(key, open_time, close_time)`` of an interval
   within a :class:`~tvfeed_async.testing.catalogue.TradingSession`: crypto bars tile UTC time;
   stock bars start at the session open in the exchange time zone (so daily AAPL bars are
-  stamped 13:30 or 14:30 UTC, PROTOCOL.md §6), skip weekends and close early at the session
-  end; daily/weekly/monthly bars span their trading days. ``key`` numbers the slots in time
+  stamped 13:30 or 14:30 UTC, PROTOCOL.md §6), skip weekends and the holidays of the
+  session's calendar (:func:`~tvfeed_async.testing.catalogue.holiday_ordinals`) and close
+  early at the session end; daily/weekly/monthly bars span their trading days. ``key`` numbers the slots in time
   order (with holes) and drives the price path.
 * Keys are cut into blocks of 256 bars. A block's price path is a Brownian bridge between two
   anchor levels, with increments drawn from a :class:`random.Random` seeded by a hash of
@@ -111,13 +112,14 @@ class BarGrid:
         self._groups: dict[int, Slot] = {}
         weekdays = sorted(session.weekdays)
         self._weekdays = frozenset(weekdays)
+        self._is_holiday = session.is_holiday
         self._days_per_week = len(weekdays)
         self._days_before = [sum(1 for day in weekdays if day < weekday) for weekday in range(7)]
 
     # -- calendar ---------------------------------------------------------------------------
 
     def _is_trading(self, ordinal: int) -> bool:
-        return (ordinal - 1) % 7 in self._weekdays
+        return (ordinal - 1) % 7 in self._weekdays and not self._is_holiday(ordinal)
 
     def _ordinal(self, when: float) -> int:
         if self._utc:
