@@ -12,8 +12,8 @@ How prices are made:
   stock bars start at the session open in the exchange time zone (so daily AAPL bars are
   stamped 13:30 or 14:30 UTC, PROTOCOL.md §6), skip weekends and the holidays of the
   session's calendar (:func:`~tvfeed_async.testing.catalogue.holiday_ordinals`) and close
-  early at the session end; daily/weekly/monthly bars span their trading days. ``key`` numbers the slots in time
-  order (with holes) and drives the price path.
+  early at the session end; daily/weekly/monthly bars span their trading days. ``key``
+  numbers the slots in time order (with holes) and drives the price path.
 * Keys are cut into blocks of 256 bars. A block's price path is a Brownian bridge between two
   anchor levels, with increments drawn from a :class:`random.Random` seeded by a hash of
   (seed, symbol, interval, session, block). Anchor levels are multi-octave value noise of the
