@@ -3,7 +3,7 @@ holiday calendar, so a client sees no equity bars on 1 January or at Christmas."
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -77,3 +77,47 @@ async def test_the_client_sees_the_holiday_gap(tv_simulator):
     # sessions skip 1 January.
     assert days == [date(2025, 12, 26), date(2025, 12, 29), date(2025, 12, 30),
                     date(2025, 12, 31), date(2026, 1, 2)]  # fmt: skip
+
+
+def _closes_at(sim: TvSimulator, symbol: str, interval: str, end: datetime) -> dict:
+    """Close time -> close price of the last 400 bars of the ground truth before ``end``."""
+    series = sim.truth_series(symbol, interval)
+    slots = series.slots_before(end.timestamp(), 400)
+    return {slot[2]: row[4] for slot, row in zip(slots, series.finals(slots), strict=True)}
+
+
+@pytest.mark.parametrize("symbol", ["BINANCE:BTCUSDT", "BINANCE:SIM007USDT", "NASDAQ:AAPL"])
+def test_every_interval_follows_one_price_path(symbol):
+    """At an instant where bars of several intervals close, they close at the same price
+    (issue #21: BTC was 55,916 hourly and 90,067 on one minute at the same time)."""
+    sim = TvSimulator(http_port=None)
+    end = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+    intervals = ["1", "5", "15", "60", "1D"]
+    closes = {interval: _closes_at(sim, symbol, interval, end) for interval in intervals}
+    shared = 0
+    for coarse in intervals[1:]:
+        for moment, close in closes[coarse].items():
+            if moment in closes["1"]:
+                assert closes["1"][moment] == close, (coarse, moment)
+                shared += 1
+    assert shared >= 20
+    # Opens too: the daily bar opens where the one-minute bar at the same time opens.
+    daily = sim.truth(symbol, "1D", end=end, n_bars=3)
+    for moment, opening in zip(daily["time"], daily["open"], strict=True):
+        minute = sim.truth(symbol, "1", start=moment, end=moment + timedelta(minutes=1))
+        assert minute["time"][0] == moment
+        assert minute["open"][0] == opening
+
+
+def test_coarse_bars_contain_their_open_and_close_and_have_believable_ranges():
+    sim = TvSimulator(http_port=None)
+    end = datetime(2026, 1, 5, tzinfo=UTC)
+    minutes = sim.truth("BINANCE:BTCUSDT", "1", start=datetime(2026, 1, 4, tzinfo=UTC), end=end)
+    day = sim.truth("BINANCE:BTCUSDT", "1D", n_bars=1, end=end)
+    assert minutes.height == 1440
+    assert day["open"][0] == minutes["open"][0]
+    assert day["close"][0] == minutes["close"][-1]
+    # The day's range is the same order as the range its minutes span (not a separate walk).
+    minute_range = minutes["high"].max() - minutes["low"].min()
+    day_range = day["high"][0] - day["low"][0]
+    assert 0.3 < day_range / minute_range < 3
