@@ -87,13 +87,15 @@ class TvFeed:
         username, password: sign in with a password (``totp_secret`` or ``totp_code`` for 2FA).
         auth_token: a token copied from a browser instead of signing in.
         sessionid, sessionid_sign: a browser session cookie instead of signing in.
-        endpoints: where to connect (defaults to the real TradingView; pass
-            ``sim.endpoints`` for the bundled simulator).
+        endpoints: where to connect (default: ``Endpoints.from_env()``, the real TradingView
+            unless ``TVFEED_WS_URL`` & co. say otherwise; pass ``sim.endpoints`` for the
+            bundled simulator).
         timeouts, retry, limits: tuning; see :mod:`tvfeed_async.config`.
         session_cache: reuse signed-in sessions across processes (True: the default file in
             the user's cache directory; False/None: off; or a ``SessionCache``).
         use_env: read ``TV_USERNAME``, ``TV_PASSWORD``, ``TV_TOTP_SECRET``, ``TV_AUTH_TOKEN``,
-            ``TV_SESSIONID``, ``TV_SESSIONID_SIGN`` for credentials not given as arguments.
+            ``TV_SESSIONID``, ``TV_SESSIONID_SIGN`` for credentials not given as arguments, and
+            the ``TVFEED_*`` endpoint variables when ``endpoints`` is not given.
 
     Example::
 
@@ -130,7 +132,7 @@ class TvFeed:
         check_credential_fields(self._credential_args)
         self._use_env = use_env
         self._session_cache = session_cache
-        self.endpoints = endpoints or Endpoints()
+        self.endpoints = endpoints or (Endpoints.from_env() if use_env else Endpoints())
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.limits = limits or Limits()

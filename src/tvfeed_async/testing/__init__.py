@@ -17,11 +17,13 @@ if TYPE_CHECKING:
     from .catalogue import Catalogue, SymbolInfo, TradingSession, default_catalogue
     from .clock import DEFAULT_START, SimulatorClock
     from .faults import Faults, FaultScript
+    from .http_app import Account
     from .simulator import TvSimulator, rows_to_frame, serve_forever
     from .ws_server import ServerConfig, SimulatorStats
 
 __all__ = [
     "DEFAULT_START",
+    "Account",
     "Catalogue",
     "FaultScript",
     "Faults",
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "Account": "http_app",
     "Catalogue": "catalogue",
     "SymbolInfo": "catalogue",
     "TradingSession": "catalogue",

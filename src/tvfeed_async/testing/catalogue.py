@@ -17,6 +17,10 @@ Every kind of instrument that trips clients is represented:
 * FX ``FX:EURUSD``, 24x5 (17:00-17:00 America/New_York).
 * ``KRX:005930`` described in Korean (``삼성전자``), Asia/Seoul 09:00-15:30.
 
+Sessions that close for holidays follow a calendar (:func:`holiday_ordinals`): US stocks and
+indices the NYSE full-day closures, CME futures New Year's Day, Good Friday and Christmas, FX
+New Year's Day and Christmas, KRX its fixed-date closures (the lunar ones are left out).
+
 Anything else is unknown and answered with ``symbol_error``.
 """
 
@@ -24,7 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -32,7 +37,82 @@ __all__ = [
     "SymbolInfo",
     "TradingSession",
     "default_catalogue",
+    "holiday_ordinals",
 ]
+
+
+def _easter(year: int) -> date:
+    """Gregorian Easter Sunday (the anonymous Gregorian algorithm)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    weekday_shift = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 19 * weekday_shift) // 433
+    month = (h + weekday_shift - 7 * m + 90) // 25
+    day = (h + weekday_shift - 7 * m + 33 * month + 19) % 32
+    return date(year, month, day)
+
+
+def _nth_weekday(year: int, month: int, weekday: int, nth: int) -> date:
+    """The ``nth`` (1-based; -1: last) ``weekday`` (Monday = 0) of a month."""
+    if nth > 0:
+        first = date(year, month, 1)
+        return first + timedelta(days=(weekday - first.weekday()) % 7 + 7 * (nth - 1))
+    following = date(year + month // 12, month % 12 + 1, 1)
+    last = following - timedelta(days=1)
+    return last - timedelta(days=(last.weekday() - weekday) % 7)
+
+
+def _observed(day: date, saturday_to_friday: bool = True) -> date | None:
+    """US rule: a Sunday holiday is kept on Monday, a Saturday one on Friday (or not at all)."""
+    if day.weekday() == 6:
+        return day + timedelta(days=1)
+    if day.weekday() == 5:
+        return day - timedelta(days=1) if saturday_to_friday else None
+    return day
+
+
+@lru_cache(maxsize=512)
+def holiday_ordinals(calendar: str, year: int) -> frozenset[int]:
+    """Proleptic ordinals of the full-day closures of ``calendar`` in ``year``.
+
+    Calendars: ``"NYSE"`` (New Year's Day, Martin Luther King Jr. Day from 1998, Washington's
+    Birthday, Good Friday, Memorial Day, Juneteenth from 2022, Independence Day, Labor Day,
+    Thanksgiving, Christmas; observed on the nearest weekday, New Year's Day never on the
+    Friday before), ``"CME"`` (New Year's Day, Good Friday, Christmas), ``"FX"`` (1 January
+    and 25 December), ``"KRX"`` (its fixed-date closures and the year-end closing day);
+    ``""``: none. Today's rules are applied to every year.
+    """
+    days: list[date | None] = []
+    if calendar == "NYSE":
+        days = [
+            _observed(date(year, 1, 1), saturday_to_friday=False),
+            _nth_weekday(year, 1, 0, 3) if year >= 1998 else None,
+            _nth_weekday(year, 2, 0, 3),
+            _easter(year) - timedelta(days=2),
+            _nth_weekday(year, 5, 0, -1),
+            _observed(date(year, 6, 19)) if year >= 2022 else None,
+            _observed(date(year, 7, 4)),
+            _nth_weekday(year, 9, 0, 1),
+            _nth_weekday(year, 11, 3, 4),
+            _observed(date(year, 12, 25)),
+        ]
+    elif calendar == "CME":
+        days = [
+            _observed(date(year, 1, 1), saturday_to_friday=False),
+            _easter(year) - timedelta(days=2),
+            _observed(date(year, 12, 25)),
+        ]
+    elif calendar == "FX":
+        days = [date(year, 1, 1), date(year, 12, 25)]
+    elif calendar == "KRX":
+        fixed = ((1, 1), (3, 1), (5, 5), (6, 6), (8, 15), (10, 3), (10, 9), (12, 25), (12, 31))
+        days = [date(year, month, day) for month, day in fixed]
+    elif calendar:
+        raise ValueError(f"unknown holiday calendar {calendar!r}")
+    return frozenset(day.toordinal() for day in days if day is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +126,22 @@ class TradingSession:
             it is not after ``open_minute`` the session starts the previous calendar day
             (FX, futures): a trading day is dated by the day its session ends.
         weekdays: trading days, Monday = 0.
+        holidays: the holiday calendar (:func:`holiday_ordinals`; ``""``: none). A trading
+            day is closed when the calendar day its session ends on is a holiday.
     """
 
     timezone: str
     open_minute: int
     close_minute: int
     weekdays: frozenset[int]
+    holidays: str = ""
+
+    def is_holiday(self, ordinal: int) -> bool:
+        """True when the trading day ``ordinal`` (proleptic, the day the session ends) is a
+        holiday of this session's calendar."""
+        if not self.holidays:
+            return False
+        return ordinal in holiday_ordinals(self.holidays, date.fromordinal(ordinal).year)
 
     @property
     def overnight(self) -> bool:
@@ -88,11 +178,11 @@ class TradingSession:
 _WEEKDAYS = frozenset(range(5))
 _ALL_DAYS = frozenset(range(7))
 CRYPTO_SESSION = TradingSession("Etc/UTC", 0, 1440, _ALL_DAYS)
-US_REGULAR = TradingSession("America/New_York", 9 * 60 + 30, 16 * 60, _WEEKDAYS)
-US_EXTENDED = TradingSession("America/New_York", 4 * 60, 20 * 60, _WEEKDAYS)
-FX_SESSION = TradingSession("America/New_York", 17 * 60, 17 * 60, _WEEKDAYS)
-CME_SESSION = TradingSession("America/Chicago", 17 * 60, 16 * 60, _WEEKDAYS)
-KRX_SESSION = TradingSession("Asia/Seoul", 9 * 60, 15 * 60 + 30, _WEEKDAYS)
+US_REGULAR = TradingSession("America/New_York", 9 * 60 + 30, 16 * 60, _WEEKDAYS, "NYSE")
+US_EXTENDED = TradingSession("America/New_York", 4 * 60, 20 * 60, _WEEKDAYS, "NYSE")
+FX_SESSION = TradingSession("America/New_York", 17 * 60, 17 * 60, _WEEKDAYS, "FX")
+CME_SESSION = TradingSession("America/Chicago", 17 * 60, 16 * 60, _WEEKDAYS, "CME")
+KRX_SESSION = TradingSession("Asia/Seoul", 9 * 60, 15 * 60 + 30, _WEEKDAYS, "KRX")
 
 
 def _unix(year: int, month: int, day: int) -> int:

@@ -219,6 +219,66 @@ class TvSimulator:
             await asyncio.sleep(0.005)
         return closed
 
+    async def wait_subscribed(
+        self,
+        symbol: str | None = None,
+        interval: IntervalLike | None = None,
+        *,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109 (a test helper that never hangs a test)
+        settle: float = 0.1,
+    ) -> int:
+        """Wait until at least ``count`` live series (of ``symbol`` and ``interval`` when
+        given) exist on the server and their history has been written to the socket, then
+        ``settle`` seconds more; returns how many series there are.
+
+        A client's stream subscribes when its generator first runs, so a test that advances
+        the clock before that moment sends the updates to nobody and then waits for bars
+        that never come. Call this between starting the consumer and advancing the clock.
+        Series of history requests count too while they exist. ``settle`` leaves the client
+        time to read the history it was sent before the clock moves.
+
+        Raises:
+            TimeoutError: not enough series within ``timeout`` seconds (wall clock).
+            KeyError: unknown ``symbol``.
+
+        Cancelling it just stops the wait.
+        """
+        wanted_symbol = None
+        if symbol is not None:
+            info = self.catalogue.get(symbol)
+            if info is None:
+                raise KeyError(f"{symbol!r} is not in the simulator's catalogue")
+            wanted_symbol = info.full_name
+        wanted_interval = None if interval is None else Interval.parse(interval).code
+
+        def live() -> tuple[int, bool]:
+            found, written = 0, True
+            for connection in self._hub.connections.values():
+                if connection.closing:
+                    continue
+                for chart in connection._charts.values():
+                    for series in chart.series.values():
+                        if series.cancelled or series.live_slot is None:
+                            continue
+                        if wanted_symbol not in (None, series.truth.symbol.full_name):
+                            continue
+                        if wanted_interval not in (None, series.interval.code):
+                            continue
+                        found += 1
+                        written = written and connection.drained.is_set()
+            return found, written
+
+        async with asyncio.timeout(timeout):
+            # Polled: the server's series tables have no event to wait on (ws_server.py).
+            while True:
+                found, written = live()
+                if found >= count and written:
+                    break
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(settle)
+        return found
+
     # -- addresses -------------------------------------------------------------------------
 
     @property
@@ -415,6 +475,7 @@ async def serve_forever(
     host: str = "127.0.0.1",
     start: TimeLike | None = None,
     print_fn: Callable[[str], None] = print,
+    accounts: Iterable[Account] = (),
 ) -> None:
     """Run a simulator until cancelled, printing its endpoints (``tvfeed-async simulate``).
 
@@ -427,6 +488,7 @@ async def serve_forever(
         host: interface to listen on.
         start: initial virtual time (default: the fixed default instant).
         print_fn: where the endpoint lines go.
+        accounts: accounts of the HTTP side (``tvfeed-async simulate --account``).
     """
     simulator = TvSimulator(
         seed=seed,
@@ -436,6 +498,7 @@ async def serve_forever(
         host=host,
         port=port,
         http_port=http_port,
+        accounts=accounts,
     )
     async with simulator:
         endpoints = simulator.endpoints

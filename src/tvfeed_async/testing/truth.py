@@ -10,13 +10,19 @@ How prices are made:
 * A :class:`BarGrid` lists the bar slots ``(key, open_time, close_time)`` of an interval
   within a :class:`~tvfeed_async.testing.catalogue.TradingSession`: crypto bars tile UTC time;
   stock bars start at the session open in the exchange time zone (so daily AAPL bars are
-  stamped 13:30 or 14:30 UTC, PROTOCOL.md §6), skip weekends and close early at the session
-  end; daily/weekly/monthly bars span their trading days. ``key`` numbers the slots in time
-  order (with holes) and drives the price path.
-* Keys are cut into blocks of 256 bars. A block's price path is a Brownian bridge between two
-  anchor levels, with increments drawn from a :class:`random.Random` seeded by a hash of
-  (seed, symbol, interval, session, block). Anchor levels are multi-octave value noise of the
-  block number, so any block is computed on its own.
+  stamped 13:30 or 14:30 UTC, PROTOCOL.md §6), skip weekends and the holidays of the
+  session's calendar (:func:`~tvfeed_async.testing.catalogue.holiday_ordinals`) and close
+  early at the session end; daily/weekly/monthly bars span their trading days. ``key``
+  numbers the slots in time order (with holes) and drives the price path.
+* Each symbol has one price path, a function of time shared by all its intervals
+  (:class:`_BasePath`): value noise every 256 days, then Brownian bridges on finer lattices
+  (a day, 30 minutes, a minute, a second), each drawn from a :class:`random.Random` seeded by
+  a hash of (seed, symbol, level, segment), so any instant is computed on its own. A bar of
+  any interval opens at the path's value at its open time and closes at its value at its
+  close time: at the same instant every interval shows the same price, and a stock's first
+  bar of a day opens where the path went overnight.
+* Keys are cut into blocks of 256 bars. Within a bar, the sub-steps between its open and
+  close (a bridge between the two) and its wicks and volume are drawn per grid.
 * Each bar has ``revisions`` sub-steps; revision ``j`` of a forming bar shows the path up to
   sub-step ``j``; the final values (open, high >= every revision's high, low <= every
   revision's low, close, volume) are the ground truth.
@@ -111,13 +117,14 @@ class BarGrid:
         self._groups: dict[int, Slot] = {}
         weekdays = sorted(session.weekdays)
         self._weekdays = frozenset(weekdays)
+        self._is_holiday = session.is_holiday
         self._days_per_week = len(weekdays)
         self._days_before = [sum(1 for day in weekdays if day < weekday) for weekday in range(7)]
 
     # -- calendar ---------------------------------------------------------------------------
 
     def _is_trading(self, ordinal: int) -> bool:
-        return (ordinal - 1) % 7 in self._weekdays
+        return (ordinal - 1) % 7 in self._weekdays and not self._is_holiday(ordinal)
 
     def _ordinal(self, when: float) -> int:
         if self._utc:
@@ -197,6 +204,43 @@ class BarGrid:
         slot = (key, self.bounds(first)[0], self.bounds(last)[1])
         self._groups[key] = slot
         return slot
+
+    def key_span(self, key: int) -> tuple[int, int]:
+        """Open and close time of the slot numbered ``key``; for a key without a slot (a
+        hole: a weekend, a holiday, past the session end) the span it would have."""
+        if self.continuous:
+            return key * self.step, key * self.step + self.step
+        if self.intraday:
+            ordinal, index = divmod(key, self._per_day)
+            start, end = self.bounds(ordinal)
+            opening = start + index * self.step
+            if opening >= end:  # a hole: keep its span on the lattice, it is never shown
+                return opening, opening + self.step
+            return opening, min(opening + self.step, end)
+        ordinals = self._group_ordinals(key)
+        for ordinal in ordinals:
+            if self._is_trading(ordinal):
+                slot = self._group_slot(ordinal)
+                return slot[1], slot[2]
+        return self.bounds(ordinals[0])[0], self.bounds(ordinals[-1])[1]
+
+    def _group_ordinals(self, key: int) -> list[int]:
+        """The calendar days (proleptic ordinals) that ``_group_key`` maps to ``key``."""
+        multiplier = self.interval.multiplier
+        if self.interval.unit == "D":
+            weekdays = sorted(self._weekdays)
+            days = []
+            for trading in range(key * multiplier, key * multiplier + multiplier):
+                weeks, rest = divmod(trading, self._days_per_week)
+                days.append(weeks * 7 + weekdays[rest] + 1)
+            return days
+        if self.interval.unit == "W":
+            first = key * multiplier * 7 + 1
+            return list(range(first, first + multiplier * 7))
+        months = range(key * multiplier, key * multiplier + multiplier)
+        first = date(months[0] // 12, months[0] % 12 + 1, 1).toordinal()
+        following = months[-1] + 1
+        return list(range(first, date(following // 12, following % 12 + 1, 1).toordinal()))
 
     def iter_desc(self, before: float) -> Iterator[Slot]:
         """Slots whose open time is earlier than ``before``, newest first (endless)."""
@@ -290,47 +334,131 @@ class BarGrid:
 
 @dataclass(slots=True)
 class _Block:
-    points: list[float]
+    """One block of bars: each bar's sub-step path (open first, close last), extremes and
+    volumes, unrounded."""
+
+    paths: list[list[float]]
     highs: list[float]
     lows: list[float]
     volumes: list[float]
 
 
-class _PathModel:
-    """The raw (split-adjusted, unrounded) price path of one grid of one symbol."""
+#: Lattice spacings of the base path, coarsest first; each divides the one before. Values at
+#: the coarsest level are value noise; every finer level is a Brownian bridge between the two
+#: values of the coarser level around it, so a value depends only on its ancestors.
+_LEVELS = (256 * _DAY, _DAY, 1_800, 60, 1)
+_CHUNK_CACHE = 4_096
 
-    def __init__(
-        self, seed: int, symbol: SymbolInfo, grid: BarGrid, revisions: int, grid_name: str
-    ) -> None:
-        self._id = _hash64(seed, symbol.full_name, grid.interval.code, grid_name)
-        self._revisions = revisions
-        self._base = symbol.base_price
-        fraction = grid.nominal_seconds / grid.session.length_seconds
-        self._sigma_bar = symbol.daily_volatility * math.sqrt(fraction)
-        self._volume_bar = symbol.volume_scale * fraction
-        self._round_volume = 4 if symbol.type == "spot" else 0
-        self._blocks: OrderedDict[int, _Block] = OrderedDict()
+
+class _BasePath:
+    """The one price path of a symbol, a function of time shared by every interval.
+
+    A bar of any interval opens at the path's value at its open time and closes at the value
+    at its close time, so at the same instant every interval shows the same price. Session
+    opens and closes fall on the lattice (multiples of 30 minutes in UTC, of a minute for
+    intraday bars), so evaluating a bar boundary never needs more than the levels above it.
+    """
+
+    def __init__(self, seed: int, symbol: SymbolInfo) -> None:
+        self._id = _hash64(seed, symbol.full_name, "base")
+        self.base_price = symbol.base_price
+        self._sigma_day = symbol.daily_volatility
         self._anchors: dict[int, float] = {}
+        self._chunks: list[OrderedDict[int, list[float]]] = [OrderedDict() for _ in _LEVELS]
 
-    def _anchor(self, block: int) -> float:
-        found = self._anchors.get(block)
+    def _anchor(self, index: int) -> float:
+        found = self._anchors.get(index)
         if found is not None:
             return found
-        sigma_block = self._sigma_bar * math.sqrt(BLOCK_BARS)
+        sigma_anchor = self._sigma_day * math.sqrt(_LEVELS[0] / _DAY)
         total = 0.0
         for octave in range(_OCTAVES):
             span = 4**octave
-            cell, offset = divmod(block, span)
+            cell, offset = divmod(index, span)
             fraction = offset / span
             smooth = fraction * fraction * (3 - 2 * fraction)
             left = _unit_noise(self._id, octave, cell)
             right = _unit_noise(self._id, octave, cell + 1)
-            total += min(sigma_block * 2**octave, 0.3) * (left + (right - left) * smooth)
-        level = _RANGE * math.tanh(total / _RANGE)
-        if len(self._anchors) > 4096:
+            total += min(sigma_anchor * 2**octave, 0.3) * (left + (right - left) * smooth)
+        if len(self._anchors) > _CHUNK_CACHE:
             self._anchors.clear()
-        self._anchors[block] = level
-        return level
+        self._anchors[index] = total
+        return total
+
+    def _chunk(self, level: int, index: int) -> list[float]:
+        """Values at the level-``level`` lattice points of one level-``level - 1`` segment
+        (both ends included)."""
+        cache = self._chunks[level]
+        found = cache.get(index)
+        if found is not None:
+            return found
+        parent, step = _LEVELS[level - 1], _LEVELS[level]
+        count = parent // step
+        start = self._lattice(level - 1, index * parent)
+        end = self._lattice(level - 1, (index + 1) * parent)
+        draw = random.Random(_hash64(self._id, level, index)).random
+        # Uniform increments with the variance of the step (sqrt(12) * sigma * (u - 0.5)).
+        scale = self._sigma_day * math.sqrt(step / _DAY) * math.sqrt(12.0)
+        walk = [0.0, *accumulate((draw() - 0.5) * scale for _ in range(count))]
+        drift = (walk[-1] - (end - start)) / count
+        values = [start + value - drift * position for position, value in enumerate(walk)]
+        values[-1] = end
+        cache[index] = values
+        if len(cache) > _CHUNK_CACHE:
+            cache.popitem(last=False)
+        return values
+
+    def _lattice(self, level: int, when: int) -> float:
+        """The log level at ``when``, a multiple of ``_LEVELS[level]``."""
+        while level > 0 and when % _LEVELS[level - 1] == 0:
+            level -= 1
+        if level == 0:
+            return self._anchor(when // _LEVELS[0])
+        parent = _LEVELS[level - 1]
+        index, rest = divmod(when, parent)
+        return self._chunk(level, index)[rest // _LEVELS[level]]
+
+    def log_level(self, when: float) -> float:
+        """The unsquashed log deviation from the base price at ``when`` (unix seconds)."""
+        whole = math.floor(when)
+        if whole == when:
+            for level, spacing in enumerate(_LEVELS):
+                if whole % spacing == 0:
+                    return self._lattice(level, whole)
+        left = self._lattice(len(_LEVELS) - 1, whole)
+        right = self._lattice(len(_LEVELS) - 1, whole + 1)
+        return left + (right - left) * (when - whole)
+
+    def price(self, log_level: float) -> float:
+        """The price of a log level; deviations are squashed into +-_RANGE."""
+        return self.base_price * math.exp(_RANGE * math.tanh(log_level / _RANGE))
+
+
+class _PathModel:
+    """The raw (split-adjusted, unrounded) bars of one grid of one symbol.
+
+    Opens and closes come from the symbol's :class:`_BasePath`; the sub-steps in between
+    (what a forming bar shows), the wicks and the volumes are drawn per grid.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        symbol: SymbolInfo,
+        grid: BarGrid,
+        revisions: int,
+        grid_name: str,
+        base: _BasePath,
+    ) -> None:
+        self._id = _hash64(seed, symbol.full_name, grid.interval.code, grid_name)
+        self._grid = grid
+        self._base_path = base
+        self._revisions = revisions
+        self._sigma_day = symbol.daily_volatility
+        fraction = grid.nominal_seconds / grid.session.length_seconds
+        self._volume_bar = symbol.volume_scale * fraction
+        self._round_volume = 4 if symbol.type == "spot" else 0
+        self._blocks: OrderedDict[int, _Block] = OrderedDict()
 
     def block(self, block: int) -> _Block:
         found = self._blocks.get(block)
@@ -338,27 +466,55 @@ class _PathModel:
             self._blocks.move_to_end(block)
             return found
         revisions = self._revisions
-        steps = BLOCK_BARS * revisions
-        rng = random.Random(_hash64(self._id, "block", block))
-        draw = rng.random
-        scale = self._sigma_bar / math.sqrt(revisions) * math.sqrt(12.0)
-        walk = [0.0, *accumulate((draw() - 0.5) * scale for _ in range(steps))]
-        start, end = self._anchor(block), self._anchor(block + 1)
-        drift = (walk[-1] - (end - start)) / steps
-        base = self._base
-        points = [
-            base * math.exp(start + value - drift * index) for index, value in enumerate(walk)
-        ]
+        draw = random.Random(_hash64(self._id, "block", block)).random
+        base = self._base_path
+        level = base.log_level
+        squash = _RANGE
+        base_price = base.base_price
+        exp, tanh, sqrt = math.exp, math.tanh, math.sqrt
+        first = block * BLOCK_BARS
+        spans = [self._grid.key_span(key) for key in range(first, first + BLOCK_BARS)]
+        boundary: dict[int, float] = {}
+        # sigma of a bar of each length (one or two lengths per block: full and cut bars).
+        sigmas: dict[int, float] = {}
+        step_scale = sqrt(12.0 / revisions)
+        volume_bar, round_volume = self._volume_bar, self._round_volume
+        steps = range(1, revisions + 1)
+        paths: list[list[float]] = []
         highs: list[float] = []
         lows: list[float] = []
         volumes: list[float] = []
-        wick = self._sigma_bar * 0.6
-        for bar in range(BLOCK_BARS):
-            path = points[bar * revisions : bar * revisions + revisions + 1]
+        for open_time, close_time in spans:
+            start = boundary.get(open_time)
+            if start is None:
+                start = boundary[open_time] = level(open_time)
+            end = boundary.get(close_time)
+            if end is None:
+                end = boundary[close_time] = level(close_time)
+            length = close_time - open_time
+            sigma_bar = sigmas.get(length)
+            if sigma_bar is None:
+                sigma_bar = sigmas[length] = self._sigma_day * sqrt(max(length, 1) / _DAY)
+            scale = sigma_bar * step_scale
+            # A bridge from the open to the close: a walk of uniform steps, minus its drift.
+            walk = 0.0
+            logs = [start]
+            for _ in steps:
+                walk += (draw() - 0.5) * scale
+                logs.append(walk)
+            drift = (walk - (end - start)) / revisions
+            path = [base_price * exp(squash * tanh(start / squash))]
+            path += [
+                base_price * exp(squash * tanh((start + logs[index] - drift * index) / squash))
+                for index in range(1, revisions)
+            ]
+            path.append(base_price * exp(squash * tanh(end / squash)))
+            paths.append(path)
+            wick = sigma_bar * 0.6
             highs.append(max(path) * (1.0 + draw() * wick))
             lows.append(min(path) * (1.0 - draw() * wick))
-            volumes.append(round(self._volume_bar * (0.3 + 1.4 * draw()), self._round_volume))
-        result = _Block(points, highs, lows, volumes)
+            volumes.append(round(volume_bar * (0.3 + 1.4 * draw()), round_volume))
+        result = _Block(paths, highs, lows, volumes)
         self._blocks[block] = result
         if len(self._blocks) > 256:
             self._blocks.popitem(last=False)
@@ -455,16 +611,15 @@ class TruthSeries:
         if row is not None:
             return row
         block, offset = self._raw(key)
-        revisions = self.revisions
         factor, shift = self._transform(open_time)
         price = self._price
-        points = block.points
+        path = block.paths[offset]
         row = (
             open_time,
-            price(points[offset * revisions] * factor + shift),
+            price(path[0] * factor + shift),
             price(block.highs[offset] * factor + shift),
             price(block.lows[offset] * factor + shift),
-            price(points[offset * revisions + revisions] * factor + shift),
+            price(path[-1] * factor + shift),
             block.volumes[offset] if self._has_volume else None,
         )
         if len(self._rows) > 200_000:
@@ -516,9 +671,7 @@ class TruthSeries:
         if found is not None:
             return found
         block = self._path.block(block_index)
-        revisions = self.revisions
         tick = self._tick
-        points = block.points
         if self._float_tails:
 
             def rounded(values: list[float]) -> list[float]:
@@ -529,8 +682,8 @@ class TruthSeries:
             def rounded(values: list[float]) -> list[float]:
                 return [round(value / tick) * minmov / pricescale for value in values]
 
-        opens = rounded(points[0:-1:revisions])
-        closes = rounded(points[revisions::revisions])
+        opens = rounded([path[0] for path in block.paths])
+        closes = rounded([path[-1] for path in block.paths])
         volumes: list[float | None] = (
             list(block.volumes) if self._has_volume else [None] * BLOCK_BARS
         )
@@ -549,8 +702,7 @@ class TruthSeries:
         block, offset = self._raw(key)
         revisions = self.revisions
         factor, shift = self._transform(open_time)
-        start = offset * revisions
-        path = block.points[start : start + step + 1]
+        path = block.paths[offset][: step + 1]
         price = self._price
         volume = round(block.volumes[offset] * step / revisions, 4) if self._has_volume else None
         return (
@@ -714,6 +866,7 @@ class Truth:
         self.reference_time = reference_time
         self._series: dict[tuple[str, str, str, str, bool], TruthSeries] = {}
         self._paths: dict[tuple[str, str, str], _PathModel] = {}
+        self._bases: dict[str, _BasePath] = {}
 
     def series(
         self,
@@ -752,8 +905,11 @@ class Truth:
             path_session = (
                 info.extended if grid_name == "extended" and info.extended else trading_session
             )
+            base = self._bases.get(info.full_name)
+            if base is None:
+                base = self._bases[info.full_name] = _BasePath(self.seed, info)
             path = _PathModel(
-                self.seed, info, BarGrid(path_session, parsed), self.revisions, grid_name
+                self.seed, info, BarGrid(path_session, parsed), self.revisions, grid_name, base
             )
             self._paths[path_key] = path
         grid = BarGrid(trading_session, parsed)
