@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="history and live bars from the bundled simulator")
     demo.add_argument("--seconds", type=float, default=3.0, help="how long to stream")
+    from .cli_quote import add_quote_parser  # quote: live quotes (#18)
+
+    add_quote_parser(commands)
     return parser
 
 
@@ -269,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_simulate(args))
         if args.command == "demo":
             return asyncio.run(_demo(args))
+        if args.command == "quote":
+            from .cli_quote import run_quote
+
+            return asyncio.run(run_quote(args, _endpoints(args)))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED if args.command not in ("stream", "simulate") else 0

@@ -1,0 +1,94 @@
+"""``tvfeed-async quote`` (#18): NDJSON on a pipe (a real subprocess), and the table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+
+import anyio
+
+from tvfeed_async import Quote
+from tvfeed_async.cli_quote import quote_table
+from tvfeed_async.testing import TvSimulator
+
+CLI = [sys.executable, "-m", "tvfeed_async.cli"]
+BTC = "BINANCE:BTCUSDT"
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TV_", "TVFEED_"))}
+    env["TVFEED_CACHE_DIR"] = str(tmp_path / "cache")
+    return env
+
+
+def _args(sim: TvSimulator) -> list[str]:
+    return ["--ws-url", sim.endpoints.ws_url]
+
+
+async def test_quote_prints_ndjson_on_a_pipe(tv_simulator: TvSimulator, tmp_path: Path) -> None:
+    with anyio.fail_after(60):
+        result = await anyio.run_process(
+            [*CLI, *_args(tv_simulator), "quote", BTC, "NASDAQ:NOPE", "FX:EURUSD"],
+            env=_env(tmp_path),
+            check=False,
+        )
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [line["symbol"] for line in lines] == [BTC, "NASDAQ:NOPE", "FX:EURUSD"]
+    assert result.returncode == 1  # one symbol has no quote
+    forming = tv_simulator.forming_bar(BTC, "1")
+    assert forming is not None
+    assert lines[0]["last"] == forming.close
+    assert lines[0]["update_mode"] == "streaming"
+    assert lines[1]["error"]
+    assert lines[2]["error"] is None
+
+
+async def test_quote_watch_prints_each_update(tv_simulator: TvSimulator, tmp_path: Path) -> None:
+    command = [*CLI, *_args(tv_simulator), "quote", BTC, "--watch"]
+    process = await anyio.open_process(command, env=_env(tmp_path))
+    try:
+        assert process.stdout is not None
+        buffer = b""
+        lines: list[dict[str, object]] = []
+        with anyio.fail_after(30):
+            while not lines:
+                buffer += await process.stdout.receive()
+                lines = [json.loads(line) for line in buffer.split(b"\n")[:-1]]
+            await tv_simulator.clock.advance(30)  # two deltas (they may coalesce into one line)
+            forming = tv_simulator.forming_bar(BTC, "1")
+            assert forming is not None
+            while len(lines) < 2 or lines[-1]["last"] != forming.close:
+                buffer += await process.stdout.receive()
+                lines = [json.loads(line) for line in buffer.split(b"\n")[:-1]]
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
+    assert lines[-1]["time"] == datetime.fromtimestamp(tv_simulator.clock.now(), UTC).isoformat()
+    assert [line["symbol"] for line in lines] == [BTC] * len(lines)
+
+
+def test_table_has_a_row_per_quote_and_shows_errors() -> None:
+    moment = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+    good = Quote(
+        BTC, 64000.5, 64000.0, 64001.0, 1234.0, 100.25, 0.16, "USDT", moment,
+        "delayed_streaming_900", True, "regular", None, MappingProxyType({}),
+    )  # fmt: skip
+    bad = Quote(
+        "NASDAQ:NOPE", None, None, None, None, None, None, None, None, None, True, "regular",
+        "unknown symbol", MappingProxyType({}),
+    )  # fmt: skip
+    lines = quote_table([good, bad]).splitlines()
+    assert lines[0].split()[:2] == ["symbol", "last"]
+    assert lines[1].split()[:4] == [BTC, "64,000.5", "+100.25", "+0.16%"]
+    assert "2026-01-05 14:30:00" in lines[1]
+    assert lines[1].endswith("delayed 900 s")
+    assert lines[2].split() == ["NASDAQ:NOPE", "error:", "unknown", "symbol"]
