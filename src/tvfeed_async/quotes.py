@@ -68,12 +68,19 @@ QUOTE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Quote:
-    """The complete, merged quote of one symbol at one moment.
+    """The complete, merged quote of one symbol at one moment (immutable).
+
+    It holds a copy of every field received (``raw``); the named values are read from it
+    on access, so that building a quote per update costs one dict copy.
 
     Attributes:
         symbol: ``EXCHANGE:TICKER`` as asked for.
+        session: ``"regular"`` or ``"extended"`` (``extended_session=True``).
+        error: why the server has no quote (``qsd`` status ``error``: unknown or forbidden
+            symbol); every value is then None.
+        raw: every field received, as the server named them (read-only).
         last: last trade price (``lp``).
         bid, ask: best bid and ask.
         volume: the day's volume (None for symbols without volume).
@@ -83,31 +90,79 @@ class Quote:
         update_mode: the server's word for how fresh the values are: ``"streaming"`` (real
             time), ``"delayed_streaming_900"`` (15 minutes late), ``"endofday"``...
         delayed: True unless ``update_mode`` says real time.
-        session: ``"regular"`` or ``"extended"`` (``extended_session=True``).
-        error: why the server has no quote (``qsd`` status ``error``: unknown or forbidden
-            symbol); every value is then None.
-        raw: every field received, as the server named them (read-only).
+        delay: seconds the values lag (0: real time; None: the server does not say).
     """
 
     symbol: str
-    last: float | None
-    bid: float | None
-    ask: float | None
-    volume: float | None
-    change: float | None
-    change_percent: float | None
-    currency: str | None
-    time: datetime | None
-    update_mode: str | None
-    delayed: bool
     session: str
     error: str | None
     raw: Mapping[str, object]
 
     @property
+    def last(self) -> float | None:
+        """Last trade price (``lp``)."""
+        return _number(self.raw.get("lp"))
+
+    @property
+    def bid(self) -> float | None:
+        """Best bid."""
+        return _number(self.raw.get("bid"))
+
+    @property
+    def ask(self) -> float | None:
+        """Best ask."""
+        return _number(self.raw.get("ask"))
+
+    @property
+    def volume(self) -> float | None:
+        """The day's volume."""
+        return _number(self.raw.get("volume"))
+
+    @property
+    def change(self) -> float | None:
+        """Change against the previous daily close (``ch``)."""
+        return _number(self.raw.get("ch"))
+
+    @property
+    def change_percent(self) -> float | None:
+        """Change in percent (``chp``)."""
+        return _number(self.raw.get("chp"))
+
+    @property
+    def currency(self) -> str | None:
+        """Quote currency (``currency_code``)."""
+        value = self.raw.get("currency_code")
+        return value if isinstance(value, str) else None
+
+    @property
+    def time(self) -> datetime | None:
+        """UTC time of the last trade (``lp_time``)."""
+        return _time(self.raw.get("lp_time"))
+
+    @property
+    def update_mode(self) -> str | None:
+        """``streaming``, ``delayed_streaming_<seconds>``, ``endofday``... (None: not sent)."""
+        value = self.raw.get("update_mode")
+        return value if isinstance(value, str) else None
+
+    @property
+    def delayed(self) -> bool:
+        """True unless ``update_mode`` says real time (``streaming``)."""
+        return self.raw.get("update_mode") != "streaming"
+
+    @property
     def delay(self) -> int | None:
         """Seconds the values lag real time (0: real time; None: the server does not say)."""
-        return delay_seconds(self.update_mode)
+        return delay_seconds(self.raw.get("update_mode"))
+
+    def __repr__(self) -> str:
+        if self.error is not None:
+            return f"Quote({self.symbol!r}, error={self.error!r})"
+        return (
+            f"Quote({self.symbol!r}, last={self.last!r}, bid={self.bid!r}, ask={self.ask!r}, "
+            f"volume={self.volume!r}, change_percent={self.change_percent!r}, "
+            f"time={self.time!r}, update_mode={self.update_mode!r})"
+        )
 
 
 def _number(value: object) -> float | None:
@@ -127,27 +182,7 @@ def _time(value: object) -> datetime | None:
 
 def quote_from_state(symbol: str, session: str, state: QuoteState) -> Quote:
     """The :class:`Quote` of a merged state (a copy: later updates do not change it)."""
-    values = state.values
-    get = values.get
-    mode = get("update_mode")
-    update_mode = mode if isinstance(mode, str) else None
-    currency = get("currency_code")
-    return Quote(
-        symbol,
-        _number(get("lp")),
-        _number(get("bid")),
-        _number(get("ask")),
-        _number(get("volume")),
-        _number(get("ch")),
-        _number(get("chp")),
-        currency if isinstance(currency, str) else None,
-        _time(get("lp_time")),
-        update_mode,
-        update_mode != "streaming",
-        session,
-        state.error,
-        MappingProxyType(dict(values)),
-    )
+    return Quote(symbol, session, state.error, MappingProxyType(state.values.copy()))
 
 
 def quotes_frame(quotes: Sequence[Quote]) -> pl.DataFrame:

@@ -78,14 +78,19 @@ async def test_quote_watch_prints_each_update(tv_simulator: TvSimulator, tmp_pat
 
 def test_table_has_a_row_per_quote_and_shows_errors() -> None:
     moment = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
-    good = Quote(
-        BTC, 64000.5, 64000.0, 64001.0, 1234.0, 100.25, 0.16, "USDT", moment,
-        "delayed_streaming_900", True, "regular", None, MappingProxyType({}),
-    )  # fmt: skip
-    bad = Quote(
-        "NASDAQ:NOPE", None, None, None, None, None, None, None, None, None, True, "regular",
-        "unknown symbol", MappingProxyType({}),
-    )  # fmt: skip
+    raw = {
+        "lp": 64000.5,
+        "bid": 64000.0,
+        "ask": 64001.0,
+        "volume": 1234.0,
+        "ch": 100.25,
+        "chp": 0.16,
+        "currency_code": "USDT",
+        "lp_time": moment.timestamp(),
+        "update_mode": "delayed_streaming_900",
+    }
+    good = Quote(BTC, "regular", None, MappingProxyType(raw))
+    bad = Quote("NASDAQ:NOPE", "regular", "unknown symbol", MappingProxyType({}))
     lines = quote_table([good, bad]).splitlines()
     assert lines[0].split()[:2] == ["symbol", "last"]
     assert lines[1].split()[:4] == [BTC, "64,000.5", "+100.25", "+0.16%"]
