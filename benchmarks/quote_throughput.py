@@ -219,7 +219,7 @@ async def _measure_with(server: Server, repeats: int, updates: int) -> dict[str,
         grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
         results["memory_bytes_per_symbol"] = grown / len(SYMBOLS)
         assert (await server.ask(cmd="count"))["symbols"] == len(SYMBOLS)
-        while stream._queue:  # the snapshots
+        while stream.pending:  # the snapshots
             await anext(stream)
 
         yielded = 0

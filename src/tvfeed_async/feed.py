@@ -41,7 +41,7 @@ from .protocol.bars import Bar
 from .protocol.intervals import Interval, IntervalLike
 from .protocol.messages import ANONYMOUS_TOKEN
 from .protocol.symbols import Symbol, SymbolLike, parse_symbol
-from .quotes import Quote, QuoteStream, check_fields, quote_fields, quotes_frame
+from .quotes import Quote, QuoteStream, QuoteSubscription, check_fields, quote_fields, quotes_frame
 from .stats import FeedStats
 from .stream import BarStream, Consumer, GapPolicy, StreamKey, StreamManager
 from .transport import http_connector
@@ -876,7 +876,7 @@ class TvFeed:
             wanted = quote_fields(extra)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
-        stream = QuoteStream(
+        subscription = QuoteSubscription(
             self._supervisor,
             streams._task_group,
             wanted,
@@ -884,11 +884,11 @@ class TvFeed:
             exchange,
         )
         try:
-            stream.add_now(symbols)
+            subscription.add_now(symbols)
         except BaseException:
-            stream.close()
+            subscription.close()
             raise
-        return stream
+        return QuoteStream(subscription)
 
     async def get_quotes(
         self,

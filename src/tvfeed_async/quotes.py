@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
@@ -42,6 +42,7 @@ __all__ = [
     "QUOTE_SCHEMA",
     "Quote",
     "QuoteStream",
+    "QuoteSubscription",
     "check_fields",
     "quote_fields",
     "quote_from_state",
@@ -206,18 +207,11 @@ def quotes_frame(quotes: Sequence[Quote]) -> pl.DataFrame:
     return pl.DataFrame(columns, schema=QUOTE_SCHEMA)
 
 
-class QuoteStream:
-    """Live quotes of a set of symbols: what ``TvFeed.stream_quotes`` returns.
-
-    ``async for quote in stream`` yields the complete quote of one symbol after it changed
-    (the first one is its snapshot). Symbols that changed while the consumer was busy are
-    yielded once each, with their latest state, in the order they first changed. A symbol
-    the server has no quotes for is yielded once with ``quote.error`` set; the others go on.
-
-    Also an async context manager; ``aclose()`` ends it and deletes the server session. It
-    ends (StopAsyncIteration) when the feed closes; it raises the supervisor's error when
-    the feed gave up reconnecting. A cancelled ``__anext__`` loses nothing.
-    """
+class QuoteSubscription:
+    """One quote session: the supervisor's route for it, its task, and the one consumer's
+    coalescing queue. :class:`QuoteStream` is the handle users hold; this object is kept
+    alive by its task, so that a stream abandoned without ``aclose()`` can still be
+    collected (and then ends this)."""
 
     def __init__(
         self,
@@ -422,10 +416,8 @@ class QuoteStream:
                 return quote_from_state(self._names[key], self._session_name, state)
         return None
 
-    def __aiter__(self) -> QuoteStream:
-        return self
-
-    async def __anext__(self) -> Quote:
+    async def next(self) -> Quote:
+        """The next changed symbol's quote (see :class:`QuoteStream`)."""
         while True:
             quote = self._take()
             if quote is not None:
@@ -464,9 +456,15 @@ class QuoteStream:
                 ]
             await progress.wait()
 
-    async def aclose(self) -> None:
-        """End the stream and delete its server session (idempotent)."""
-        self.close()
+    @property
+    def pending(self) -> int:
+        """Symbols whose latest quote waits for the consumer."""
+        return len(self._queued)
+
+    @property
+    def connected(self) -> bool:
+        """True while the session is open on a live socket."""
+        return self._route is not None and not self._lost.is_set()
 
     def close(self) -> None:
         """End the stream now (synchronous; the session task deletes the server session)."""
@@ -474,6 +472,93 @@ class QuoteStream:
         self._wake()
         self._notify()
         self._scope.cancel()
+
+
+class QuoteStream:
+    """Live quotes of a set of symbols: what ``TvFeed.stream_quotes`` returns.
+
+    ``async for quote in stream`` yields the complete quote of one symbol after it changed
+    (the first one is its snapshot). Symbols that changed while the consumer was busy are
+    yielded once each, with their latest state, in the order they first changed. A symbol
+    the server has no quotes for is yielded once with ``quote.error`` set; the others go on.
+
+    Also an async context manager; ``aclose()`` (or leaving ``async with``) ends it and
+    deletes the server session; a stream abandoned with ``break`` does so when it is
+    garbage-collected. It ends (StopAsyncIteration) when the feed closes; it raises the
+    feed's error when the feed gave up reconnecting. A cancelled ``__anext__`` loses
+    nothing.
+    """
+
+    __slots__ = ("__weakref__", "_subscription")
+
+    def __init__(self, subscription: QuoteSubscription) -> None:
+        self._subscription = subscription
+
+    @property
+    def symbols(self) -> list[str]:
+        """The watched symbols (``EXCHANGE:TICKER``), in the order they were added."""
+        return self._subscription.symbols
+
+    @property
+    def session(self) -> QuoteSession:
+        """The quote session's state (merged fields per symbol key)."""
+        return self._subscription.session
+
+    @property
+    def updates(self) -> int:
+        """``qsd`` messages merged so far (what reached the client, coalesced or not)."""
+        return self._subscription.updates
+
+    @property
+    def pending(self) -> int:
+        """Symbols whose latest quote waits to be taken (at most the number watched)."""
+        return self._subscription.pending
+
+    @property
+    def connected(self) -> bool:
+        """True while the quote session is open on a live socket."""
+        return self._subscription.connected
+
+    async def add(self, symbols: Iterable[SymbolLike] | str) -> None:
+        """Watch more symbols; their snapshots follow. Symbols watched already are ignored.
+
+        Raises:
+            InvalidSymbol: a malformed symbol (nothing is added).
+        """
+        await self._subscription.add(symbols)
+
+    async def remove(self, symbols: Iterable[SymbolLike] | str) -> None:
+        """Stop watching symbols (unknown ones are ignored); a quote of theirs that was
+        waiting to be taken is dropped.
+
+        Raises:
+            InvalidSymbol: a malformed symbol (nothing is removed).
+        """
+        await self._subscription.remove(symbols)
+
+    async def snapshot(self) -> list[Quote]:
+        """Wait until every watched symbol has its snapshot (or error) on the current
+        socket; their quotes in the order they were added (what ``get_quotes`` uses).
+
+        Raises:
+            TvFeedError: the stream ended with an error (the feed gave up reconnecting).
+            ConnectionLost: the stream ended (feed closed) before the snapshots arrived.
+        """
+        return await self._subscription.snapshot()
+
+    def __aiter__(self) -> QuoteStream:
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, Quote]:
+        return self._subscription.next()
+
+    def close(self) -> None:
+        """End the stream now (synchronous; idempotent)."""
+        self._subscription.close()
+
+    async def aclose(self) -> None:
+        """End the stream and delete its server session (idempotent)."""
+        self._subscription.close()
 
     async def __aenter__(self) -> QuoteStream:
         return self
@@ -484,7 +569,11 @@ class QuoteStream:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        self._subscription.close()
+
+    def __del__(self) -> None:
+        # The subscription's task keeps it alive; an abandoned handle ends it.
+        self._subscription.close()
 
 
 def check_fields(fields: Iterable[str] | str) -> list[str]:

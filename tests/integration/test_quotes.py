@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -144,7 +145,7 @@ async def test_stream_yields_complete_quotes_from_deltas(tv_simulator: TvSimulat
         await eventually(lambda: stream.updates >= 8)
         latest: dict[str, Quote] = {}
         with anyio.fail_after(10):
-            while len(latest) < 2 or stream._queue:
+            while len(latest) < 2 or stream.pending:
                 quote = await anext(stream)
                 latest[quote.symbol] = quote
         for quote in latest.values():
@@ -182,11 +183,11 @@ async def test_reconnect_resubscribes(tv_simulator: TvSimulator) -> None:
             await anext(stream)
         assert sim.faults.drop_open() == 1
         await eventually(lambda: feed.connections_opened == 2)
-        await eventually(lambda: stream.session.all_completed() and stream._route is not None)
+        await eventually(lambda: stream.session.all_completed() and stream.connected)
         await sim.clock.advance(30)
         latest: dict[str, Quote] = {}
         with anyio.fail_after(10):
-            while len(latest) < 2 or stream._queue:
+            while len(latest) < 2 or stream.pending:
                 quote = await anext(stream)
                 latest[quote.symbol] = quote
         for quote in latest.values():
@@ -200,9 +201,9 @@ async def test_slow_consumer_gets_latest_values_bounded(tv_simulator: TvSimulato
         await eventually(lambda: stream.session.all_completed())
         await sim.clock.advance(30 * 60)  # 120 deltas per symbol, none consumed
         await eventually(lambda: stream.updates >= 20 + 20 * 120)  # snapshots + deltas
-        assert len(stream._queue) <= len(symbols)
+        assert stream.pending <= len(symbols)
         quotes = []
-        while stream._queue:
+        while stream.pending:
             quotes.append(await anext(stream))
     assert sorted(quote.symbol for quote in quotes) == sorted(symbols)
     for quote in quotes:
@@ -218,3 +219,23 @@ async def test_feed_close_ends_the_stream(tv_simulator: TvSimulator) -> None:
     with anyio.fail_after(5):
         rest = [quote async for quote in stream]
     assert rest == []
+
+
+def server_quote_sessions(sim: TvSimulator) -> int:
+    return sum(len(connection._quotes) for connection in sim.hub.connections.values())
+
+
+async def test_closed_or_abandoned_streams_delete_their_session(tv_simulator: TvSimulator) -> None:
+    sim = tv_simulator
+    async with open_feed(sim) as feed:
+        async with feed.stream_quotes(BTC) as stream:
+            with anyio.fail_after(10):
+                await anext(stream)
+            assert server_quote_sessions(sim) == 1
+        await eventually(lambda: server_quote_sessions(sim) == 0)
+        async for quote in feed.stream_quotes(ETH):  # left by break, never closed
+            assert quote.symbol == ETH
+            break
+        gc.collect()
+        await eventually(lambda: server_quote_sessions(sim) == 0)
+        assert feed._supervisor.stats.unrouted_messages == 0
