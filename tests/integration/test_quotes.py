@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from tvfeed_async import Quote, RetryPolicy, SymbolNotFound, Timeouts, TvFeed
-from tvfeed_async.protocol.quotes import ALL_QUOTE_FIELDS, DEFAULT_QUOTE_FIELDS
+from tvfeed_async.protocol.quotes import ALL_QUOTE_FIELDS, DEFAULT_QUOTE_FIELDS, quote_key
 from tvfeed_async.quotes import QUOTE_SCHEMA
 from tvfeed_async.testing import TvSimulator
 
@@ -111,26 +111,49 @@ async def test_all_fields_of_the_real_service_arrive(tv_simulator: TvSimulator) 
     assert quote.raw["sector"] is not None
 
 
-async def test_anonymous_stock_quotes_are_delayed(tv_simulator: TvSimulator) -> None:
-    async with open_feed(tv_simulator) as feed:
-        quote = await feed.get_quote("NASDAQ:AAPL")
-    assert quote.update_mode == "delayed_streaming_900"
-    assert quote.delayed is True
-    assert quote.delay == 900
-    check(quote, tv_simulator, delay=900)
+async def test_anonymous_stock_and_futures_quotes_are_delayed(tv_simulator: TvSimulator) -> None:
+    sim = tv_simulator
+    await sim.clock.advance(3600)  # 10:00 New York: the regular session is open
+    async with open_feed(sim) as feed:
+        stock = await feed.get_quote("NASDAQ:AAPL")
+        future = await feed.get_quote("CME_MINI:NQ1!")
+        coin = await feed.get_quote(BTC)
+    assert stock.update_mode == "delayed_streaming_900"
+    assert stock.delayed is True
+    assert stock.delay == 900
+    # The values are those of 15 minutes ago, which are not today's latest.
+    assert expected(sim, "NASDAQ:AAPL", delay=900) != expected(sim, "NASDAQ:AAPL")
+    check(stock, sim, delay=900)
+    assert future.update_mode == "delayed_streaming_600"
+    assert expected(sim, "CME_MINI:NQ1!", delay=600) != expected(sim, "CME_MINI:NQ1!")
+    check(future, sim, delay=600)
+    assert coin.delayed is False
+    check(coin, sim)
 
 
 async def test_signed_in_quotes_are_real_time_and_extended_hours_honoured(
     tv_simulator: TvSimulator,
 ) -> None:
-    token = tv_simulator.issue_token()
-    async with open_feed(tv_simulator, auth_token=token) as feed:
+    sim = tv_simulator
+    token = sim.issue_token()
+    # 09:00 New York: pre-market, the regular session has not opened yet.
+    async with open_feed(sim, auth_token=token) as feed:
         regular = await feed.get_quote("NASDAQ:AAPL")
         extended = await feed.get_quote("NASDAQ:AAPL", extended_session=True)
     assert regular.update_mode == "streaming"
-    check(regular, tv_simulator)
+    check(regular, sim)
     assert extended.session == "extended"
-    check(extended, tv_simulator, session="extended")
+    check(extended, sim, session="extended")
+    assert extended.last != regular.last  # pre-market trades move the extended price only
+    assert regular.raw["rtc"] == extended.last  # ... which the regular quote shows as rtc
+    assert regular.raw["current_session"] == "pre_market"
+    await sim.clock.advance(7.5 * 3600)  # 16:30 New York: after the close
+    async with open_feed(sim, auth_token=token) as feed:
+        late = await feed.get_quote("NASDAQ:AAPL")
+        late_extended = await feed.get_quote("NASDAQ:AAPL", extended_session=True)
+    check(late, sim)
+    assert late.raw["current_session"] == "post_market"
+    assert late.raw["rtc"] == late_extended.last
 
 
 async def test_stream_yields_complete_quotes_from_deltas(tv_simulator: TvSimulator) -> None:
@@ -175,15 +198,30 @@ async def test_add_and_remove_on_a_running_stream(tv_simulator: TvSimulator) -> 
         assert seen == {"BINANCE:SIM001USDT"}
 
 
+def server_keys(sim: TvSimulator) -> list[list[str]]:
+    """The symbol keys of every quote session the server holds, as the client sent them."""
+    return [
+        list(quote.symbols)
+        for connection in sim.hub.connections.values()
+        if not connection.closing
+        for quote in connection._quotes.values()
+    ]
+
+
 async def test_reconnect_resubscribes(tv_simulator: TvSimulator) -> None:
     sim = tv_simulator
     async with open_feed(sim, **FAST) as feed, feed.stream_quotes([BTC, ETH]) as stream:
         with anyio.fail_after(10):
             await anext(stream)
             await anext(stream)
+        keys = stream.session.keys
+        # n is matched on exactly the JSON spec the client sent.
+        assert keys == [quote_key(BTC), quote_key(ETH)]
+        assert server_keys(sim) == [keys]
         assert sim.faults.drop_open() == 1
         await eventually(lambda: feed.connections_opened == 2)
         await eventually(lambda: stream.session.all_completed() and stream.connected)
+        assert server_keys(sim) == [keys]  # the new socket's session has both again
         await sim.clock.advance(30)
         latest: dict[str, Quote] = {}
         with anyio.fail_after(10):

@@ -94,6 +94,7 @@ from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from operator import itemgetter
 from typing import Any, Protocol
@@ -1042,7 +1043,10 @@ def quote_values(
                 values["rch"] = round(extended_close - last, 8)
                 values["rchp"] = round((extended_close - last) / last * 100, 2) if last else 0.0
                 if late[-1][1] <= at < late[-1][2]:
-                    values["current_session"] = "pre_market" if slot[2] > at else "post_market"
+                    local = datetime.fromtimestamp(late[-1][1], ZoneInfo(info.timezone))
+                    minute_of_day = local.hour * 60 + local.minute
+                    early = minute_of_day < info.regular.open_minute
+                    values["current_session"] = "pre_market" if early else "post_market"
         if is_stock:
             shares = 1e9 * (1 + 15 * _name_fraction(info.full_name, "shares"))
             eps = round(info.base_price * (0.02 + 0.06 * _name_fraction(info.full_name, "eps")), 2)
