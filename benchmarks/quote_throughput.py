@@ -18,8 +18,11 @@ Each update carries the server's wall-clock send time (``time.time()``) as its `
 the consumer reads it back from ``quote.raw``. The server adds 1,000 coins
 (``BINANCE:Q0000USDT``...) to the default catalogue; the snapshots are the simulator's own.
 
-tvkit is not measured beside it: it is not installed on this machine (the bar benchmark looks
-for ``/tmp/tvkit-venv``), and installing it was not worth the time of this run.
+tvkit is not measured beside it. Its quotes come from ``OHLCV.get_quote_data(symbol,
+interval, bars_count)``, one symbol per client, each client its own WebSocket with a chart
+series next to the quote session: a 1,000-symbol watchlist would be 1,000 sockets and 1,000
+chart series, which is not the same measure; and tvkit is not installed on this machine (the
+bar benchmark looks for ``/tmp/tvkit-venv``).
 
 Run: ``python benchmarks/quote_throughput.py [--repeats N] [--updates N] [--output PATH]``.
 Prints a table and writes ``benchmarks/results/quote_throughput.json``: the median of N runs
