@@ -136,6 +136,12 @@ async def _watch_table(stream: QuoteStream, out: TextIO) -> None:
     """Redraw the table as quotes change, at most REDRAWS_PER_SECOND times a second; a
     change that arrives between two redraws is drawn when the interval is over."""
     latest: dict[str, Quote] = {}
+
+    def draw() -> None:
+        ordered = [latest[name] for name in stream.symbols if name in latest]
+        out.write(_HOME_AND_CLEAR + quote_table(ordered) + "\n")
+        out.flush()
+
     period = 1 / REDRAWS_PER_SECOND
     drawn = -period
     dirty = False
@@ -146,6 +152,8 @@ async def _watch_table(stream: QuoteStream, out: TextIO) -> None:
         except TimeoutError:
             pass
         except StopAsyncIteration:
+            if dirty:  # the last changes before the end are shown too
+                draw()
             return
         else:
             latest[quote.symbol] = quote
@@ -153,6 +161,4 @@ async def _watch_table(stream: QuoteStream, out: TextIO) -> None:
         now = time.monotonic()
         if dirty and now - drawn >= period:
             drawn, dirty = now, False
-            ordered = [latest[name] for name in stream.symbols if name in latest]
-            out.write(_HOME_AND_CLEAR + quote_table(ordered) + "\n")
-            out.flush()
+            draw()

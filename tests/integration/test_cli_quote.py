@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from types import MappingProxyType
 import anyio
 
 from tvfeed_async import Quote
-from tvfeed_async.cli_quote import quote_table
+from tvfeed_async.cli_quote import _watch_table, quote_table
 from tvfeed_async.testing import TvSimulator
 
 CLI = [sys.executable, "-m", "tvfeed_async.cli"]
@@ -97,3 +98,33 @@ def test_table_has_a_row_per_quote_and_shows_errors() -> None:
     assert "2026-01-05 14:30:00" in lines[1]
     assert lines[1].endswith("delayed 900 s")
     assert lines[2].split() == ["NASDAQ:NOPE", "error:", "unknown", "symbol"]
+
+
+class _ScriptedStream:
+    """Stands in for a QuoteStream: yields the given quotes, then ends."""
+
+    def __init__(self, quotes: list[Quote]) -> None:
+        self._quotes = list(quotes)
+        self.symbols = sorted({quote.symbol for quote in quotes})
+
+    def __aiter__(self) -> _ScriptedStream:
+        return self
+
+    async def __anext__(self) -> Quote:
+        if not self._quotes:
+            raise StopAsyncIteration
+        await anyio.sleep(0.05)
+        return self._quotes.pop(0)
+
+
+async def test_watch_table_redraws_in_place_with_the_latest_values() -> None:
+    def quote(symbol: str, last: float) -> Quote:
+        return Quote(symbol, "regular", None, MappingProxyType({"lp": last}))
+
+    out = io.StringIO()
+    quotes = [quote(BTC, 1.0), quote("BINANCE:ETHUSDT", 2.0), quote(BTC, 3.0)]
+    await _watch_table(_ScriptedStream(quotes), out)  # type: ignore[arg-type]
+    frames = out.getvalue().split("\x1b[H\x1b[J")[1:]
+    assert frames  # at most REDRAWS_PER_SECOND a second: the 3 quotes take 0.15 s
+    rows = frames[-1].splitlines()[1:]
+    assert [row.split()[:2] for row in rows] == [["BINANCE:BTCUSDT", "3"], ["BINANCE:ETHUSDT", "2"]]

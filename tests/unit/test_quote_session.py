@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tvfeed_async.protocol.messages import QuoteCompleted, QuoteData, parse_message
 from tvfeed_async.protocol.quotes import (
@@ -156,3 +158,37 @@ def test_close_deletes_the_session() -> None:
 )
 def test_delay_from_update_mode(mode: object, expected: int | None) -> None:
     assert delay_seconds(mode) == expected
+
+
+KEYS = [quote_key(f"BINANCE:SIM00{n}USDT") for n in range(1, 4)]
+FIELD_VALUES = st.dictionaries(
+    st.sampled_from(["lp", "bid", "ask", "volume", "ch", "lp_time"]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    max_size=4,
+)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from([*KEYS, "stray"]), FIELD_VALUES), max_size=40),
+    st.integers(min_value=0, max_value=40),
+)
+def test_any_sequence_of_deltas_merges_to_the_latest_value_of_each_field(
+    deltas: list[tuple[str, dict[str, float]]], reconnect_at: int
+) -> None:
+    session = QuoteSession("qs_a")
+    session.add(KEYS)
+    reference: dict[str, dict[str, float]] = {key: {} for key in KEYS}
+    for position, (key, values) in enumerate(deltas):
+        if position == reconnect_at:
+            session.reopen("qs_b")  # the last known values stay until the new snapshot
+            fresh = set(KEYS)
+        state = session.receive(qsd(session.session_id, key, values))
+        if key == "stray":
+            assert state is None
+            continue
+        if position >= reconnect_at and key in fresh:
+            fresh.discard(key)  # the first qsd after a reopen is a snapshot: it replaces
+            reference[key] = dict(values)
+        else:
+            reference[key].update(values)
+    assert {key: session.states[key].values for key in KEYS} == reference
