@@ -906,6 +906,8 @@ class TvFeed:
         Raises:
             InvalidSymbol, InvalidRequest: bad arguments.
             RequestTimeout: not every snapshot arrived within ``timeouts.request``.
+
+        Cancelling it closes its quote session (as does every way out).
         """
         quotes = await self._quote_snapshot(symbols, exchange, fields, extended_session)
         return quotes_frame(quotes)
@@ -924,6 +926,8 @@ class TvFeed:
             InvalidSymbol: malformed symbol.
             SymbolNotFound: the server has no quotes for it (``qsd`` status ``error``).
             RequestTimeout: no snapshot within ``timeouts.request``.
+
+        Cancelling it closes its quote session (as does every way out).
         """
         from .errors import SymbolNotFound
 

@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tvfeed_async.quotes")
+
+#: Seconds an add/remove may take to reach a socket that does not take writes.
+_SEND_PATIENCE = 5.0
 
 #: The schema of :meth:`TvFeed.get_quotes` frames, one row per symbol asked for.
 QUOTE_SCHEMA: dict[str, pl.DataType] = {
@@ -97,7 +100,7 @@ class Quote:
     symbol: str
     session: str
     error: str | None
-    raw: Mapping[str, object]
+    raw: Mapping[str, object] = field(hash=False)
 
     @property
     def last(self) -> float | None:
@@ -270,8 +273,9 @@ class QuoteSubscription:
         Raises:
             InvalidSymbol: a malformed symbol (nothing is added).
         """
+        messages = self.add_now(symbols)
         async with self._send_lock:
-            await self._send(self.add_now(symbols))
+            await self._send(messages)
 
     async def remove(self, symbols: Iterable[SymbolLike] | str) -> None:
         """Stop watching symbols (unknown ones are ignored); a quote of theirs that was
@@ -292,11 +296,14 @@ class QuoteSubscription:
         link = self._link
         if link is None or link.closed or not messages:
             return  # the next socket's session is opened with every watched symbol
-        try:
-            for message in messages:
-                await link.send(message)
-        except ConnectionLost:
-            logger.debug("socket closed before a quote change went out; resent on the next")
+        # Shielded (and bounded): the bookkeeping is done, so a cancelled caller must not
+        # leave the server without the change until the next reconnect.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_SEND_PATIENCE):
+            try:
+                for message in messages:
+                    await link.send(message)
+            except ConnectionLost:
+                logger.debug("socket closed before a quote change went out; resent on the next")
 
     # ------------------------------------------------------------------ route callbacks
 
@@ -521,6 +528,7 @@ class QuoteStream:
 
     async def add(self, symbols: Iterable[SymbolLike] | str) -> None:
         """Watch more symbols; their snapshots follow. Symbols watched already are ignored.
+        Cancelling it does not undo the change (it is sent anyway, within a few seconds).
 
         Raises:
             InvalidSymbol: a malformed symbol (nothing is added).
@@ -529,7 +537,7 @@ class QuoteStream:
 
     async def remove(self, symbols: Iterable[SymbolLike] | str) -> None:
         """Stop watching symbols (unknown ones are ignored); a quote of theirs that was
-        waiting to be taken is dropped.
+        waiting to be taken is dropped. Cancelling it does not undo the change.
 
         Raises:
             InvalidSymbol: a malformed symbol (nothing is removed).
