@@ -106,7 +106,12 @@ async def test_get_quotes_frame_one_row_per_symbol_errors_isolated(
 async def test_all_fields_of_the_real_service_arrive(tv_simulator: TvSimulator) -> None:
     async with open_feed(tv_simulator) as feed:
         quote = await feed.get_quote("NASDAQ:AAPL", fields=["all"])
+        default = await feed.get_quote("NASDAQ:AAPL")
+        one_more = await feed.get_quote("NASDAQ:AAPL", fields=["sector"])
     assert set(ALL_QUOTE_FIELDS) <= set(quote.raw)
+    assert set(default.raw) <= set(DEFAULT_QUOTE_FIELDS)  # the server sends what was asked
+    assert "sector" not in default.raw
+    assert set(one_more.raw) - set(default.raw) == {"sector"}
     assert quote.raw["market_cap_basic"] is not None
     assert quote.raw["sector"] is not None
 
