@@ -33,6 +33,7 @@ from .history import HistoryResult, SymbolInfo
 from .protocol.bars import Bar, Gap
 from .protocol.intervals import Interval
 from .protocol.symbols import Symbol, parse_symbol
+from .quotes import Quote
 from .search import SearchResult
 from .stats import FeedStats
 
@@ -46,6 +47,7 @@ __all__ = [
     "FeedStats",
     "Gap",
     "HistoryResult",
+    "Quote",
     "SearchResult",
     "SymbolInfo",
     "Interval",

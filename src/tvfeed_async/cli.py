@@ -167,9 +167,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--seconds", type=_non_negative_seconds, default=3.0, help="how long to stream (>= 0)"
     )
+    from .cli_quote import add_quote_parser  # quote: live quotes
     from .cli_record import add_record_parser
 
     add_record_parser(commands)
+    add_quote_parser(commands)
     return parser
 
 
@@ -581,6 +583,10 @@ def _run(args: argparse.Namespace) -> int:
         from .cli_record import run_record
 
         return asyncio.run(run_record(args, _endpoints(args)))
+    if args.command == "quote":
+        from .cli_quote import run_quote
+
+        return asyncio.run(run_quote(args, _endpoints(args)))
     raise AssertionError(f"unknown command {args.command!r}")  # argparse checked it
 
 

@@ -41,6 +41,7 @@ from .protocol.bars import Bar
 from .protocol.intervals import Interval, IntervalLike
 from .protocol.messages import ANONYMOUS_TOKEN
 from .protocol.symbols import Symbol, SymbolLike, parse_symbol
+from .quotes import Quote, QuoteStream, QuoteSubscription, check_fields, quote_fields, quotes_frame
 from .stats import FeedStats
 from .stream import BarStream, Consumer, GapPolicy, StreamKey, StreamManager
 from .transport import http_connector
@@ -834,6 +835,132 @@ class TvFeed:
             include_partial=include_partial,
             timezone=timezone,
         )
+
+    # ------------------------------------------------------------------ quotes (#18)
+
+    def stream_quotes(
+        self,
+        symbols: Iterable[SymbolLike] | str,
+        exchange: str | None = None,
+        *,
+        fields: Iterable[str] | str = (),
+        extended_session: bool = False,
+    ) -> QuoteStream:
+        """Live quotes of a watchlist, on the feed's socket (one quote session).
+
+        ``async for quote in ...`` yields the complete, merged :class:`Quote` of one symbol
+        each time it changed (its snapshot first). A consumer that lags gets each changed
+        symbol once, with its latest state: what waits is bounded by the number of symbols.
+        Add or remove symbols on the running stream with ``await stream.add([...])`` and
+        ``await stream.remove([...])``. After a reconnect every symbol is subscribed again
+        and its new snapshot follows. A symbol the server does not know is yielded once with
+        ``quote.error`` set; the others go on.
+
+        Args:
+            symbols: ``"EXCHANGE:TICKER"`` names (tickers with ``exchange``); may be empty.
+            fields: quote fields wanted besides the default set
+                (:data:`~tvfeed_async.protocol.quotes.DEFAULT_QUOTE_FIELDS`), e.g.
+                ``["market_cap_basic", "sector"]``; ``"all"`` asks for every field
+                TradingView-API's ``all`` set names. They appear in ``quote.raw``.
+            extended_session: quote pre- and post-market trading (the symbol spec's
+                ``session`` is ``extended``).
+
+        Raises:
+            InvalidSymbol, InvalidRequest: bad arguments (before anything is sent).
+
+        Returns:
+            A :class:`~tvfeed_async.quotes.QuoteStream`; also an async context manager with
+            ``aclose()``. When the feed closes, the loop simply ends; when it gives up
+            reconnecting, the loop raises its error.
+        """
+        check_exchange(exchange)
+        extra = check_fields(fields)
+        streams = self._stream_manager()
+        try:
+            wanted = quote_fields(extra)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        subscription = QuoteSubscription(
+            self._supervisor,
+            streams._task_group,
+            wanted,
+            "extended" if extended_session else "regular",
+            exchange,
+        )
+        try:
+            subscription.add_now(symbols)
+        except BaseException:
+            subscription.close()
+            raise
+        return QuoteStream(subscription)
+
+    async def get_quotes(
+        self,
+        symbols: Iterable[SymbolLike] | str,
+        exchange: str | None = None,
+        *,
+        fields: Iterable[str] | str = (),
+        extended_session: bool = False,
+    ) -> pl.DataFrame:
+        """A snapshot of several quotes as one Polars frame, one row per symbol in the order
+        given (:data:`~tvfeed_async.quotes.QUOTE_SCHEMA`; a symbol given twice is one row).
+        A symbol the server does not know does not spoil the others: its row has only
+        ``symbol``, ``session`` and ``error`` set.
+
+        Raises:
+            InvalidSymbol, InvalidRequest: bad arguments.
+            RequestTimeout: not every snapshot arrived within ``timeouts.request``.
+
+        Cancelling it closes its quote session (as does every way out).
+        """
+        quotes = await self._quote_snapshot(symbols, exchange, fields, extended_session)
+        return quotes_frame(quotes)
+
+    async def get_quote(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        *,
+        fields: Iterable[str] | str = (),
+        extended_session: bool = False,
+    ) -> Quote:
+        """The current quote of one symbol (a snapshot of a quote session, then closed).
+
+        Raises:
+            InvalidSymbol: malformed symbol.
+            SymbolNotFound: the server has no quotes for it (``qsd`` status ``error``).
+            RequestTimeout: no snapshot within ``timeouts.request``.
+
+        Cancelling it closes its quote session (as does every way out).
+        """
+        from .errors import SymbolNotFound
+
+        symbols: list[SymbolLike] = [symbol]
+        (quote,) = await self._quote_snapshot(symbols, exchange, fields, extended_session)
+        if quote.error is not None:
+            raise SymbolNotFound(quote.symbol, quote.error)
+        return quote
+
+    async def _quote_snapshot(
+        self,
+        symbols: Iterable[SymbolLike] | str,
+        exchange: str | None,
+        fields: Iterable[str] | str,
+        extended_session: bool,
+    ) -> list[Quote]:
+        stream = self.stream_quotes(
+            symbols, exchange, fields=fields, extended_session=extended_session
+        )
+        try:
+            with anyio.fail_after(self.timeouts.request):
+                return await stream.snapshot()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no quote snapshot for {', '.join(stream.symbols)} within "
+                f"{self.timeouts.request:g} s"
+            ) from None
+        finally:
+            stream.close()
 
 
 def _check_positive_int(value: object, name: str) -> None:

@@ -18,6 +18,7 @@ EXPECTED = {
     "FeedStats",
     "Gap",
     "HistoryResult",
+    "Quote",
     "SearchResult",
     "SymbolInfo",
     "Interval",

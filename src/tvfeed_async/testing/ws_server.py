@@ -38,6 +38,10 @@ Behaviour (PROTOCOL.md section numbers):
 * Quote sessions (§3.13-3.16): ``qsd`` snapshot then ``quote_completed`` per symbol (``n``
   is the string the client gave); later ``qsd`` deltas (changed fields only) every
   ``quote_update_period`` virtual seconds; unknown symbols get ``qsd`` with ``s: "error"``.
+  Every field of TradingView-API's ``all`` set is served (:func:`quote_values`, consistent
+  with the bar truth; the spec's ``session`` picks regular or extended hours); anonymous
+  users get stocks and indices 15 minutes late and futures 10 (``update_mode``
+  ``delayed_streaming_900``/``_600``, values of that moment), crypto and forex real time.
 * Non-standard chart types (``{"symbol": {...}, "type": "BarSetRenko@tv-prostudies-40!"}``):
   Heikin-Ashi is served, as the anonymous real service does (:class:`HeikinAshiSeries`,
   history and live); Renko, Line Break, Kagi, Point & Figure and Range get
@@ -90,6 +94,7 @@ from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from operator import itemgetter
 from typing import Any, Protocol
@@ -913,11 +918,23 @@ class _QuoteSymbol:
     key: str
     info: SymbolInfo
     fields: frozenset[str] | None
+    trading_session: str = "regular"
+    delay: int = 0
     last: dict[str, Any] = field(default_factory=dict)
     cancelled: bool = False
 
+    def values(self, now: float) -> dict[str, Any]:
+        return quote_values(
+            self.connection.hub.truth,
+            self.info,
+            now,
+            self.fields,
+            session=self.trading_session,
+            delay=self.delay,
+        )
+
     def fire(self, now: float) -> float | None:
-        values = self.connection.quote_values(self.info, now, self.fields)
+        values = self.values(now)
         delta = {name: value for name, value in values.items() if self.last.get(name) != value}
         if delta:
             self.last.update(delta)
@@ -925,6 +942,171 @@ class _QuoteSymbol:
                 _plain("qsd", [self.session, {"n": self.key, "s": "ok", "v": delta}])
             )
         return now + self.connection.hub.config.quote_update_period
+
+
+#: Seconds anonymous quotes lag, by instrument type (PROTOCOL.md §10.17; a free-tier scanner
+#: comment reports ``delayed_streaming_600`` for CME futures, and anonymous stock quotes are
+#: reported as ``delayed_streaming_900``). Crypto, forex and TradingView's own TVC indices
+#: stream in real time.
+ANONYMOUS_QUOTE_DELAY = {"stock": 900, "index": 900, "futures": 600}
+
+#: Sectors and industries handed out to simulated stocks (by a hash of the name).
+_SECTORS = (
+    ("Electronic Technology", "Telecommunications Equipment"),
+    ("Technology Services", "Packaged Software"),
+    ("Retail Trade", "Internet Retail"),
+    ("Finance", "Major Banks"),
+)
+
+
+def anonymous_quote_delay(info: SymbolInfo) -> int:
+    """How many seconds an anonymous user's quotes of ``info`` lag (0: real time)."""
+    if info.exchange == "TVC":
+        return 0
+    return ANONYMOUS_QUOTE_DELAY.get(info.type, 0)
+
+
+def _name_fraction(name: str, salt: str) -> float:
+    """A stable number in [0, 1) for a symbol name (simulated fundamentals)."""
+    digest = hashlib.blake2b(f"{salt}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def quote_values(
+    truth: Truth,
+    info: SymbolInfo,
+    now: float,
+    fields: frozenset[str] | None,
+    *,
+    session: str = "regular",
+    delay: int = 0,
+) -> dict[str, Any]:
+    """Every quote field of ``info`` as the server shows it at ``now`` (those asked for, or
+    all of them when ``fields`` is empty or None).
+
+    Consistent with the bar truth at ``now - delay``: ``lp`` is the close of the forming
+    (or last) 1-minute bar of ``session``, ``volume``/``open_price``/``high_price``/
+    ``low_price`` are the daily bar's, ``ch``/``chp`` are against the previous daily close
+    (``prev_close_price``). A regular-session quote of a symbol with extended hours also
+    carries the extended-hours price as ``rtc`` (``rch``/``rchp`` against ``lp``) once the
+    extended minute bar is later than the regular one. Fields that do not apply to the
+    instrument (fundamentals of a coin) are sent as null, as every field asked for arrives.
+    """
+    at = now - delay
+    minute = truth.series(info, "1", session=session)
+    daily = truth.series(info, "1D")
+    newest = math.floor(at) + 1
+    last_minute = minute.slots_before(newest, 1)
+    days = daily.slots_before(newest, 2)
+    values: dict[str, Any] = {}
+    tick = info.tick_size
+    is_stock = info.type == "stock"
+    crypto = "crypto" in info.typespecs
+    if last_minute and days:
+        slot = last_minute[-1]
+        minute_row = minute.at(slot, at)
+        day_row = daily.at(days[-1], at)
+        previous_close = daily.final(days[-2])[4] if len(days) > 1 else day_row[1]
+        last = minute_row[4]
+        change = last - previous_close
+        in_session = slot[1] <= at < slot[2]
+        spread = 1 + int(_name_fraction(info.full_name, f"spread{slot[1]}") * 3)
+        size = 1 + int(_name_fraction(info.full_name, f"size{slot[1]}:{minute_row[5]}") * 50)
+        values = {
+            "lp": last,
+            "lp_time": int(min(at, slot[2])),
+            "ch": round(change, 8),
+            "chp": round(change / previous_close * 100, 2) if previous_close else 0.0,
+            "open_price": day_row[1],
+            "high_price": day_row[2],
+            "low_price": day_row[3],
+            "prev_close_price": previous_close,
+            "bid": round(last - spread * tick, 8),
+            "ask": round(last + spread * tick, 8),
+            "bid_size": size,
+            "ask_size": size + spread,
+            "volume": day_row[5] if info.has_volume else None,
+            "current_session": "market" if in_session else "out_of_session",
+            "rtc": None,
+            "rtc_time": None,
+            "rch": None,
+            "rchp": None,
+        }
+        if session == "regular" and info.extended is not None:
+            extended = truth.series(info, "1", session="extended")
+            late = extended.slots_before(newest, 1)
+            if late and late[-1][1] > slot[1]:
+                extended_close = extended.at(late[-1], at)[4]
+                values["rtc"] = extended_close
+                values["rtc_time"] = int(min(at, late[-1][2]))
+                values["rch"] = round(extended_close - last, 8)
+                values["rchp"] = round((extended_close - last) / last * 100, 2) if last else 0.0
+                if late[-1][1] <= at < late[-1][2]:
+                    local = datetime.fromtimestamp(late[-1][1], ZoneInfo(info.timezone))
+                    minute_of_day = local.hour * 60 + local.minute
+                    early = minute_of_day < info.regular.open_minute
+                    values["current_session"] = "pre_market" if early else "post_market"
+        if is_stock:
+            shares = 1e9 * (1 + 15 * _name_fraction(info.full_name, "shares"))
+            eps = round(info.base_price * (0.02 + 0.06 * _name_fraction(info.full_name, "eps")), 2)
+            values["market_cap_basic"] = round(last * shares)
+            values["price_earnings_ttm"] = round(last / eps, 2)
+    sector, industry = _SECTORS[int(_name_fraction(info.full_name, "sector") * len(_SECTORS))]
+    eps_value = (
+        round(info.base_price * (0.02 + 0.06 * _name_fraction(info.full_name, "eps")), 2)
+        if is_stock
+        else None
+    )
+    base_currency = info.ticker[: -len(info.currency)] if crypto else None
+    values.update(
+        {
+            "base-currency-logoid": f"crypto/XTVC{base_currency}" if base_currency else None,
+            "currency-logoid": (
+                f"crypto/XTVC{info.currency}" if crypto else f"country/{info.country or 'US'}"
+            ),
+            "currency_code": info.currency,
+            "description": info.description,
+            "exchange": info.exchange,
+            "format": "price",
+            "fractional": False,
+            "is_tradable": True,
+            "language": "ko" if info.country == "KR" else "en",
+            "local_description": info.local_description or info.description,
+            "logoid": info.ticker.lower() if is_stock else None,
+            "minmov": info.minmov,
+            "minmove2": 0,
+            "original_name": info.full_name,
+            "pricescale": info.pricescale,
+            "pro_name": info.full_name,
+            "short_name": info.ticker,
+            "listed_exchange": info.exchange,
+            "type": info.type,
+            "typespecs": list(info.typespecs),
+            "update_mode": f"delayed_streaming_{delay}" if delay else "streaming",
+            "status": "delayed_streaming" if delay else "streaming",
+            "fundamentals": {} if is_stock else None,
+            "industry": industry if is_stock else None,
+            "sector": sector if is_stock else None,
+            "basic_eps_net_income": eps_value,
+            "earnings_per_share_basic_ttm": eps_value,
+            "beta_1_year": (
+                round(0.6 + _name_fraction(info.full_name, "beta"), 2) if is_stock else None
+            ),
+            "dividends_yield": (round((1 - info.dividend_ratio) * 400, 2) if is_stock else None),
+            "timezone": info.timezone,
+            "country_code": info.country or None,
+            "provider_id": info.provider_id,
+        }
+    )
+    if is_stock:
+        values.setdefault("market_cap_basic", None)
+        values.setdefault("price_earnings_ttm", None)
+    else:
+        values["market_cap_basic"] = None
+        values["price_earnings_ttm"] = None
+    if fields:
+        values = {name: value for name, value in values.items() if name in fields}
+    return values
 
 
 @dataclass
@@ -2225,8 +2407,11 @@ class SimConnection:
                 out.append(_plain("qsd", [session_id, {"n": key, "s": "error", "v": {}}]))
                 out.append(_plain("quote_completed", [session_id, key]))
                 continue
-            symbol = _QuoteSymbol(self, session_id, key, resolved.info, quote.fields)
-            symbol.last = self.quote_values(resolved.info, now, quote.fields, snapshot=True)
+            delay = 0 if self.plan is not None else anonymous_quote_delay(resolved.info)
+            symbol = _QuoteSymbol(
+                self, session_id, key, resolved.info, quote.fields, resolved.session, delay
+            )
+            symbol.last = symbol.values(now)
             quote.symbols[key] = symbol
             out.append(_plain("qsd", [session_id, {"n": key, "s": "ok", "v": symbol.last}]))
             out.append(_plain("quote_completed", [session_id, key]))
@@ -2240,66 +2425,6 @@ class SimConnection:
             symbol = quote.symbols.pop(key, None) if isinstance(key, str) else None
             if symbol is not None:
                 symbol.cancelled = True
-
-    def quote_values(
-        self, info: SymbolInfo, now: float, fields: frozenset[str] | None, *, snapshot: bool = False
-    ) -> dict[str, Any]:
-        """Quote fields of ``info`` at ``now`` (all fields, or those asked for)."""
-        truth = self.hub.truth
-        minute = truth.series(info, "1")
-        daily = truth.series(info, "1D")
-        newest = math.floor(now) + 1
-        last_minute = minute.slots_before(newest, 1)
-        days = daily.slots_before(newest, 2)
-        values: dict[str, Any] = {}
-        if last_minute and days:
-            minute_row = minute.at(last_minute[-1], now)
-            day_row = daily.at(days[-1], now)
-            previous_close = daily.final(days[-2])[4] if len(days) > 1 else day_row[1]
-            last = minute_row[4]
-            change = last - previous_close
-            in_session = last_minute[-1][2] > now
-            values = {
-                "lp": last,
-                "lp_time": int(min(now, last_minute[-1][2])),
-                "ch": round(change, 8),
-                "chp": round(change / previous_close * 100, 2) if previous_close else 0.0,
-                "open_price": day_row[1],
-                "high_price": day_row[2],
-                "low_price": day_row[3],
-                "prev_close_price": previous_close,
-                "bid": round(last - info.tick_size, 8),
-                "ask": round(last + info.tick_size, 8),
-                "current_session": "market" if in_session else "out_of_session",
-            }
-            if info.has_volume:
-                values["volume"] = day_row[5]
-        if snapshot:
-            values.update(
-                {
-                    "description": info.description,
-                    "short_name": info.ticker,
-                    "pro_name": info.full_name,
-                    "original_name": info.full_name,
-                    "exchange": info.exchange,
-                    "listed_exchange": info.exchange,
-                    "type": info.type,
-                    "typespecs": list(info.typespecs),
-                    "currency_code": info.currency,
-                    "update_mode": "streaming",
-                    "pricescale": info.pricescale,
-                    "minmov": info.minmov,
-                    "minmove2": 0,
-                    "fractional": False,
-                    "is_tradable": True,
-                    "timezone": info.timezone,
-                    "language": "ko" if info.country == "KR" else "en",
-                    "local_description": info.local_description or info.description,
-                }
-            )
-        if fields is not None and fields:
-            values = {name: value for name, value in values.items() if name in fields}
-        return values
 
 
 def _text_or_empty(params: list[Any]) -> str:
