@@ -28,6 +28,7 @@ from .errors import (
     TwoFactorRequired,
     UnsafeRedirect,
 )
+from .events import Event, FeedHealth, StreamHealth
 from .feed import TvFeed
 from .history import HistoryResult, SymbolInfo
 from .protocol.bars import Bar, Gap
@@ -44,7 +45,10 @@ __all__ = [
     "TvFeed",
     # values
     "Bar",
+    "Event",
+    "FeedHealth",
     "FeedStats",
+    "StreamHealth",
     "Gap",
     "HistoryResult",
     "Quote",

@@ -36,6 +36,7 @@ from .errors import (
     RateLimited,
     TvFeedError,
 )
+from .events import EventHub
 from .protocol.connection import ClientProtocol
 from .protocol.messages import (
     ClientMessage,
@@ -225,6 +226,9 @@ class Supervisor:
         self.connections_opened = 0
         self.session_info: SessionInfo | None = None
         self.stats = SupervisorStats()
+        self.events = EventHub()
+        #: time.monotonic() of the last WebSocket message received (None before the first).
+        self.last_data: float | None = None
 
     # ------------------------------------------------------------------ used by requests
 
@@ -276,7 +280,8 @@ class Supervisor:
     def stop(self) -> None:
         """The feed is closing: wake every waiter with ConnectionLost."""
         if self._fatal is None:
-            self._give_up(ConnectionLost("the feed is closed"))
+            self._give_up(_FeedClosed("the feed is closed"))
+        self.events.close()
 
     async def reconnect(self) -> None:
         """Close the current socket so the supervisor reconnects (e.g. with a fresh token).
@@ -304,6 +309,7 @@ class Supervisor:
                 await self._run_once(refresh_token)
                 failures = 0  # not reached: _run_once only returns by raising
             except RateLimited as error:
+                self.events.emit("rate_limited", str(error))
                 self._note_failure(error)
                 failures += 1
                 refresh_token = False
@@ -312,6 +318,7 @@ class Supervisor:
                 self._give_up(error)
                 return
             except (ConnectionLost, ProtocolError) as error:
+                self.events.emit("disconnected", str(error))
                 self._note_failure(error)
                 refresh_token = isinstance(error, _TokenRejected)
                 if isinstance(error, _TokenRejected):
@@ -326,6 +333,7 @@ class Supervisor:
                 # a dead reader. Drop the socket and reconnect; streams backfill from history.
                 logger.exception("unexpected error on the connection; reconnecting")
                 self.stats.unexpected_errors += 1
+                self.events.emit("disconnected", f"unexpected error: {error!r}")
                 self._note_failure(ConnectionLost(f"unexpected error: {error!r}"))
                 refresh_token = False
                 failures += 1
@@ -384,6 +392,8 @@ class Supervisor:
             self._first_error = error
 
     def _give_up(self, error: TvFeedError) -> None:
+        if self._fatal is None and not isinstance(error, _FeedClosed):
+            self.events.emit("gave_up", str(error))
         if not self._first_attempt.is_set() and self._first_error is None:
             self._first_error = error  # async with TvFeed() raises it, not the first request
         self._fatal = error
@@ -452,6 +462,10 @@ class Supervisor:
             self._signal_link_changed()
             self._first_attempt.set()
             logger.info("connected (generation %d)", link.generation)
+            self.events.emit(
+                "connected" if link.generation == 1 else "reconnected",
+                f"socket {link.generation} to {self._endpoints.ws_url}",
+            )
             await self._read(transport, protocol, link, refresh_token)
         except TvFeedError as exc:
             error = exc
@@ -502,7 +516,7 @@ class Supervisor:
         clock = asyncio.get_running_loop().time
         while True:
             data = await transport.receive()
-            now = clock()
+            now = self.last_data = clock()
             if watchdog.deadline - now < idle - slack:
                 watchdog.deadline = now + idle
             try:
@@ -545,6 +559,10 @@ class Supervisor:
             if budget <= 0:
                 budget = _YIELD_AFTER
                 await anyio.lowlevel.checkpoint()
+
+
+class _FeedClosed(ConnectionLost):
+    """The feed is closing (not a failure worth an event)."""
 
 
 class _TokenRejected(ConnectionLost):

@@ -28,6 +28,7 @@ import polars as pl
 from .config import Endpoints, Limits, RetryPolicy, Timeouts
 from .connection import Link, Supervisor
 from .errors import ConnectionLost, InvalidRequest, RequestTimeout, TvFeedError
+from .events import EventStream, FeedHealth, age
 from .frames import frame_from_bars
 from .history import (
     FailedLink,
@@ -335,6 +336,35 @@ class TvFeed:
     def connections_opened(self) -> int:
         """How many WebSockets this feed has opened (1 unless it had to reconnect)."""
         return self._supervisor.connections_opened
+
+    def health(self) -> FeedHealth:
+        """A snapshot for a dashboard: the connection (connected, since when, reconnects, the
+        age of the last data, the last error) and every live series (last bar, gaps...)."""
+        events = self._supervisor.events
+        streams = self._streams.health() if self._streams is not None else []
+        return FeedHealth(
+            connected=events.connected,
+            connected_since=events.connected_since,
+            reconnects=self._supervisor.stats.reconnects,
+            last_data_age=age(self._supervisor.last_data),
+            last_error=events.last_error,
+            last_error_time=events.last_error_time,
+            symbols_monitored=len({stream.symbol for stream in streams}),
+            streams=streams,
+        )
+
+    def events(self) -> EventStream:
+        """What happens to the feed from now on, as :class:`~tvfeed_async.events.Event`s:
+        ``connected``, ``disconnected``, ``reconnected``, ``rate_limited``, ``gave_up``,
+        and per stream ``backfilled``, ``gap``, ``stream_reopened``, ``stream_error``.
+
+        ``async for event in feed.events():`` (or ``async with feed.events() as events``);
+        it ends when the feed closes. Each watcher holds at most ``EVENT_QUEUE`` events: a
+        watcher that lags loses the oldest, and the next event it gets says how many
+        (``dropped_before``).
+        """
+        self._check_open()
+        return self._supervisor.events.watch()
 
     @property
     def stats(self) -> FeedStats:

@@ -43,6 +43,7 @@ from .errors import (
     SymbolNotFound,
     TvFeedError,
 )
+from .events import EventKind, StreamHealth, utc
 from .protocol.bars import Bar, BarMerger, Gap, MergeResult
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
@@ -430,11 +431,23 @@ class Subscription:
         self._error: TvFeedError | None = None
         self._reopens: deque[float] | None = None  # made on the first re-open (memory)
         self.stale = 0
+        self.gaps = 0
+        self.reopens = 0
 
     @property
     def awaiting_reply(self) -> bool:
         """True while the series is loading (see Supervisor._critical_error)."""
         return not self._live
+
+    @property
+    def live(self) -> bool:
+        """Subscribed and streaming."""
+        return self._live
+
+    def _emit(self, kind: EventKind, detail: str, bars: int = 0) -> None:
+        self.manager.supervisor.events.emit(
+            kind, detail, symbol=self._symbol, interval=self._interval, bars=bars
+        )
 
     def _clock(self) -> float:
         """Now, for the merger's look-ahead check: the later of this machine's clock and the
@@ -608,6 +621,7 @@ class Subscription:
                         await self._after_chart_error(chart_failure)
             except TvFeedError as error:
                 self.manager.forget(self)
+                self._emit("stream_error", str(error))
                 for consumer in list(self.consumers):
                     consumer.fail(error)
             finally:
@@ -624,6 +638,8 @@ class Subscription:
         if not self._may_reopen(error):
             raise error
         logger.warning("%s: %s; re-opening the series", self._name, error)
+        self.reopens += 1
+        self._emit("stream_reopened", str(error))
         await self._drop_session()
 
     async def _drop_session(self) -> None:
@@ -711,10 +727,13 @@ class Subscription:
                 self.merger.discard_forming()
                 after = self.merger.last_closed
                 gap = Gap(after=newest if after is None else after, before=oldest)
+                self.gaps += 1
+                self._emit("gap", f"bars between {gap.after} and {gap.before} may be missing")
                 for consumer in list(self.consumers):
                     consumer.report_gap(gap, key)
             result = self._apply_history(pending)
             forming = result.forming
+            self._emit("backfilled", f"{len(result.closed)} bars", bars=len(result.closed))
             await self._deliver_paced(result.closed)
             # Live updates that arrived while the backfill was being consumed.
             while self._pending:
@@ -836,6 +855,23 @@ class StreamManager:
             del self._subscriptions[subscription.key]
             self.rejected_bars += subscription.merger.rejected
             self.late_revisions += subscription.merger.late_revisions
+
+    def health(self) -> list[StreamHealth]:
+        """One entry per live server series (see ``TvFeed.health``)."""
+        return [
+            StreamHealth(
+                symbol=sub.key.symbol.full,
+                interval=sub.key.interval.code,
+                live=sub.live,
+                consumers=len(sub.consumers),
+                last_bar_time=utc(sub.merger.newest_time),
+                last_closed_time=utc(sub.merger.last_closed),
+                gaps=sub.gaps,
+                reopens=sub.reopens,
+                rejected_bars=sub.merger.rejected,
+            )
+            for sub in self._subscriptions.values()
+        ]
 
     def counts(self) -> tuple[int, int]:
         """Bars rejected as impossible, and late revisions dropped, over every series."""

@@ -15,7 +15,10 @@ EXPECTED = {
     "TvFeed",
     # values
     "Bar",
+    "Event",
+    "FeedHealth",
     "FeedStats",
+    "StreamHealth",
     "Gap",
     "HistoryResult",
     "Quote",
