@@ -37,7 +37,7 @@ import msgspec
 import orjson
 import polars as pl
 
-from tvfeed_async.frames import finalize, frame_from_payloads
+from tvfeed_async.frames import finalize, frame_from_wire_bars
 from tvfeed_async.protocol import (
     Bar,
     ClientProtocol,
@@ -200,7 +200,9 @@ def history_frame(packet: str) -> pl.DataFrame:
     (text,) = FrameDecoder().feed(packet)
     parsed = parse_message(text)  # type: ignore[arg-type]
     assert isinstance(parsed, SeriesData)
-    return finalize(frame_from_payloads([parsed.series["s1"]], "BITSTAMP:BTCUSD"))
+    return finalize(
+        frame_from_wire_bars([row.v for row in parsed.series["s1"].rows], "BITSTAMP:BTCUSD")
+    )
 
 
 @contextmanager

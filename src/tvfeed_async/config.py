@@ -42,11 +42,6 @@ class Endpoints:
             origin=env.get("TVFEED_ORIGIN") or base.origin,
         )
 
-    @property
-    def prodata_ws_url(self) -> str:
-        """The paid-plan host for the same path (``prodata.`` instead of ``data.``)."""
-        return self.ws_url.replace("//data.", "//prodata.", 1)
-
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:

@@ -30,16 +30,13 @@ import polars as pl
 
 from .errors import FramingError, InvalidRequest
 from .protocol.bars import Bar
-from .protocol.messages import SeriesPayload
 
 __all__ = [
     "FRAME_COLUMNS",
     "FRAME_SCHEMA",
-    "concat_frames",
     "empty_frame",
     "finalize",
     "frame_from_bars",
-    "frame_from_payloads",
     "frame_from_rows",
     "frame_from_wire_bars",
 ]
@@ -121,15 +118,6 @@ def frame_from_rows(values: Sequence[Sequence[Any]], symbol: str) -> pl.DataFram
     if not values:
         return empty_frame()
     return _frame(values, lambda: values, len(values), symbol)
-
-
-def frame_from_payloads(payloads: Iterable[SeriesPayload], symbol: str) -> pl.DataFrame:
-    """Build a frame from the bars of parsed series payloads (history chunks), in order.
-
-    Order and duplicates are kept; pass the result to :func:`finalize` to sort and
-    de-duplicate.
-    """
-    return frame_from_wire_bars([row.v for payload in payloads for row in payload.rows], symbol)
 
 
 def frame_from_wire_bars(bars: Sequence[Bar], symbol: str) -> pl.DataFrame:
@@ -227,17 +215,6 @@ def finalize(frame: pl.DataFrame, *, timezone: str | None = None) -> pl.DataFram
     if timezone is not None:
         frame = frame.with_columns(pl.col("time").dt.convert_time_zone(timezone))
     return frame
-
-
-def concat_frames(frames: Iterable[pl.DataFrame], *, timezone: str | None = None) -> pl.DataFrame:
-    """Join pages of history (any order, overlapping) into one finalized frame.
-
-    Later frames win for bars present in several (they carry newer values).
-    """
-    collected = [frame for frame in frames if frame.height]
-    if not collected:
-        return finalize(empty_frame(), timezone=timezone)
-    return finalize(pl.concat(collected, how="vertical"), timezone=timezone)
 
 
 def _strictly_increasing(times: pl.Series) -> bool:

@@ -14,11 +14,9 @@ from tvfeed_async.errors import FramingError, InvalidRequest
 from tvfeed_async.frames import (
     FRAME_COLUMNS,
     FRAME_SCHEMA,
-    concat_frames,
     empty_frame,
     finalize,
     frame_from_bars,
-    frame_from_payloads,
     frame_from_rows,
     frame_from_wire_bars,
 )
@@ -208,27 +206,6 @@ def test_finalize_rejects_unknown_timezones(timezone: str) -> None:
         finalize(frame_from_rows(rows(0), SYMBOL), timezone=timezone)
 
 
-def test_concat_frames_joins_overlapping_pages_later_wins() -> None:
-    older = frame_from_rows(rows(0, 1, 2), SYMBOL)
-    newer_rows = rows(2, 3)
-    newer_rows[0][4] = 999.0
-    newer = frame_from_rows(newer_rows, SYMBOL)
-    joined = concat_frames([newer, empty_frame(), older])
-    assert joined["time"].to_list() == [utc(T0 + 60 * m) for m in range(4)]
-    # The page given later (older) wins for the overlapping minute.
-    assert joined["close"].to_list()[2] == 102.5
-    assert concat_frames([older, newer])["close"].to_list()[2] == 999.0
-
-
-def test_concat_frames_of_nothing_and_with_timezone() -> None:
-    assert_frame_equal(concat_frames([]), empty_frame())
-    assert concat_frames([], timezone="Europe/Berlin").schema["time"] == pl.Datetime(
-        "us", "Europe/Berlin"
-    )
-    joined = concat_frames([frame_from_rows(rows(0), SYMBOL)], timezone="Asia/Tokyo")
-    assert joined["time"].dt.convert_time_zone("UTC").to_list() == [utc(T0)]
-
-
 def test_realistic_history_packet() -> None:
     values = [
         [float(T0 + 60 * i), 1.0 + i, 2.0 + i, 0.5 + i, 1.5 + i, None if i % 7 == 0 else float(i)]
@@ -258,34 +235,43 @@ def payload(values: list[list[Any]]) -> SeriesPayload:
     return SeriesPayload([Row(bar_from_values(v), i) for i, v in enumerate(values)], "s1")
 
 
-def test_frame_from_payloads_equals_frame_from_rows() -> None:
+def wire_bars(payloads: list[SeriesPayload]) -> list[Bar]:
+    """The parser's bars of history chunks, in order, as the history layer collects them."""
+    return [row.v for chunk in payloads for row in chunk.rows]
+
+
+def test_frame_from_wire_bars_equals_frame_from_rows() -> None:
     first, second = rows(0, 1, 2), rows(3, 4)
     assert_frame_equal(
-        frame_from_payloads([payload(first)], SYMBOL), frame_from_rows(first, SYMBOL)
+        frame_from_wire_bars(wire_bars([payload(first)]), SYMBOL), frame_from_rows(first, SYMBOL)
     )
     assert_frame_equal(
-        frame_from_payloads([payload(first), payload([]), payload(second)], SYMBOL),
+        frame_from_wire_bars(wire_bars([payload(first), payload([]), payload(second)]), SYMBOL),
         frame_from_rows(first + second, SYMBOL),
     )
     no_volume = rows(0, 1, volume=False)
     mixed = [*no_volume, *rows(2)]
     assert_frame_equal(
-        frame_from_payloads([payload(no_volume), payload(rows(2))], SYMBOL),
+        frame_from_wire_bars(wire_bars([payload(no_volume), payload(rows(2))]), SYMBOL),
         frame_from_rows(mixed, SYMBOL),
     )
-    assert frame_from_payloads([payload(mixed)], SYMBOL)["volume"].to_list() == [None, None, 30.0]
+    assert frame_from_wire_bars(wire_bars([payload(mixed)]), SYMBOL)["volume"].to_list() == [
+        None,
+        None,
+        30.0,
+    ]
 
 
-def test_frame_from_payloads_of_nothing() -> None:
-    assert_frame_equal(frame_from_payloads([], SYMBOL), empty_frame())
-    assert_frame_equal(frame_from_payloads([payload([])], SYMBOL), empty_frame())
+def test_frame_from_wire_bars_of_nothing() -> None:
+    assert_frame_equal(frame_from_wire_bars(wire_bars([]), SYMBOL), empty_frame())
+    assert_frame_equal(frame_from_wire_bars(wire_bars([payload([])]), SYMBOL), empty_frame())
 
 
 @pytest.mark.parametrize(
     "rows_",
     [[{"i": 0}], [None], ["text"], [{"i": 0, "v": [1, 2]}], [{"i": 0, "v": ["a", 1, 2, 3, 4]}]],
 )
-def test_frame_from_payloads_malformed_rows(rows_: list[Any]) -> None:
+def test_malformed_rows_never_become_payloads(rows_: list[Any]) -> None:
     # Malformed rows never become payloads: the parser rejects the message.
     text = json.dumps({"m": "timescale_update", "p": ["cs", {"s1": {"s": rows_, "t": "s1"}}]})
     with pytest.raises(FramingError):
