@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 import orjson
 import polars as pl
+from msgspec.structs import astuple
 
 from tvfeed_async.frames import finalize, frame_from_wire_bars
 from tvfeed_async.protocol import (
@@ -169,7 +170,7 @@ def decode_du(messages: list[str]) -> tuple[int, Bar | None]:
                 payload = parsed.p.series.get(DU_SERIES)
                 if payload is not None:
                     for row in payload.rows:
-                        bar = _new_tuple(Bar, row.v[:6] + tail)
+                        bar = _new_tuple(Bar, astuple(row.v) + tail)
                         produced += 1
     return produced, bar
 

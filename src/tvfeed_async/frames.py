@@ -30,6 +30,7 @@ import polars as pl
 
 from .errors import FramingError, InvalidRequest
 from .protocol.bars import Bar
+from .protocol.messages import BarValues
 
 __all__ = [
     "FRAME_COLUMNS",
@@ -120,20 +121,26 @@ def frame_from_rows(values: Sequence[Sequence[Any]], symbol: str) -> pl.DataFram
     return _frame(values, lambda: values, len(values), symbol)
 
 
-def frame_from_wire_bars(bars: Sequence[Bar], symbol: str) -> pl.DataFrame:
-    """Build a frame of ``symbol`` from bars as the parser gives them (``Row.v``).
+def frame_from_wire_bars(bars: Sequence[BarValues], symbol: str) -> pl.DataFrame:
+    """Build a frame of ``symbol`` from bar values as the parser gives them (``Row.v``).
 
-    The bars' own ``symbol`` field is not read (the parser leaves it empty); times are the
-    integer seconds of :class:`~tvfeed_async.Bar`.
+    Order and duplicates are kept; pass the result to :func:`finalize` to sort and
+    de-duplicate.
     """
     if not bars:
         return empty_frame()
-    columns = _transpose(bars)
+    # One comprehension per column: attribute reads of the gc=False structs allocate nothing
+    # the garbage collector tracks, unlike zip(*rows), which makes an iterator per row.
     return _assemble(
-        _utc(pl.Series("time", columns[0], dtype=pl.Int64)),
+        _utc(pl.Series("time", [bar.timestamp for bar in bars], dtype=pl.Int64)),
         _constant("symbol", symbol, pl.String(), len(bars)),
-        columns[1:5],
-        columns[5],
+        (
+            [bar.open for bar in bars],
+            [bar.high for bar in bars],
+            [bar.low for bar in bars],
+            [bar.close for bar in bars],
+        ),
+        [bar.volume for bar in bars],
     )
 
 

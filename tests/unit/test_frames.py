@@ -25,8 +25,8 @@ from tvfeed_async.protocol.messages import (
     Row,
     SeriesData,
     SeriesPayload,
-    bar_from_values,
     parse_message,
+    values_from_wire,
 )
 
 T0 = 1663050540
@@ -232,7 +232,7 @@ def test_realistic_history_packet() -> None:
 
 
 def payload(values: list[list[Any]]) -> SeriesPayload:
-    return SeriesPayload([Row(bar_from_values(v), i) for i, v in enumerate(values)], "s1")
+    return SeriesPayload([Row(values_from_wire(v), i) for i, v in enumerate(values)], "s1")
 
 
 def wire_bars(payloads: list[SeriesPayload]) -> list[Bar]:
