@@ -36,8 +36,9 @@ from typing import Any
 import msgspec
 import orjson
 import polars as pl
+from msgspec.structs import astuple
 
-from tvfeed_async.frames import finalize, frame_from_payloads
+from tvfeed_async.frames import finalize, frame_from_wire_bars
 from tvfeed_async.protocol import (
     Bar,
     ClientProtocol,
@@ -169,7 +170,7 @@ def decode_du(messages: list[str]) -> tuple[int, Bar | None]:
                 payload = parsed.p.series.get(DU_SERIES)
                 if payload is not None:
                     for row in payload.rows:
-                        bar = _new_tuple(Bar, row.v[:6] + tail)
+                        bar = _new_tuple(Bar, astuple(row.v) + tail)
                         produced += 1
     return produced, bar
 
@@ -200,7 +201,9 @@ def history_frame(packet: str) -> pl.DataFrame:
     (text,) = FrameDecoder().feed(packet)
     parsed = parse_message(text)  # type: ignore[arg-type]
     assert isinstance(parsed, SeriesData)
-    return finalize(frame_from_payloads([parsed.series["s1"]], "BITSTAMP:BTCUSD"))
+    return finalize(
+        frame_from_wire_bars([row.v for row in parsed.series["s1"].rows], "BITSTAMP:BTCUSD")
+    )
 
 
 @contextmanager

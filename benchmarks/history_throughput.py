@@ -49,7 +49,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from tvfeed_async import Endpoints, Limits, TvFeed
-from tvfeed_async.frames import finalize, frame_from_payloads
+from tvfeed_async.frames import finalize, frame_from_wire_bars
 from tvfeed_async.protocol import (
     ClientProtocol,
     FrameDecoder,
@@ -267,7 +267,9 @@ async def run_socket_per_request(url: str, symbols: list[str], bars: int) -> Non
                         done = True
                 for echo in protocol.data_to_send():
                     await socket.send(echo)
-        frame = finalize(frame_from_payloads(payloads, symbol))
+        frame = finalize(
+            frame_from_wire_bars([row.v for chunk in payloads for row in chunk.rows], symbol)
+        )
         assert frame.height == bars, (symbol, frame.height)
 
 

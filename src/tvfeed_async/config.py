@@ -42,11 +42,6 @@ class Endpoints:
             origin=env.get("TVFEED_ORIGIN") or base.origin,
         )
 
-    @property
-    def prodata_ws_url(self) -> str:
-        """The paid-plan host for the same path (``prodata.`` instead of ``data.``)."""
-        return self.ws_url.replace("//data.", "//prodata.", 1)
-
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
@@ -86,12 +81,15 @@ class RetryPolicy:
             never, so that a long-lived service comes back with the server; requests still
             end at their own deadline meanwhile). The first connection of a feed is not
             retried: ``async with TvFeed()`` raises its error at once.
+        history_attempts: tries of one historical request whose socket fails under it, each
+            on the next socket, before it raises ``ConnectionLost`` (at least 1).
     """
 
     initial: float = 0.5
     maximum: float = 30.0
     multiplier: float = 2.0
     max_attempts: int | None = None
+    history_attempts: int = 3
 
     def delay(self, attempt: int, random_fraction: float) -> float:
         """Delay before attempt number ``attempt`` (0-based), with ``random_fraction`` in [0, 1)."""

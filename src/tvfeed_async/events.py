@@ -10,12 +10,14 @@ the next one it gets), so a forgotten watcher can never grow memory.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # asyncio is imported when a watcher first waits (a light package import)
+    import asyncio
 
 __all__ = [
     "EVENT_QUEUE",
@@ -100,6 +102,8 @@ class EventStream:
             if self._closed or self._hub.closed:
                 self.close()
                 raise StopAsyncIteration
+            import asyncio
+
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         event = self._queue.popleft()

@@ -68,7 +68,6 @@ TimeLike = datetime | date | int | float
 #: ``("EXCHANGE:TICKER", interval)``.
 StreamSpec = tuple[str, str, IntervalLike] | tuple[str, IntervalLike]
 _ADJUSTMENTS = ("splits", "dividends")
-_HISTORY_ATTEMPTS = 3
 #: Never refresh the auth token twice within this many seconds (and retry a failed refresh
 #: after as long).
 _TOKEN_RETRY_DELAY = 60.0
@@ -499,7 +498,8 @@ class TvFeed:
         try:
             with anyio.fail_after(self.timeouts.request):
                 async with self._limiter:
-                    for attempt in range(_HISTORY_ATTEMPTS):
+                    attempts = max(1, self.retry.history_attempts)
+                    for attempt in range(attempts):
                         try:
                             return await fetch_history(
                                 self._supervisor,
@@ -509,7 +509,7 @@ class TvFeed:
                                 after=failed,
                             )
                         except FailedLink as error:
-                            if attempt == _HISTORY_ATTEMPTS - 1 or self._state != "open":
+                            if attempt == attempts - 1 or self._state != "open":
                                 raise ConnectionLost(str(error)) from error
                             # The next attempt waits for the next socket: the reader may not
                             # have seen this one die yet (retrying on it fails at once).

@@ -12,35 +12,30 @@ Schema (:data:`FRAME_SCHEMA`), one row per bar::
 
 This module is deliberately outside the pure ``protocol`` package, which must not import
 Polars. Speed matters here: a 5,000-bar ``timescale_update`` should become a frame in well
-under the time JSON parsing of the packet takes. Measured alternatives (see
-``benchmarks/codec_throughput.py``): transposing the raw ``v`` lists with ``zip(*rows)`` and
-handing each column to Polars is the fastest correct way; ``pl.DataFrame(orient="row")`` is
-about 3x slower, and building one flat list then slicing it with ``gather_every`` or
-``reshape`` is about 2x slower.
+under the time JSON parsing of the packet takes (``benchmarks/codec_throughput.py``). Each
+column is one list comprehension over the parsed values, handed to Polars as one Series:
+attribute reads allocate nothing the garbage collector tracks, so no collection runs while a
+frame is built; ``pl.DataFrame(orient="row")`` is about 3x slower.
 """
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from .errors import FramingError, InvalidRequest
+from .errors import InvalidRequest
 from .protocol.bars import Bar
-from .protocol.messages import SeriesPayload
+from .protocol.messages import BarValues
 
 __all__ = [
     "FRAME_COLUMNS",
     "FRAME_SCHEMA",
-    "concat_frames",
     "empty_frame",
     "finalize",
     "frame_from_bars",
-    "frame_from_payloads",
-    "frame_from_rows",
     "frame_from_wire_bars",
 ]
 
@@ -68,12 +63,6 @@ _UTC_MICROSECONDS = pl.Datetime("us", "UTC")
 def empty_frame() -> pl.DataFrame:
     """A frame with the schema and no rows."""
     return pl.DataFrame(schema=FRAME_SCHEMA)
-
-
-def _time_column(times: Sequence[Any]) -> pl.Series:
-    # Wire times are floats such as 1558194300.0; casting to Int64 truncates like int() does in
-    # bar_from_values, so a frame and the Bar values built from the same rows agree.
-    return _utc(pl.Series("time", times, dtype=pl.Float64).cast(pl.Int64))
 
 
 def _utc(seconds: pl.Series) -> pl.Series:
@@ -106,102 +95,46 @@ def _assemble(
     return pl.DataFrame(columns)
 
 
-def frame_from_rows(values: Sequence[Sequence[Any]], symbol: str) -> pl.DataFrame:
-    """Build a frame from raw wire bars, as ``SeriesPayload.values()`` returns them.
-
-    Args:
-        values: ``[time, open, high, low, close(, volume)]`` lists in server order; times may
-            be floats, volume may be absent (5 elements) or null. Order and duplicates are
-            kept; pass the result to :func:`finalize` to sort and de-duplicate.
-        symbol: ``EXCHANGE:TICKER`` for the ``symbol`` column.
-
-    Raises:
-        FramingError: a row is not a list of at least five numbers.
-    """
-    if not values:
-        return empty_frame()
-    return _frame(values, lambda: values, len(values), symbol)
-
-
-def frame_from_payloads(payloads: Iterable[SeriesPayload], symbol: str) -> pl.DataFrame:
-    """Build a frame from the bars of parsed series payloads (history chunks), in order.
+def frame_from_wire_bars(bars: Sequence[BarValues], symbol: str) -> pl.DataFrame:
+    """Build a frame of ``symbol`` from bar values as the parser gives them (``Row.v``).
 
     Order and duplicates are kept; pass the result to :func:`finalize` to sort and
     de-duplicate.
     """
-    return frame_from_wire_bars([row.v for payload in payloads for row in payload.rows], symbol)
-
-
-def frame_from_wire_bars(bars: Sequence[Bar], symbol: str) -> pl.DataFrame:
-    """Build a frame of ``symbol`` from bars as the parser gives them (``Row.v``).
-
-    The bars' own ``symbol`` field is not read (the parser leaves it empty); times are the
-    integer seconds of :class:`~tvfeed_async.Bar`.
-    """
     if not bars:
         return empty_frame()
-    columns = _transpose(bars)
+    # One comprehension per column: attribute reads of the gc=False structs allocate nothing
+    # the garbage collector tracks, unlike zip(*rows), which makes an iterator per row.
     return _assemble(
-        _utc(pl.Series("time", columns[0], dtype=pl.Int64)),
+        _utc(pl.Series("time", [bar.timestamp for bar in bars], dtype=pl.Int64)),
         _constant("symbol", symbol, pl.String(), len(bars)),
-        columns[1:5],
-        columns[5],
+        (
+            [bar.open for bar in bars],
+            [bar.high for bar in bars],
+            [bar.low for bar in bars],
+            [bar.close for bar in bars],
+        ),
+        [bar.volume for bar in bars],
     )
-
-
-def _frame(
-    values: Iterable[Sequence[Any]],
-    materialize: Callable[[], Sequence[Sequence[Any]]],
-    size: int,
-    symbol: str,
-) -> pl.DataFrame:
-    try:
-        columns = _transpose(values)
-        width = len(columns)
-        if width < 5:
-            raise FramingError(f"bar rows need at least 5 values, one has {width}")
-        volume: pl.Series | Sequence[Any]
-        if width >= 6:
-            volume = columns[5]
-        else:
-            rows = materialize()
-            if any(len(row) > 5 for row in rows):
-                # Mixed 5- and 6-element rows: zip() stopped at 5, so pick volume row by row.
-                volume = [row[5] if len(row) > 5 else None for row in rows]
-            else:
-                volume = _constant("volume", None, pl.Float64(), size)
-        symbols = _constant("symbol", symbol, pl.String(), size)
-        return _assemble(_time_column(columns[0]), symbols, columns[1:5], volume)
-    except FramingError:
-        raise
-    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
-        raise FramingError(f"malformed bar rows for {symbol!r}: {exc}") from exc
-
-
-def _transpose(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
-    """Columns of ``rows``: one C-level ``zip`` is the cheapest transpose from Python lists.
-
-    ``zip(*rows)`` allocates one iterator per row. Right after parsing a large packet those
-    allocations trigger garbage collections that walk every freshly parsed object, so
-    collection is paused for the transpose, which creates no reference cycles (measured:
-    about 0.25 ms less per 5,000 bars).
-    """
-    if not gc.isenabled():
-        return list(zip(*rows, strict=False))
-    gc.disable()
-    try:
-        return list(zip(*rows, strict=False))
-    finally:
-        gc.enable()
 
 
 def frame_from_bars(bars: Sequence[Bar]) -> pl.DataFrame:
     """Build a frame from :class:`~tvfeed_async.Bar` values (each row keeps its bar's symbol)."""
     if not bars:
         return empty_frame()
-    columns = _transpose(bars)
-    symbols = pl.Series("symbol", columns[6], dtype=pl.String)
-    return _assemble(_time_column(columns[0]), symbols, columns[1:5], columns[5])
+    # One comprehension per column (as in frame_from_wire_bars): no per-row iterator for
+    # the garbage collector to track, unlike zip(*bars).
+    return _assemble(
+        _utc(pl.Series("time", [bar.timestamp for bar in bars], dtype=pl.Int64)),
+        pl.Series("symbol", [bar.symbol for bar in bars], dtype=pl.String),
+        (
+            [bar.open for bar in bars],
+            [bar.high for bar in bars],
+            [bar.low for bar in bars],
+            [bar.close for bar in bars],
+        ),
+        [bar.volume for bar in bars],
+    )
 
 
 def finalize(frame: pl.DataFrame, *, timezone: str | None = None) -> pl.DataFrame:
@@ -227,17 +160,6 @@ def finalize(frame: pl.DataFrame, *, timezone: str | None = None) -> pl.DataFram
     if timezone is not None:
         frame = frame.with_columns(pl.col("time").dt.convert_time_zone(timezone))
     return frame
-
-
-def concat_frames(frames: Iterable[pl.DataFrame], *, timezone: str | None = None) -> pl.DataFrame:
-    """Join pages of history (any order, overlapping) into one finalized frame.
-
-    Later frames win for bars present in several (they carry newer values).
-    """
-    collected = [frame for frame in frames if frame.height]
-    if not collected:
-        return finalize(empty_frame(), timezone=timezone)
-    return finalize(pl.concat(collected, how="vertical"), timezone=timezone)
 
 
 def _strictly_increasing(times: pl.Series) -> bool:

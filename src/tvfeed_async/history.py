@@ -20,7 +20,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 import anyio
@@ -299,11 +299,11 @@ class _ChartRoute:
 
 
 _ROW_BAR = attrgetter("v")
-_BAR_TIME = itemgetter(0)
+_BAR_TIME = attrgetter("timestamp")
 
 
 def _chunk_start(rows: list[Row]) -> int:
-    return rows[0].v[0]
+    return rows[0].v.timestamp
 
 
 def _row_times(rows: list[Row]) -> Iterator[int]:

@@ -30,6 +30,7 @@ from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
+from msgspec.structs import astuple
 
 from .chart import SERIES_ID, SYMBOL_REF, chart_error, open_chart
 from .connection import Link, Supervisor
@@ -488,7 +489,7 @@ class Subscription:
             consumers = self.consumers
             tail = self._tail
             for row in payload.rows:
-                closed, forming = update(_new_tuple(Bar, row.v[:6] + tail))
+                closed, forming = update(_new_tuple(Bar, astuple(row.v) + tail))
                 if closed is not None:
                     self.retained.append(closed)
                     for consumer in consumers:

@@ -270,6 +270,17 @@ async def test_drop_mid_history_is_retried_not_truncated(tv_simulator):
     assert_same(frame, tv_simulator.truth("BINANCE:BTCUSDT", "1", n_bars=9_000))
 
 
+async def test_history_attempts_bounds_the_retries_of_a_request(tv_simulator):
+    from tvfeed_async import RetryPolicy
+
+    # The drop the default policy retries through (see above) ends a one-attempt request.
+    tv_simulator.faults.next_connection(drop_after_packets=4)
+    async with open_feed(tv_simulator, retry=RetryPolicy(history_attempts=1)) as feed:
+        with pytest.raises(ConnectionLost):
+            await feed.get_hist("BINANCE:BTCUSDT", interval="1", n_bars=9_000)
+        assert feed.connections_opened == 1
+
+
 async def test_history_fails_with_connection_lost_when_server_keeps_dropping(tv_simulator):
     from tvfeed_async import RetryPolicy
     from tvfeed_async.testing.faults import FaultScript

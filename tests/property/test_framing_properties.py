@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import astuple
 
 from tvfeed_async.errors import FramingError
 from tvfeed_async.protocol.framing import (
@@ -219,4 +220,4 @@ def test_parse_message_raises_only_framing_error(text: str) -> None:
         for payload in message.series.values():
             bars = payload.bars("X:Y", "1")
             assert all(isinstance(bar.timestamp, int) for bar in bars)
-            assert [bar[:6] for bar in bars] == [bar[:6] for bar in payload.values()]
+            assert [bar[:6] for bar in bars] == [astuple(v) for v in payload.values()]

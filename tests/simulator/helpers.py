@@ -157,7 +157,7 @@ class RawClient:
 
 def rows_of(data: SeriesData, series: str = "s1") -> list[tuple[Any, ...]]:
     """Wire bars as ``(time, o, h, l, c, v)`` tuples (volume None when absent)."""
-    return [tuple(row.v[:6]) for row in data.series[series].rows]
+    return [msgspec.structs.astuple(row.v) for row in data.series[series].rows]
 
 
 def truth_tuples(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -14,12 +15,9 @@ from tvfeed_async.errors import FramingError, InvalidRequest
 from tvfeed_async.frames import (
     FRAME_COLUMNS,
     FRAME_SCHEMA,
-    concat_frames,
     empty_frame,
     finalize,
     frame_from_bars,
-    frame_from_payloads,
-    frame_from_rows,
     frame_from_wire_bars,
 )
 from tvfeed_async.protocol.bars import Bar
@@ -29,6 +27,7 @@ from tvfeed_async.protocol.messages import (
     SeriesPayload,
     bar_from_values,
     parse_message,
+    values_from_wire,
 )
 
 T0 = 1663050540
@@ -41,6 +40,11 @@ def rows(*minutes: int, volume: bool = True) -> list[list[Any]]:
         + ([10.0 * (m + 1)] if volume else [])
         for m in minutes
     ]
+
+
+def frame_of(values: list[list[Any]], symbol: str) -> pl.DataFrame:
+    """The frame of raw wire bars, read as the parser reads a row it does not know."""
+    return frame_from_wire_bars([values_from_wire(v) for v in values], symbol)
 
 
 def utc(timestamp: int) -> datetime:
@@ -63,7 +67,7 @@ def test_schema() -> None:
 
 
 def test_frame_from_six_element_rows() -> None:
-    frame = frame_from_rows(rows(0, 1, 2), SYMBOL)
+    frame = frame_of(rows(0, 1, 2), SYMBOL)
     assert frame.schema == FRAME_SCHEMA
     assert frame.to_dicts()[1] == {
         "time": utc(T0 + 60),
@@ -79,7 +83,7 @@ def test_frame_from_six_element_rows() -> None:
 
 
 def test_five_element_rows_have_null_volume() -> None:
-    frame = frame_from_rows(rows(0, 1, volume=False), "TVC:SPX")
+    frame = frame_of(rows(0, 1, volume=False), "TVC:SPX")
     assert frame.schema == FRAME_SCHEMA
     assert frame["volume"].to_list() == [None, None]
     assert frame["close"].to_list() == [100.5, 101.5]
@@ -87,15 +91,13 @@ def test_five_element_rows_have_null_volume() -> None:
 
 def test_mixed_five_and_six_element_rows() -> None:
     mixed = [rows(0, volume=False)[0], rows(1)[0], rows(2, volume=False)[0]]
-    frame = frame_from_rows(mixed, SYMBOL)
+    frame = frame_of(mixed, SYMBOL)
     assert frame["volume"].to_list() == [None, 20.0, None]
     assert frame["time"].to_list() == [utc(T0), utc(T0 + 60), utc(T0 + 120)]
 
 
 def test_null_volume_ints_and_extra_elements() -> None:
-    frame = frame_from_rows(
-        [[T0, 1, 2, 0, 1, None], [float(T0 + 60), 1, 2, 0, 1, 5, "extra"]], SYMBOL
-    )
+    frame = frame_of([[T0, 1, 2, 0, 1, None], [float(T0 + 60), 1, 2, 0, 1, 5, "extra"]], SYMBOL)
     assert frame.schema == FRAME_SCHEMA
     assert frame["volume"].to_list() == [None, 5.0]
     assert frame["open"].to_list() == [1.0, 1.0]
@@ -103,7 +105,7 @@ def test_null_volume_ints_and_extra_elements() -> None:
 
 def test_float_times_truncate_like_bars() -> None:
     values = [[1558194300.0, 1, 1, 1, 1, 1], [1558195200.75, 1, 1, 1, 1, 1]]
-    frame = frame_from_rows(values, SYMBOL)
+    frame = frame_of(values, SYMBOL)
     bars = [Bar(int(v[0]), 1.0, 1.0, 1.0, 1.0, 1.0) for v in values]
     assert frame["time"].to_list() == [bar.time for bar in bars]
 
@@ -120,7 +122,7 @@ def test_rows_with_long_float_tails_match_bar_values() -> None:
     assert isinstance(message, SeriesData)
     payload = message.series["s1"]
     raw_values = [row["v"] for row in json.loads(text)["p"][1]["s1"]["s"]]
-    from_rows = frame_from_rows(raw_values, "BITSTAMP:BTCUSD")
+    from_rows = frame_of(raw_values, "BITSTAMP:BTCUSD")
     from_wire_bars = frame_from_wire_bars(payload.values(), "BITSTAMP:BTCUSD")
     from_bars = frame_from_bars(payload.bars("BITSTAMP:BTCUSD", "15"))
     assert_frame_equal(from_rows, from_bars)
@@ -130,26 +132,8 @@ def test_rows_with_long_float_tails_match_bar_values() -> None:
 
 
 def test_empty_inputs_give_the_empty_frame() -> None:
-    assert_frame_equal(frame_from_rows([], SYMBOL), empty_frame())
+    assert_frame_equal(frame_of([], SYMBOL), empty_frame())
     assert_frame_equal(frame_from_bars([]), empty_frame())
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        [[1, 2, 3]],
-        [[T0, 1, 2, 3, 4], [T0]],
-        [["x", 1, 2, 3, 4]],
-        [[T0, "1", 2, 3, 4]],
-        [{"i": 0, "v": [T0, 1, 2, 3, 4]}],
-        [None],
-        [42],
-        [[T0, [1], 2, 3, 4, 5]],
-    ],
-)
-def test_malformed_rows_raise_framing_error(bad: list[Any]) -> None:
-    with pytest.raises(FramingError):
-        frame_from_rows(bad, SYMBOL)
 
 
 def test_frame_from_bars_keeps_each_bars_symbol() -> None:
@@ -167,7 +151,7 @@ def test_frame_from_bars_keeps_each_bars_symbol() -> None:
 def test_finalize_sorts_and_keeps_the_last_duplicate() -> None:
     revised = rows(1)[0]
     revised[4] = 555.0
-    frame = frame_from_rows([*rows(2, 0, 1), revised, *rows(0)], SYMBOL)
+    frame = frame_of([*rows(2, 0, 1), revised, *rows(0)], SYMBOL)
     final = finalize(frame)
     assert final.schema == FRAME_SCHEMA
     assert final["time"].to_list() == [utc(T0), utc(T0 + 60), utc(T0 + 120)]
@@ -175,15 +159,15 @@ def test_finalize_sorts_and_keeps_the_last_duplicate() -> None:
 
 
 def test_finalize_of_clean_history_is_unchanged() -> None:
-    frame = frame_from_rows(rows(0, 1, 2, 3), SYMBOL)
+    frame = frame_of(rows(0, 1, 2, 3), SYMBOL)
     assert_frame_equal(finalize(frame), frame)
     assert_frame_equal(finalize(empty_frame()), empty_frame())
-    single = frame_from_rows(rows(5), SYMBOL)
+    single = frame_of(rows(5), SYMBOL)
     assert_frame_equal(finalize(single), single)
 
 
 def test_finalize_keeps_different_symbols_at_the_same_time() -> None:
-    frame = pl.concat([frame_from_rows(rows(1, 0), "B:B"), frame_from_rows(rows(0), "A:A")])
+    frame = pl.concat([frame_of(rows(1, 0), "B:B"), frame_of(rows(0), "A:A")])
     final = finalize(frame)
     assert list(zip(final["time"].to_list(), final["symbol"].to_list(), strict=True)) == [
         (utc(T0), "A:A"),
@@ -193,7 +177,7 @@ def test_finalize_keeps_different_symbols_at_the_same_time() -> None:
 
 
 def test_finalize_timezone_converts_display_only() -> None:
-    frame = frame_from_rows(rows(0, 1), SYMBOL)
+    frame = frame_of(rows(0, 1), SYMBOL)
     shown = finalize(frame, timezone="America/New_York")
     assert shown.schema["time"] == pl.Datetime("us", "America/New_York")
     assert shown["time"].to_list()[0].isoformat() == "2022-09-13T02:29:00-04:00"
@@ -205,28 +189,7 @@ def test_finalize_timezone_converts_display_only() -> None:
 @pytest.mark.parametrize("timezone", ["Mars/Olympus_Mons", "", "../etc/passwd", "EST5EDT,M3"])
 def test_finalize_rejects_unknown_timezones(timezone: str) -> None:
     with pytest.raises(InvalidRequest, match="time zone"):
-        finalize(frame_from_rows(rows(0), SYMBOL), timezone=timezone)
-
-
-def test_concat_frames_joins_overlapping_pages_later_wins() -> None:
-    older = frame_from_rows(rows(0, 1, 2), SYMBOL)
-    newer_rows = rows(2, 3)
-    newer_rows[0][4] = 999.0
-    newer = frame_from_rows(newer_rows, SYMBOL)
-    joined = concat_frames([newer, empty_frame(), older])
-    assert joined["time"].to_list() == [utc(T0 + 60 * m) for m in range(4)]
-    # The page given later (older) wins for the overlapping minute.
-    assert joined["close"].to_list()[2] == 102.5
-    assert concat_frames([older, newer])["close"].to_list()[2] == 999.0
-
-
-def test_concat_frames_of_nothing_and_with_timezone() -> None:
-    assert_frame_equal(concat_frames([]), empty_frame())
-    assert concat_frames([], timezone="Europe/Berlin").schema["time"] == pl.Datetime(
-        "us", "Europe/Berlin"
-    )
-    joined = concat_frames([frame_from_rows(rows(0), SYMBOL)], timezone="Asia/Tokyo")
-    assert joined["time"].dt.convert_time_zone("UTC").to_list() == [utc(T0)]
+        finalize(frame_of(rows(0), SYMBOL), timezone=timezone)
 
 
 def test_realistic_history_packet() -> None:
@@ -255,38 +218,59 @@ def test_realistic_history_packet() -> None:
 
 
 def payload(values: list[list[Any]]) -> SeriesPayload:
-    return SeriesPayload([Row(bar_from_values(v), i) for i, v in enumerate(values)], "s1")
+    return SeriesPayload([Row(values_from_wire(v), i) for i, v in enumerate(values)], "s1")
 
 
-def test_frame_from_payloads_equals_frame_from_rows() -> None:
+def wire_bars(payloads: list[SeriesPayload]) -> list[Bar]:
+    """The parser's bars of history chunks, in order, as the history layer collects them."""
+    return [row.v for chunk in payloads for row in chunk.rows]
+
+
+def test_frame_from_wire_bars_equals_frame_of() -> None:
     first, second = rows(0, 1, 2), rows(3, 4)
     assert_frame_equal(
-        frame_from_payloads([payload(first)], SYMBOL), frame_from_rows(first, SYMBOL)
+        frame_from_wire_bars(wire_bars([payload(first)]), SYMBOL), frame_of(first, SYMBOL)
     )
     assert_frame_equal(
-        frame_from_payloads([payload(first), payload([]), payload(second)], SYMBOL),
-        frame_from_rows(first + second, SYMBOL),
+        frame_from_wire_bars(wire_bars([payload(first), payload([]), payload(second)]), SYMBOL),
+        frame_of(first + second, SYMBOL),
     )
     no_volume = rows(0, 1, volume=False)
     mixed = [*no_volume, *rows(2)]
     assert_frame_equal(
-        frame_from_payloads([payload(no_volume), payload(rows(2))], SYMBOL),
-        frame_from_rows(mixed, SYMBOL),
+        frame_from_wire_bars(wire_bars([payload(no_volume), payload(rows(2))]), SYMBOL),
+        frame_of(mixed, SYMBOL),
     )
-    assert frame_from_payloads([payload(mixed)], SYMBOL)["volume"].to_list() == [None, None, 30.0]
+    assert frame_from_wire_bars(wire_bars([payload(mixed)]), SYMBOL)["volume"].to_list() == [
+        None,
+        None,
+        30.0,
+    ]
 
 
-def test_frame_from_payloads_of_nothing() -> None:
-    assert_frame_equal(frame_from_payloads([], SYMBOL), empty_frame())
-    assert_frame_equal(frame_from_payloads([payload([])], SYMBOL), empty_frame())
+def test_frame_from_wire_bars_of_nothing() -> None:
+    assert_frame_equal(frame_from_wire_bars(wire_bars([]), SYMBOL), empty_frame())
+    assert_frame_equal(frame_from_wire_bars(wire_bars([payload([])]), SYMBOL), empty_frame())
 
 
 @pytest.mark.parametrize(
     "rows_",
     [[{"i": 0}], [None], ["text"], [{"i": 0, "v": [1, 2]}], [{"i": 0, "v": ["a", 1, 2, 3, 4]}]],
 )
-def test_frame_from_payloads_malformed_rows(rows_: list[Any]) -> None:
+def test_malformed_rows_never_become_payloads(rows_: list[Any]) -> None:
     # Malformed rows never become payloads: the parser rejects the message.
     text = json.dumps({"m": "timescale_update", "p": ["cs", {"s1": {"s": rows_, "t": "s1"}}]})
     with pytest.raises(FramingError):
         parse_message(text)
+
+
+def test_building_frames_never_touches_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The process-wide switch belongs to the library's user.
+    switched: list[str] = []
+    monkeypatch.setattr(gc, "disable", lambda: switched.append("disable"))
+    monkeypatch.setattr(gc, "enable", lambda: switched.append("enable"))
+    values = rows(*range(2_000))
+    from_wire = frame_of(values, SYMBOL)
+    from_bars = frame_from_bars([bar_from_values(v, SYMBOL, "1") for v in values])
+    assert_frame_equal(from_wire, from_bars)
+    assert switched == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from tvfeed_async.protocol.bars import Bar
 from tvfeed_async.protocol.messages import (
     ANONYMOUS_TOKEN,
     BarCloseInfo,
+    BarValues,
     ClientMessage,
     CriticalError,
     ProtocolErrorMessage,
@@ -48,6 +50,7 @@ from tvfeed_async.protocol.messages import (
     set_locale,
     switch_timezone,
     symbol_spec,
+    values_from_wire,
 )
 
 
@@ -171,6 +174,10 @@ def test_timescale_update() -> None:
     assert payload.bar_close_time == 1558196100
     assert [row.i for row in payload.rows] == [0, 1]
     assert payload.values() == [
+        BarValues(1558194300, 7382.88, 7382.88, 7352.66, 7360.42, 33.79),
+        BarValues(1558195200, 7360.41, 7378.89, 7338.85, 7361.95, 38.78),
+    ]
+    assert [row.bar for row in payload.rows] == [
         Bar(1558194300, 7382.88, 7382.88, 7352.66, 7360.42, 33.79),
         Bar(1558195200, 7360.41, 7378.89, 7338.85, 7361.95, 38.78),
     ]
@@ -388,6 +395,30 @@ def test_bar_from_values_shapes() -> None:
     assert isinstance(six.timestamp, int)
 
 
+def test_values_from_wire_reads_as_bar_from_values_reads() -> None:
+    for values in ([1, 2, 3, 1, 2], [1.0, 2, 3, 1, 2, None], [1663050540.0, 1, 2, 0, 1, 7]):
+        parsed = values_from_wire(values)
+        assert parsed.bar() == bar_from_values(values)
+        assert parsed.bar("A:B", "5") == bar_from_values(values, "A:B", "5")
+        assert Row(parsed, 3).bar == bar_from_values(values)
+
+
+@pytest.mark.parametrize("method", ["timescale_update", "du"])
+def test_parsed_rows_are_not_tracked_by_the_garbage_collector(method: str) -> None:
+    # A history batch must add nothing per row for collections to walk: that is what lets the
+    # parser decode it without pausing collection (the process-wide switch is the user's).
+    rows = [{"i": i, "v": [1_600_000_000 + 60 * i, 1.5, 2, 1, 1.75, i]} for i in range(700)]
+    text = dumps({"m": method, "p": ["cs_x", {"s1": {"s": rows, "t": "s1"}}]})
+    unusual = text.replace('"v":[1600000000,', '"v":[1600000000.5,', 1)  # the general path
+    for packet in (text, unusual):
+        message = parse_message(packet)
+        assert isinstance(message, SeriesData)
+        parsed = message.series["s1"].rows
+        assert len(parsed) == 700
+        assert not any(gc.is_tracked(row) or gc.is_tracked(row.v) for row in parsed)
+    assert parse_message(unusual).series["s1"].rows == parse_message(text).series["s1"].rows  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     "rows",
     [
@@ -477,7 +508,7 @@ def test_parsed_series_objects_are_frozen() -> None:
     with pytest.raises(AttributeError):
         message.series["s1"].rows[0].i = 5  # type: ignore[misc]
     assert message.series["s1"] == SeriesPayload(
-        [Row(bar_from_values(row["v"]), row["i"]) for row in TIMESCALE_UPDATE["p"][1]["s1"]["s"]],
+        [Row(values_from_wire(row["v"]), row["i"]) for row in TIMESCALE_UPDATE["p"][1]["s1"]["s"]],
         "s1",
         BarCloseInfo(1558196100),
     )

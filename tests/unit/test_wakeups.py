@@ -210,3 +210,31 @@ async def wake_fifty_consumers(batched: bool, monkeypatch: pytest.MonkeyPatch) -
     # Batched: one loop callback wakes the 50 tasks; otherwise one per task.
     assert len(counting.scheduled) == (1 if batched else 50)
     assert await asyncio.gather(*tasks) == [bar(0, f"X:S{n}") for n in range(50)]
+
+
+@pytest.mark.parametrize(
+    "callbacks",
+    [
+        property(lambda self: None),  # a future without the private list
+        property(lambda self: []),  # a list that does not show the callback
+        property(lambda self: [lambda future: None]),  # entries of another shape
+    ],
+    ids=["missing", "empty", "other-shape"],
+)
+def test_the_probe_refuses_futures_whose_callbacks_look_different(
+    monkeypatch: pytest.MonkeyPatch, callbacks: property
+) -> None:
+    # Future._callbacks is private to CPython's asyncio: where it is not the list of
+    # (callback, context) pairs, no waker is made and consumers use set_result().
+    class OtherFuture(asyncio.Future):  # type: ignore[type-arg]
+        _callbacks = callbacks
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert wakeups._callbacks_readable(loop)
+        monkeypatch.setattr(wakeups.asyncio, "Future", OtherFuture)
+        assert not wakeups._callbacks_readable(loop)
+        monkeypatch.setattr(wakeups, "_wakers", weakref.WeakKeyDictionary())
+        assert waker_for(loop) is None
+    finally:
+        loop.close()

@@ -22,6 +22,7 @@ from .intervals import Interval, IntervalLike
 from .messages import (
     ANONYMOUS_TOKEN,
     BarCloseInfo,
+    BarValues,
     ClientMessage,
     CriticalError,
     HistoryData,
@@ -44,6 +45,7 @@ from .messages import (
     bar_from_values,
     parse_client_message,
     parse_message,
+    values_from_wire,
 )
 from .symbols import Symbol, SymbolLike, parse_symbol
 
@@ -69,6 +71,7 @@ __all__ = [
     "SeriesError",
     "SeriesLoading",
     "BarCloseInfo",
+    "BarValues",
     "HistoryData",
     "LiveData",
     "Row",
@@ -91,4 +94,5 @@ __all__ = [
     "parse_message",
     "parse_symbol",
     "utf16_len",
+    "values_from_wire",
 ]

@@ -11,7 +11,6 @@ framed, ASCII-only packet text.
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from operator import attrgetter
 from typing import Any, ClassVar
 
 import msgspec
+from msgspec.structs import astuple
 
 from ..errors import FramingError
 from .bars import Bar
@@ -46,6 +46,7 @@ __all__ = [
     "SymbolError",
     "SymbolResolved",
     "UnknownMessage",
+    "BarValues",
     "bar_from_values",
     "chart_create_session",
     "chart_delete_session",
@@ -67,6 +68,7 @@ __all__ = [
     "set_locale",
     "switch_timezone",
     "symbol_spec",
+    "values_from_wire",
 ]
 
 #: The token anonymous clients send with set_auth_token (§3.1).
@@ -76,7 +78,8 @@ _loads = msgspec.json.Decoder().decode
 # msgspec.DecodeError for bad JSON; UnicodeEncodeError for text with lone surrogates.
 _JSON_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, UnicodeEncodeError)
 _new_tuple = tuple.__new__
-_ROW_BAR = attrgetter("v")
+_ROW_VALUES = attrgetter("v")
+_NO_SERIES = ("", "", False)  # a Bar's symbol, interval and closed as the parser leaves them
 _MALFORMED_ROW = (KeyError, IndexError, TypeError, ValueError, OverflowError)
 
 
@@ -152,22 +155,65 @@ def bar_from_values(values: Sequence[Any], symbol: str = "", interval: str = "")
     )
 
 
+def values_from_wire(values: Sequence[Any]) -> BarValues:
+    """Turn a wire bar ``[time, open, high, low, close(, volume)]`` into :class:`BarValues`,
+    read as :func:`bar_from_values` reads it."""
+    volume = values[5] if len(values) > 5 else None
+    return BarValues(
+        int(values[0]),
+        float(values[1]),
+        float(values[2]),
+        float(values[3]),
+        float(values[4]),
+        None if volume is None else float(volume),
+    )
+
+
+class BarValues(msgspec.Struct, array_like=True, frozen=True, gc=False, forbid_unknown_fields=True):
+    """The ``v`` array of a wire row: ``[time, open, high, low, close(, volume)]``.
+
+    A msgspec struct with ``gc=False``: the garbage collector does not track it (it holds
+    only numbers, so it can be in no reference cycle). A history batch of 5,000 rows thus
+    adds 5,000 objects that collections never walk, where 5,000 :class:`Bar` tuples (a tuple
+    subclass, which CPython never untracks) would be walked by every later full collection
+    of the process (tests/unit/test_messages.py checks that parsing leaves nothing tracked
+    per row). :meth:`bar` makes the :class:`Bar`.
+
+    Attributes:
+        timestamp: open time, unix seconds (a float time on the wire is truncated).
+        open, high, low, close: prices.
+        volume: traded volume, ``None`` when the row has none.
+    """
+
+    timestamp: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float | None = None
+
+    def bar(self, symbol: str = "", interval: str = "") -> Bar:
+        """These values as a forming :class:`Bar` of ``symbol`` and ``interval``."""
+        return _new_tuple(Bar, (*astuple(self), symbol, interval, False))
+
+
 class Row(msgspec.Struct, frozen=True, gc=False):
     """One wire row ``{"i": index, "v": [time, open, high, low, close(, volume)]}``.
 
     Attributes:
+        v: the values (:class:`BarValues`).
         bar: the values as a :class:`Bar` without symbol and interval (volume ``None`` when
             the row has none).
         index: the server's bar index ``i`` (``-1`` when absent).
     """
 
-    v: Bar
+    v: BarValues
     i: int = -1
 
     @property
     def bar(self) -> Bar:
         """The row's bar (symbol and interval empty)."""
-        return self.v
+        return _new_tuple(Bar, astuple(self.v) + _NO_SERIES)
 
     @property
     def index(self) -> int:
@@ -217,12 +263,12 @@ class SeriesPayload(msgspec.Struct, frozen=True, gc=False):
         tail = (symbol, interval, False)
         if len(rows) == 1:
             # A live du carries one bar: no comprehension for it.
-            return [_new_tuple(Bar, rows[0].v[:6] + tail)]
-        return [_new_tuple(Bar, row.v[:6] + tail) for row in rows]
+            return [_new_tuple(Bar, astuple(rows[0].v) + tail)]
+        return [_new_tuple(Bar, astuple(row.v) + tail) for row in rows]
 
-    def values(self) -> list[Bar]:
-        """The rows' bars without symbol and interval (for fast frame building)."""
-        return list(map(_ROW_BAR, self.rows))
+    def values(self) -> list[BarValues]:
+        """The rows' values in server order (for frame building: see :class:`BarValues`)."""
+        return list(map(_ROW_VALUES, self.rows))
 
 
 class SeriesParams(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -501,18 +547,17 @@ def _load_object(text: str) -> dict[str, Any]:
 
 # The typed fast path for bar messages (nearly all the traffic: hundreds of thousands of
 # packets per second live, 5,000-bar batches in history). msgspec checks the exact shape real
-# servers send while it parses, and builds the Bar tuples directly from the JSON arrays, which
-# is faster than parsing to dicts and lists first (benchmarks/codec_throughput.py). Whatever it
-# does not accept (a row with a fractional time, an extra value, a study entry of an unusual
-# shape, ...) goes to the general path, which decides what it is; the two build the same
-# message from the same text, except that numbers sent as strings are read as numbers by
-# both (the general path through float()/int()).
+# servers send while it parses, and builds the BarValues structs directly from the JSON
+# arrays, which is faster than parsing to dicts and lists first
+# (benchmarks/codec_throughput.py). Whatever it does not accept (a row with a fractional
+# time, an extra value, a study entry of an unusual shape, ...) goes to the general path,
+# which decides what it is; the two build the same message from the same text, except that
+# numbers sent as strings are read as numbers by both (the general path through
+# float()/int()).
 
 
 _decode_bars = msgspec.json.Decoder(LiveData | HistoryData, strict=False).decode
 _BARS_PREFIXES = ('{"m":"du",', '{"m":"timescale_update",')
-# Packets at least this long (characters; about 600 bars) are decoded with collection paused.
-_LARGE_PACKET = 50_000
 
 
 def parse_message(text: str) -> ServerMessage:
@@ -522,19 +567,10 @@ def parse_message(text: str) -> ServerMessage:
         FramingError: not a JSON object, or a known message with the wrong shape.
     """
     if text.startswith(_BARS_PREFIXES):
+        # Every object this builds per row is untracked by the garbage collector (Row and
+        # BarValues are gc=False structs), so a large batch needs no pause of collection.
         try:
-            if len(text) < _LARGE_PACKET or not gc.isenabled():
-                return _decode_bars(text)
-            # A history batch builds thousands of bar tuples at once, and each few hundred
-            # allocations start a garbage collection that walks them and everything the
-            # caller still holds (earlier batches): measured 2-2.5x the decode time itself.
-            # The decoded message has no reference cycles, so collection is paused for the
-            # decode (msgspec holds the GIL throughout; no other code runs meanwhile).
-            gc.disable()
-            try:
-                return _decode_bars(text)
-            finally:
-                gc.enable()
+            return _decode_bars(text)
         except _JSON_ERRORS:
             pass  # an unusual shape (or not JSON): the general path decides
     try:
@@ -555,7 +591,7 @@ def _row(row: Any, method: str, series_id: str) -> Row:
     try:
         values = row["v"]
         index = row.get("i", -1)
-        return Row(bar_from_values(values), index if index.__class__ is int else -1)
+        return Row(values_from_wire(values), index if index.__class__ is int else -1)
     except _MALFORMED_ROW as exc:
         raise FramingError(f"{method}: malformed bar row in series {series_id!r}") from exc
 
