@@ -240,6 +240,7 @@ class TvSimulator:
             www_url=www,
             symbol_search_url=f"{www}/symbol_search/v3/",
             origin=ORIGIN,
+            pine_facade_url=f"{www}/pine-facade",
         )
 
     @property

@@ -108,6 +108,7 @@ from ..protocol.messages import ANONYMOUS_TOKEN
 from .catalogue import Catalogue, SymbolInfo
 from .clock import SimulatorClock
 from .faults import Faults, FaultScript
+from .studies import NO_VALUE, SCRIPTS, StudyInputError, compute, resolve_inputs
 from .tokens import PLAN_BAR_LIMITS, TokenIssuer
 from .truth import BLOCK_BARS, Row, Slot, Truth, TruthSeries
 
@@ -131,6 +132,8 @@ logger = logging.getLogger("tvfeed_async.testing.ws_server")
 WEBSOCKET_PATH = "/socket.io/websocket"
 RELEASE = "registry.xtools.tv/tvbs_release/webchart:release_209-10"
 NODE = "sim1-charts-free-1-series-1"
+#: Study names run by the simulator's study engine (:mod:`tvfeed_async.testing.studies`).
+SCRIPT_STUDY_NAMES = frozenset({"Script@tv-scripting-101!"})
 BAD_TOKEN = "bad auth token"  # noqa: S105 - the error text, not a secret
 MAX_SESSIONS_RATE = "max sessions rate reached"
 TOO_MANY_SESSIONS = "too many chart sessions"
@@ -935,6 +938,8 @@ class _Chart:
     dead: bool = False
     #: study id -> ("<parent>_<turnaround>", study name)
     studies: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: study id -> parent series id, for studies run by the study engine.
+    study_parents: dict[str, str] = field(default_factory=dict)
     #: symbol_resolved packets held back per symbol reference (``ServerConfig.resolve_hold``).
     held: dict[str, str] = field(default_factory=dict)
     hold_timers: list[asyncio.TimerHandle] = field(default_factory=list)
@@ -1929,7 +1934,60 @@ class SimConnection:
         chart_id, study_id, turnaround, parent, name = params[:5]
         tag = f"{parent}_{turnaround}"
         chart.studies[study_id] = (tag, name)
+        if name in SCRIPT_STUDY_NAMES:
+            chart.study_parents[study_id] = parent
+            inputs = params[5] if len(params) > 5 else None
+            self._script_study(out, chart.series[parent], study_id, tag, inputs)
+            return
         self._study_failure(out, chart_id, study_id, tag, name)
+
+    def _script_study(
+        self, out: list[str], series: _Series, study_id: str, tag: str, inputs: Any
+    ) -> None:
+        """A Pine study (``Script@tv-scripting-101!``) run by the simulator's engine over the
+        bars ``series`` holds: ``study_loading``, one ``du`` with a ``st`` row per bar (the
+        series' indexes, ``1e100`` for no value), ``study_completed``; or ``study_error``
+        for an unknown script or IL, an invite-only one (``study_not_auth:<id>``) and
+        inputs of the wrong name, type or range."""
+        now = self._now()
+        chart_id = series.chart
+        out.append(_envelope("study_loading", [chart_id, study_id, tag], now))
+        given = inputs if isinstance(inputs, dict) else {}
+        spec = SCRIPTS.get(given.get("pineId", ""))
+        reason: str | None = None
+        values: dict[str, int | float] = {}
+        if spec is None or given.get("text") != spec.text:
+            reason = f"invalid script: {given.get('pineId', '')}"
+        elif spec.invite_only:
+            reason = f"study_not_auth:{spec.pine_id}"
+        else:
+            try:
+                values = resolve_inputs(spec, given)
+            except StudyInputError as error:
+                reason = f"invalid input: {error}"
+        if reason is not None or spec is None:
+            self.hub.stats.study_errors += 1
+            out.append(_envelope("study_error", [chart_id, study_id, tag, reason], now))
+            return
+        truth = series.truth
+        count = max(series.loaded, series.live_index + 1)
+        slots = truth.slots_after(series.first_open, count, now)
+        rows = [truth.final(slot) if slot[2] <= now else truth.at(slot, now) for slot in slots]
+        float_times = truth.symbol.float_times
+        plotted = compute(spec, values, rows)
+        wire = [
+            {
+                "i": index,
+                "v": [
+                    float(slot[1]) if float_times else slot[1],
+                    *(NO_VALUE if value is None else value for value in plots),
+                ],
+            }
+            for index, (slot, plots) in enumerate(zip(slots, plotted, strict=True))
+        ]
+        body = {"node": NODE, "st": wire, "ns": {"d": "", "indexes": []}, "t": tag}
+        out.append(_plain("du", [chart_id, {study_id: body}]))
+        out.append(_envelope("study_completed", [chart_id, study_id, tag], now))
 
     def _study_failure(
         self, out: list[str], chart_id: str, study_id: str, tag: str, name: str
@@ -1953,9 +2011,13 @@ class SimConnection:
         if known is None or not isinstance(params[2], str):
             self._critical(out, params[0], "invalid parameters", "modify_study", params)
             return
-        parent = known[0].split("_", 1)[0]
+        parent = chart.study_parents.get(params[1]) or known[0].split("_", 1)[0]
         tag = f"{parent}_{params[2]}"
         chart.studies[params[1]] = (tag, known[1])
+        if known[1] in SCRIPT_STUDY_NAMES and parent in chart.series:
+            inputs = params[3] if len(params) > 3 else None
+            self._script_study(out, chart.series[parent], params[1], tag, inputs)
+            return
         self._study_failure(out, params[0], params[1], tag, known[1])
 
     def _remove_study(self, params: list[Any], out: list[str]) -> None:
