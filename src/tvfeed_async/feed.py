@@ -833,6 +833,103 @@ class TvFeed:
             timezone=timezone,
         )
 
+    # ------------------------------------------------------------------ studies (#19)
+    # One contiguous block: get_study and its helpers (tvfeed_async.studies does the work).
+
+    async def get_study(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        interval: IntervalLike = Interval.in_daily,
+        *,
+        study: str,
+        inputs: dict[str, object] | None = None,
+        n_bars: int | None = None,
+        version: str = "last",
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+        timezone: str | None = None,
+        include_partial: bool = False,
+    ) -> pl.DataFrame:
+        """Values of a Pine study (``STD;RSI``, ``PUB;...``) computed by TradingView over the
+        bars ``get_hist`` would return for the same arguments.
+
+        Args:
+            study: the script id, e.g. ``"STD;RSI"``, ``"STD;MACD"``, ``"PUB;<id>"``.
+            inputs: by the names in the script's metadata (``{"length": 14}``; case and
+                spaces do not matter: ``"Fast Length"`` is ``fast_length``) or ``in_<n>``;
+                the others keep their defaults.
+            n_bars: how many of the most recent bars (default 10), paged like ``get_hist``.
+            version: the script version (``"last"``).
+            symbol, exchange, interval, fut_contract, extended_session, adjustment,
+                back_adjusted, timezone, include_partial: as for :meth:`get_hist`.
+
+        Returns:
+            ``time`` (as in ``get_hist``) plus one Float64 column per plot, named from the
+            metadata (``RSI``; ``MACD``, ``Signal``, ``Histogram``...); null where the
+            study has no value (TradingView's ``1e100``, e.g. warm-up bars).
+
+        Raises:
+            InvalidRequest: bad arguments, an unknown script, an input the script does not
+                have or a value of the wrong type (nothing was sent on the socket).
+            EntitlementError: an invite-only or private script, or the plan lacks the data.
+            SymbolNotFound, RequestTimeout, ConnectionLost: as for :meth:`get_hist`.
+
+        Cancelling the call deletes its chart session on the server (best effort).
+        """
+        from .protocol.studies import study_inputs
+        from .studies import fetch_script, fetch_study
+
+        if not isinstance(study, str):
+            raise InvalidRequest(f"study must be a script id string, not {study!r}")
+        request = self._history_request(
+            symbol,
+            exchange,
+            interval,
+            n_bars,
+            fut_contract=fut_contract,
+            extended_session=extended_session,
+            start=None,
+            end=None,
+            adjustment=adjustment,
+            back_adjusted=back_adjusted,
+            timezone=timezone,
+            include_partial=include_partial,
+        )
+        self._check_open()
+        assert self._http is not None
+        meta = await fetch_script(
+            self._http, self.endpoints, study, version, http_timeout=self.timeouts.http
+        )
+        body = study_inputs(meta, inputs or {})
+        failed: Link | None = None
+        try:
+            with anyio.fail_after(self.timeouts.request):
+                async with self._limiter:
+                    for attempt in range(_HISTORY_ATTEMPTS):
+                        try:
+                            return await fetch_study(
+                                self._supervisor,
+                                request,
+                                meta,
+                                body,
+                                self.bar_limit,
+                                page_quiet=self.timeouts.page,
+                                after=failed,
+                            )
+                        except FailedLink as error:
+                            if attempt == _HISTORY_ATTEMPTS - 1 or self._state != "open":
+                                raise ConnectionLost(str(error)) from error
+                            failed = error.link
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no complete answer for {study} on {request.describe()} within "
+                f"{self.timeouts.request:g} s; try again or raise Timeouts.request"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
 
 def _check_positive_int(value: object, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -13,9 +13,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import polars as pl
 import pytest
 
+from tests.integration.helpers import open_feed
 from tests.simulator.helpers import RawClient, rows_of
+from tvfeed_async.errors import EntitlementError, InvalidRequest, SymbolNotFound
 from tvfeed_async.protocol.framing import decode_packets, encode_json
 from tvfeed_async.protocol.messages import UnknownMessage
 from tvfeed_async.testing.simulator import TvSimulator
@@ -253,3 +256,119 @@ async def test_create_study_errors(
     assert params[:3] == ["cs_test", "st_e", "s1_st1"]
     assert params[3].startswith(reason)
     assert rows == []
+
+
+# ----------------------------------------------------------------- TvFeed.get_study
+
+
+def frame_expected(pine_id: str, bars: pl.DataFrame, values: dict[str, Any]) -> Expected:
+    rows = list(bars.select("time", "open", "high", "low", "close", "volume").iter_rows())
+    return expected_plots(pine_id, rows, values)
+
+
+FEED_CASES = [
+    ("STD;RSI", {"length": 14}, {"in_0": 14}, ["RSI"]),
+    ("STD;RSI", {"Length": 7}, {"in_0": 7}, ["RSI"]),
+    ("STD;SMA", {"in_0": 30}, {"in_0": 30}, ["MA"]),
+    ("STD;EMA", {}, {"in_0": 9}, ["EMA"]),
+    (
+        "STD;MACD",
+        {"fast_length": 8, "Slow Length": 21, "signal_smoothing": 5},
+        {"in_0": 8, "in_1": 21, "in_2": 5},
+        ["MACD", "Signal", "Histogram"],
+    ),
+    (
+        "STD;Bollinger_Bands",
+        {"stddev": 2.5},
+        {"in_0": 20, "in_1": 2.5},
+        ["Basis", "Upper", "Lower"],
+    ),
+    ("STD;Bollinger_Bands", {"stddev": 3}, {"in_0": 20, "in_1": 3.0}, ["Basis", "Upper", "Lower"]),
+    ("STD;Volume", {}, {}, ["Volume"]),
+]
+
+
+@pytest.mark.parametrize(("pine_id", "inputs", "wire_inputs", "columns"), FEED_CASES)
+async def test_get_study_matches_independent_formulas_over_get_hist(
+    sim: TvSimulator,
+    pine_id: str,
+    inputs: dict[str, object],
+    wire_inputs: dict[str, Any],
+    columns: list[str],
+) -> None:
+    async with open_feed(sim) as feed:
+        bars = await feed.get_hist(BTC, interval="60", n_bars=400)
+        frame = await feed.get_study(BTC, interval="60", study=pine_id, inputs=inputs, n_bars=400)
+    assert frame.columns == ["time", *columns]
+    assert frame.schema["time"] == bars.schema["time"]
+    assert all(frame.schema[name] == pl.Float64 for name in columns)
+    assert frame.get_column("time").to_list() == bars.get_column("time").to_list()
+    expected = frame_expected(pine_id, bars, wire_inputs)
+    for got, want in zip(frame.select(columns).iter_rows(), expected, strict=True):
+        for a, b in zip(got, want, strict=True):
+            assert (a is None) if b is None else (a is not None and close_to(a, b)), (got, want)
+
+
+async def test_get_study_pages_past_the_bar_limit(sim: TvSimulator) -> None:
+    async with open_feed(sim) as feed:
+        assert feed.bar_limit < 5200
+        bars = await feed.get_hist(BTC, interval="60", n_bars=5200)
+        frame = await feed.get_study(BTC, interval="60", study="STD;RSI", n_bars=5200)
+    assert frame.height == bars.height == 5200
+    assert frame.get_column("time").to_list() == bars.get_column("time").to_list()
+    expected = [plots[0] for plots in frame_expected("STD;RSI", bars, {"in_0": 14})]
+    got = frame.get_column("RSI").to_list()
+    assert got[:14] == expected[:14] == [None] * 14
+    assert all(
+        a is not None and b is not None and close_to(a, b)
+        for a, b in zip(got[14:], expected[14:], strict=True)
+    )
+
+
+async def test_get_study_timezone_and_partial(sim: TvSimulator) -> None:
+    async with open_feed(sim) as feed:
+        paris = await feed.get_study(
+            BTC, interval="60", study="STD;SMA", n_bars=50, timezone="Europe/Paris"
+        )
+        partial = await feed.get_study(
+            BTC, interval="60", study="STD;SMA", n_bars=50, include_partial=True
+        )
+        bars = await feed.get_hist(BTC, interval="60", n_bars=50, include_partial=True)
+    assert paris.schema["time"] == pl.Datetime("us", "Europe/Paris")
+    assert partial.get_column("time").to_list() == bars.get_column("time").to_list()
+    # The forming bar is the last one; its SMA is the mean of the last 9 closes as sent.
+    closes = bars.get_column("close").to_list()
+    assert close_to(partial.get_column("MA")[-1], sum(closes[-9:]) / 9)
+
+
+@pytest.mark.parametrize(
+    ("study", "inputs", "error", "text"),
+    [
+        ("STD;RSI", {"period": 14}, InvalidRequest, "has no input 'period'"),
+        ("STD;RSI", {"length": 14.5}, InvalidRequest, "must be an int"),
+        ("STD;RSI", {"length": True}, InvalidRequest, "must be an int"),
+        ("STD;RSI", {"length": 0}, InvalidRequest, "must be >= 1"),
+        ("STD;Bollinger_Bands", {"stddev": "2"}, InvalidRequest, "must be a number"),
+        ("STD;NoSuchScript", {}, InvalidRequest, "unknown script"),
+        ("PUB;simulated-invite-only", {}, EntitlementError, "invite-only"),
+    ],
+)
+async def test_get_study_typed_errors(
+    sim: TvSimulator,
+    study: str,
+    inputs: dict[str, object],
+    error: type[Exception],
+    text: str,
+) -> None:
+    async with open_feed(sim) as feed:
+        before = sim.stats.study_errors
+        with pytest.raises(error, match=text):
+            await feed.get_study(BTC, interval="60", study=study, inputs=inputs, n_bars=20)
+    # Refused before anything reached the socket.
+    assert sim.stats.study_errors == before
+
+
+async def test_get_study_unknown_symbol(sim: TvSimulator) -> None:
+    async with open_feed(sim) as feed:
+        with pytest.raises(SymbolNotFound):
+            await feed.get_study("BINANCE:NOPENOPE", interval="60", study="STD;RSI", n_bars=20)
