@@ -56,6 +56,7 @@ from .validation import (
 if TYPE_CHECKING:
     from .auth import AuthSession, SessionCache
     from .search import SearchResult
+    from .studies import StudyJob, StudyValues
 
 __all__ = ["StreamSpec", "TimeLike", "TvFeed"]
 
@@ -369,6 +370,7 @@ class TvFeed:
         back_adjusted: bool = False,
         timezone: str | None = None,
         include_partial: bool = False,
+        studies: list[str | tuple[str, dict[str, object]]] | None = None,
     ) -> pl.DataFrame:
         """Historical bars as a Polars frame (tvdatafeed's ``get_hist``, asynchronous).
 
@@ -387,11 +389,14 @@ class TvFeed:
             back_adjusted: back-adjust continuous futures.
             timezone: convert the ``time`` column to this IANA zone for display.
             include_partial: keep the newest bar even if it is still forming.
+            studies: Pine studies to join as columns (count mode only): ``"STD;RSI"`` or
+                ``("STD;RSI", {"length": 14})``; see :meth:`get_study`. Plot columns that
+                would repeat a name get ``_2``, ``_3``...
 
         Returns:
             Columns ``time`` (Datetime us, UTC unless ``timezone``), ``symbol``, ``open``,
-            ``high``, ``low``, ``close``, ``volume`` (null when the symbol has none); sorted
-            by time, unique times.
+            ``high``, ``low``, ``close``, ``volume`` (null when the symbol has none), then
+            the studies' plots; sorted by time, unique times.
 
         Raises:
             InvalidRequest: bad arguments (nothing was sent).
@@ -402,6 +407,24 @@ class TvFeed:
 
         Cancelling the call deletes its chart session on the server (best effort).
         """
+        if studies:
+            check_history_arguments(exchange=exchange, start=start, end=end, timezone=timezone)
+            request = self._history_request(
+                symbol,
+                exchange,
+                interval,
+                n_bars,
+                fut_contract=fut_contract,
+                extended_session=extended_session,
+                start=start,
+                end=end,
+                adjustment=adjustment,
+                back_adjusted=back_adjusted,
+                timezone=timezone,
+                include_partial=include_partial,
+            )
+            self._check_open()
+            return await self._study_frame(request, list(studies), with_bars=True)
         result = await self.fetch_history(
             symbol,
             exchange,
@@ -879,9 +902,6 @@ class TvFeed:
 
         Cancelling the call deletes its chart session on the server (best effort).
         """
-        from .protocol.studies import study_inputs
-        from .studies import fetch_script, fetch_study
-
         if not isinstance(study, str):
             raise InvalidRequest(f"study must be a script id string, not {study!r}")
         request = self._history_request(
@@ -899,35 +919,94 @@ class TvFeed:
             include_partial=include_partial,
         )
         self._check_open()
-        assert self._http is not None
-        meta = await fetch_script(
-            self._http, self.endpoints, study, version, http_timeout=self.timeouts.http
+        return await self._study_frame(
+            request, [(study, inputs or {})], with_bars=False, version=version
         )
-        body = study_inputs(meta, inputs or {})
-        failed: Link | None = None
+
+    async def _study_frame(
+        self,
+        request: HistoryRequest,
+        studies: list[str | tuple[str, dict[str, object]]],
+        *,
+        with_bars: bool,
+        version: str = "last",
+    ) -> pl.DataFrame:
+        """The bars of ``request`` (or only their ``time``) with the columns of ``studies``.
+
+        Every script's metadata is fetched and its inputs checked before anything is sent
+        on the socket; studies share a chart session, at most
+        ``studies.MAX_STUDIES_PER_CHART`` per session (more use further sessions).
+        """
+        from .protocol.studies import study_inputs
+        from .studies import MAX_STUDIES_PER_CHART, fetch_script, join_studies, study_columns
+
+        if request.start is not None:
+            raise InvalidRequest("studies support n_bars (count mode) only, not start/end")
+        assert self._http is not None
+        jobs: list[StudyJob] = []
+        items: list[object] = list(studies)
+        for item in items:
+            given: dict[str, object]
+            if isinstance(item, str):
+                script, given = item, {}
+            elif (
+                isinstance(item, tuple)
+                and len(item) == 2
+                and isinstance(item[0], str)
+                and isinstance(item[1], dict)
+            ):
+                script, given = item
+            else:
+                raise InvalidRequest(
+                    f"a study is 'STD;RSI' or ('STD;RSI', {{'length': 14}}), not {item!r}"
+                )
+            meta = await fetch_script(
+                self._http, self.endpoints, script, version, http_timeout=self.timeouts.http
+            )
+            jobs.append((meta, study_inputs(meta, given)))
+        bars: pl.DataFrame | None = None
+        values: list[StudyValues] = []
         try:
             with anyio.fail_after(self.timeouts.request):
-                async with self._limiter:
-                    for attempt in range(_HISTORY_ATTEMPTS):
-                        try:
-                            return await fetch_study(
-                                self._supervisor,
-                                request,
-                                meta,
-                                body,
-                                self.bar_limit,
-                                page_quiet=self.timeouts.page,
-                                after=failed,
-                            )
-                        except FailedLink as error:
-                            if attempt == _HISTORY_ATTEMPTS - 1 or self._state != "open":
-                                raise ConnectionLost(str(error)) from error
-                            failed = error.link
+                for first in range(0, len(jobs), MAX_STUDIES_PER_CHART):
+                    group = jobs[first : first + MAX_STUDIES_PER_CHART]
+                    group_bars, group_values = await self._run_studies(request, group)
+                    bars = group_bars if bars is None else bars
+                    values += group_values
         except TimeoutError:
             raise RequestTimeout(
-                f"no complete answer for {study} on {request.describe()} within "
+                f"no complete answer for the studies on {request.describe()} within "
                 f"{self.timeouts.request:g} s; try again or raise Timeouts.request"
             ) from None
+        assert bars is not None
+        taken = set(bars.columns) if with_bars else {"time"}
+        named = [
+            (study_columns(meta.plots, taken), found)
+            for (meta, _), found in zip(jobs, values, strict=True)
+        ]
+        return join_studies(bars if with_bars else bars.select("time"), named, request.timezone)
+
+    async def _run_studies(
+        self, request: HistoryRequest, group: list[StudyJob]
+    ) -> tuple[pl.DataFrame, list[StudyValues]]:
+        from .studies import fetch_studies
+
+        failed: Link | None = None
+        async with self._limiter:
+            for attempt in range(_HISTORY_ATTEMPTS):
+                try:
+                    return await fetch_studies(
+                        self._supervisor,
+                        request,
+                        group,
+                        self.bar_limit,
+                        page_quiet=self.timeouts.page,
+                        after=failed,
+                    )
+                except FailedLink as error:
+                    if attempt == _HISTORY_ATTEMPTS - 1 or self._state != "open":
+                        raise ConnectionLost(str(error)) from error
+                    failed = error.link
         raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -1,12 +1,12 @@
 """Indicator values computed by TradingView: Pine studies over a history request.
 
-``TvFeed.get_study`` runs here. The script's metadata and IL come from pine-facade over the
-feed's aiohttp session (:func:`fetch_script`); then one chart session loads the bars exactly
-as ``get_hist`` does in count mode (``create_series``, paged with ``request_more_data``),
-and only then adds the study (``create_study``), so that the server computes it over every
-bar the request loaded. The study's ``st`` rows are collected until ``study_completed``
-and joined on open time to the bars the same request keeps (forming bar dropped unless
-asked, the newest ``n_bars``): the frame has ``time`` plus one column per plot.
+``TvFeed.get_study`` and ``get_hist(studies=...)`` run here. Each script's metadata and IL
+come from pine-facade over the feed's aiohttp session (:func:`fetch_script`); then one chart
+session loads the bars exactly as ``get_hist`` does in count mode (``create_series``, paged
+with ``request_more_data``), and only then adds the studies (``create_study`` ``st1``,
+``st2``...), so that the server computes them over every bar the request loaded. Each
+study's ``st`` rows are collected until its ``study_completed`` and joined on open time to
+the bars the same request keeps (forming bar dropped unless asked, the newest ``n_bars``).
 """
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ from .protocol.studies import (
     study_values,
 )
 
-__all__ = ["fetch_script", "fetch_study"]
+__all__ = ["fetch_script", "fetch_studies", "join_studies", "study_columns"]
 
-#: The study id and turnaround of the one study of a request's chart session.
-STUDY_ID = "st1"
+#: Studies per chart session: the ``max_studies`` claim of a pro_premium token (PROTOCOL.md
+#: §7.4); more are spread over further chart sessions (TVAPI#269: "maximum number of studies
+#: per chart").
+MAX_STUDIES_PER_CHART = 25
 
 
 async def fetch_script(
@@ -111,29 +113,34 @@ async def fetch_script(
 
 
 class _StudyRoute(_ChartRoute):
-    """A history route that also collects the study's messages."""
+    """A history route that also collects the messages of its studies (``st1``...)."""
 
-    def __init__(self, symbol: str, request_name: str) -> None:
+    def __init__(self, symbol: str, request_name: str, study_ids: list[str]) -> None:
         super().__init__(symbol, request_name)
-        self.study_rows: list[StudyRow] = []
+        self.study_rows: dict[str, list[StudyRow]] = {study: [] for study in study_ids}
+        self.waiting = set(study_ids)
         self.study_failure: TvFeedError | None = None
         self.study_done = anyio.Event()
 
     def handle(self, message: ServerMessage) -> None:
         if isinstance(message, UnknownMessage) and message.method.startswith("study_"):
             params = message.params
-            if len(params) < 2 or params[1] != STUDY_ID:
+            if len(params) < 2 or params[1] not in self.study_rows:
                 return
-            if message.method == "study_completed":
+            if message.method == "study_error":
+                if self.study_failure is None:
+                    self.study_failure = study_error(params, self.request_name)
                 self.study_done.set()
-            elif message.method == "study_error":
-                self.study_failure = study_error(params, self.request_name)
-                self.study_done.set()
+            elif message.method == "study_completed":
+                self.waiting.discard(params[1])
+                if not self.waiting:
+                    self.study_done.set()
             return
         if isinstance(message, SeriesData):
-            payload = message.series.get(STUDY_ID)
-            if payload is not None:
-                self.study_rows += payload.study_rows
+            for study, rows in self.study_rows.items():
+                payload = message.series.get(study)
+                if payload is not None:
+                    rows += payload.study_rows
             if SERIES_ID not in message.series:
                 return
         super().handle(message)
@@ -143,20 +150,26 @@ class _StudyRoute(_ChartRoute):
         self.study_done.set()
 
 
-async def fetch_study(
+#: One study to run: its metadata and the ``create_study`` inputs object.
+StudyJob = tuple[ScriptMetadata, dict[str, object]]
+#: Per study: open time (unix seconds) -> plot values (None for no value).
+StudyValues = dict[int, tuple[float | None, ...]]
+
+
+async def fetch_studies(
     supervisor: Supervisor,
     request: HistoryRequest,
-    meta: ScriptMetadata,
-    inputs: dict[str, object],
+    studies: list[StudyJob],
     bar_limit: int,
     *,
     page_quiet: float = 10.0,
     after: Link | None = None,
-) -> pl.DataFrame:
-    """Run one study request (count mode) on the current socket.
+) -> tuple[pl.DataFrame, list[StudyValues]]:
+    """Load the bars of ``request`` (count mode) on one chart session of the current socket,
+    then run every study of ``studies`` on it.
 
-    Args:
-        inputs: the ``create_study`` inputs object (:func:`~.protocol.studies.study_inputs`).
+    Returns:
+        The bars as ``get_hist`` returns them (in UTC) and each study's values.
 
     Raises:
         InvalidRequest, EntitlementError, ProtocolError: the server's study_error.
@@ -167,13 +180,16 @@ async def fetch_study(
     if request.start is not None:
         raise InvalidRequest("studies support n_bars (count mode) only, not start/end")
     link = await supervisor.wait_link(after)
-    route = _StudyRoute(request.symbol.full, f"{meta.pine_id} on {request.describe()}")
+    study_ids = [f"st{n}" for n in range(1, len(studies) + 1)]
+    names = ", ".join(meta.pine_id for meta, _ in studies)
+    route = _StudyRoute(request.symbol.full, f"{names} on {request.describe()}", study_ids)
     try:
         session = await _open_chart(link, supervisor, request, route)
         try:
             with contextlib.suppress(_Quiet):  # the bars that came are kept, as in get_hist
                 await _run_count(link, session, request, route, bar_limit, page_quiet)
-            await link.send(create_study(session, STUDY_ID, STUDY_ID, SERIES_ID, inputs))
+            for study_id, (_, inputs) in zip(study_ids, studies, strict=True):
+                await link.send(create_study(session, study_id, study_id, SERIES_ID, inputs))
             await route.study_done.wait()
         finally:
             route.accepting = False
@@ -186,10 +202,6 @@ async def fetch_study(
         raise route.error
     if route.study_failure is not None:
         raise route.study_failure
-    return _study_frame(request, route, meta)
-
-
-def _study_frame(request: HistoryRequest, route: _StudyRoute, meta: ScriptMetadata) -> pl.DataFrame:
     utc_request = HistoryRequest(
         symbol=request.symbol,
         interval=request.interval,
@@ -199,17 +211,42 @@ def _study_frame(request: HistoryRequest, route: _StudyRoute, meta: ScriptMetada
         back_adjusted=request.back_adjusted,
         include_partial=request.include_partial,
     )
-    bars = _build_frame(utc_request, route).select("time")
-    values = study_values(route.study_rows, len(meta.plots))
-    times = sorted(values)
-    columns: dict[str, list[float | None]] = {
-        name: [values[t][n] for t in times] for n, name in enumerate(meta.plots)
-    }
-    study = pl.DataFrame(
-        {"time": [t * 1_000_000 for t in times], **columns},
-        schema={"time": pl.Int64, **dict.fromkeys(meta.plots, pl.Float64)},
-    ).with_columns(pl.col("time").cast(pl.Datetime("us", "UTC")))
-    frame = bars.join(study, on="time", how="left")
-    if request.timezone is not None:
-        frame = frame.with_columns(pl.col("time").dt.convert_time_zone(request.timezone))
+    values = [
+        study_values(route.study_rows[study_id], len(meta.plots))
+        for study_id, (meta, _) in zip(study_ids, studies, strict=True)
+    ]
+    return _build_frame(utc_request, route), values
+
+
+def study_columns(names: tuple[str, ...], taken: set[str]) -> list[str]:
+    """``names`` made unique against ``taken`` (with ``_2``, ``_3``...), which grows."""
+    out: list[str] = []
+    for name in names:
+        candidate, suffix = name, 2
+        while candidate in taken:
+            candidate, suffix = f"{name}_{suffix}", suffix + 1
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def join_studies(
+    bars: pl.DataFrame,
+    studies: list[tuple[list[str], StudyValues]],
+    timezone: str | None,
+) -> pl.DataFrame:
+    """``bars`` (UTC ``time``) with each study's columns joined on open time (null where a
+    study has no value or no row), then ``time`` converted to ``timezone``."""
+    frame = bars
+    for columns, values in studies:
+        times = sorted(values)
+        data: dict[str, list[int] | list[float | None]] = {"time": [t * 1_000_000 for t in times]}
+        for n, name in enumerate(columns):
+            data[name] = [values[t][n] for t in times]
+        study = pl.DataFrame(
+            data, schema={"time": pl.Int64, **dict.fromkeys(columns, pl.Float64)}
+        ).with_columns(pl.col("time").cast(pl.Datetime("us", "UTC")))
+        frame = frame.join(study, on="time", how="left")
+    if timezone is not None:
+        frame = frame.with_columns(pl.col("time").dt.convert_time_zone(timezone))
     return frame

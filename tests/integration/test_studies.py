@@ -372,3 +372,71 @@ async def test_get_study_unknown_symbol(sim: TvSimulator) -> None:
     async with open_feed(sim) as feed:
         with pytest.raises(SymbolNotFound):
             await feed.get_study("BINANCE:NOPENOPE", interval="60", study="STD;RSI", n_bars=20)
+
+
+# ----------------------------------------------------------------- get_hist(studies=...)
+
+
+async def test_get_hist_joins_studies_on_one_chart_session(sim: TvSimulator) -> None:
+    async with open_feed(sim) as feed:
+        plain = await feed.get_hist(BTC, interval="60", n_bars=200)
+        before = sim.stats.methods["chart_create_session"]
+        frame = await feed.get_hist(
+            BTC,
+            interval="60",
+            n_bars=200,
+            studies=["STD;SMA", ("STD;SMA", {"length": 50}), ("STD;MACD", {"fast_length": 6})],
+        )
+        sessions = sim.stats.methods["chart_create_session"] - before
+    assert sessions == 1
+    assert sim.stats.methods["create_study"] == 3
+    assert frame.columns == [*plain.columns, "MA", "MA_2", "MACD", "Signal", "Histogram"]
+    assert frame.select(plain.columns).equals(plain)
+    closes = plain.get_column("close").to_list()
+    for column, length in (("MA", 9), ("MA_2", 50)):
+        got = frame.get_column(column).to_list()
+        for a, b in zip(got, sma(closes, length), strict=True):
+            assert (a is None) if b is None else (a is not None and close_to(a, b))
+    want = macd(closes, 6, 26, 9)
+    for got_row, want_row in zip(
+        frame.select("MACD", "Signal", "Histogram").iter_rows(), want, strict=True
+    ):
+        assert all(close_to(a, b) for a, b in zip(got_row, want_row, strict=True))
+
+
+async def test_more_studies_than_a_chart_allows_use_more_chart_sessions(sim: TvSimulator) -> None:
+    from tvfeed_async.studies import MAX_STUDIES_PER_CHART
+
+    lengths = list(range(2, MAX_STUDIES_PER_CHART + 4))
+    async with open_feed(sim) as feed:
+        before = sim.stats.methods["chart_create_session"]
+        frame = await feed.get_hist(
+            BTC,
+            interval="60",
+            n_bars=60,
+            studies=[("STD;EMA", {"length": n}) for n in lengths],
+        )
+        sessions = sim.stats.methods["chart_create_session"] - before
+    assert sessions == 2
+    closes = frame.get_column("close").to_list()
+    names = ["EMA", *(f"EMA_{n}" for n in range(2, len(lengths) + 1))]
+    assert frame.columns[-len(lengths) :] == names
+    for name, length in zip(names, lengths, strict=True):
+        got = frame.get_column(name).to_list()
+        assert all(close_to(a, b) for a, b in zip(got, ema(closes, length), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("studies", "text"),
+    [
+        ([("STD;RSI", {"length": "x"})], "must be an int"),
+        ([42], "a study is"),
+        ([("STD;RSI",)], "a study is"),
+    ],
+)
+async def test_get_hist_studies_refused(sim: TvSimulator, studies: list[Any], text: str) -> None:
+    async with open_feed(sim) as feed:
+        with pytest.raises(InvalidRequest, match=text):
+            await feed.get_hist(BTC, interval="60", n_bars=10, studies=studies)
+        with pytest.raises(InvalidRequest, match="count mode"):
+            await feed.get_hist(BTC, interval="60", start=0, end=10**9, studies=["STD;RSI"])
