@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--adjustment", choices=("splits", "dividends"), default="splits")
     hist.add_argument("--timezone", help="show times in this IANA zone")
     hist.add_argument("-o", "--output", help="write .parquet, .csv, .json (NDJSON) instead")
+    from .cli_studies import add_study_argument
+
+    add_study_argument(hist)
 
     stream = commands.add_parser("stream", help="print live bars until Ctrl-C")
     stream.add_argument("symbols", nargs="+", help="EXCHANGE:TICKER ...")
@@ -134,6 +137,10 @@ async def _hist(args: argparse.Namespace) -> int:
         "start": start,
         "end": end,
     }
+    from .cli_studies import hist_studies
+
+    if (studies := hist_studies(args)) is not None:
+        options["studies"] = studies
     async with TvFeed(endpoints=_endpoints(args)) as feed:
         frames: list[pl.DataFrame] = []
         if len(args.symbols) == 1:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import statistics
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import polars as pl
 import pytest
 
@@ -440,3 +444,29 @@ async def test_get_hist_studies_refused(sim: TvSimulator, studies: list[Any], te
             await feed.get_hist(BTC, interval="60", n_bars=10, studies=studies)
         with pytest.raises(InvalidRequest, match="count mode"):
             await feed.get_hist(BTC, interval="60", start=0, end=10**9, studies=["STD;RSI"])
+
+
+async def test_cli_hist_with_study(sim: TvSimulator, tmp_path: Path) -> None:
+    endpoints = sim.endpoints
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TV_", "TVFEED_"))}
+    env["TVFEED_CACHE_DIR"] = str(tmp_path / "cache")
+    env["TVFEED_PINE_FACADE_URL"] = endpoints.pine_facade_url
+    path = tmp_path / "out.parquet"
+    command = [
+        *(sys.executable, "-m", "tvfeed_async.cli"),
+        *("--ws-url", endpoints.ws_url, "--www-url", endpoints.www_url),
+        *("hist", BTC, "-i", "60", "-n", "40", "-o", str(path)),
+        *("--study", "STD;RSI:length=5", "--study", "STD;SMA"),
+    ]
+    with anyio.fail_after(60):
+        done = await anyio.run_process(command, env=env, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    frame = pl.read_parquet(path)
+    async with open_feed(sim) as feed:
+        bars = await feed.get_hist(BTC, interval="60", n_bars=40)
+    assert frame.select(bars.columns).equals(bars)
+    closes = bars.get_column("close").to_list()
+    for got, want in zip(frame.get_column("RSI").to_list(), wilder_rsi(closes, 5), strict=True):
+        assert (got is None) if want is None else (got is not None and close_to(got, want))
+    for got, want in zip(frame.get_column("MA").to_list(), sma(closes, 9), strict=True):
+        assert (got is None) if want is None else (got is not None and close_to(got, want))
