@@ -55,6 +55,7 @@ from .validation import (
 
 if TYPE_CHECKING:
     from .auth import AuthSession, SessionCache
+    from .protocol.studies import ScriptSummary
     from .search import SearchResult
     from .studies import StudyJob, StudyValues
 
@@ -985,6 +986,41 @@ class TvFeed:
             for (meta, _), found in zip(jobs, values, strict=True)
         ]
         return join_studies(bars if with_bars else bars.select("time"), named, request.timezone)
+
+    async def search_studies(
+        self, text: str = "", *, filter: str = "standard"
+    ) -> list[ScriptSummary]:
+        """TradingView's scripts of a kind (pine-facade ``list``) whose name or short
+        description contains ``text`` (letters only, any case; empty: all of them).
+
+        Args:
+            filter: ``"standard"`` (built-in indicators), ``"candlestick"`` or
+                ``"fundamental"``.
+
+        Returns:
+            :class:`~tvfeed_async.protocol.studies.ScriptSummary` items; their ``id`` is
+            what :meth:`get_study` takes as ``study``.
+
+        Raises:
+            InvalidRequest: another filter.
+            RateLimited, RequestTimeout, ConnectionLost: the service failed.
+        """
+        from .protocol.studies import input_key
+        from .studies import fetch_script_list
+
+        self._check_open()
+        assert self._http is not None
+        scripts = await fetch_script_list(
+            self._http, self.endpoints, filter, http_timeout=self.timeouts.http
+        )
+        wanted = input_key(text).replace("_", "")
+        return [
+            script
+            for script in scripts
+            if wanted in input_key(script.name).replace("_", "")
+            or wanted in input_key(script.short_description).replace("_", "")
+            or wanted in input_key(script.id).replace("_", "")
+        ]
 
     async def _run_studies(
         self, request: HistoryRequest, group: list[StudyJob]

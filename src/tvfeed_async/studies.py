@@ -42,13 +42,21 @@ from .history import (
 from .protocol.messages import SeriesData, ServerMessage, StudyRow, UnknownMessage
 from .protocol.studies import (
     ScriptMetadata,
+    ScriptSummary,
     create_study,
+    parse_script_list,
     parse_translate,
     study_error,
     study_values,
 )
 
-__all__ = ["fetch_script", "fetch_studies", "join_studies", "study_columns"]
+__all__ = [
+    "fetch_script",
+    "fetch_script_list",
+    "fetch_studies",
+    "join_studies",
+    "study_columns",
+]
 
 #: Studies per chart session: the ``max_studies`` claim of a pro_premium token (PROTOCOL.md
 #: §7.4); more are spread over further chart sessions (TVAPI#269: "maximum number of studies
@@ -79,26 +87,8 @@ async def fetch_script(
     # Spaces and percent signs in ids are sent escaped (TVAPI's getIndicator does so too).
     quoted = script.replace("%", "%25").replace(" ", "%20")
     url = f"{endpoints.pine_facade_url.rstrip('/')}/translate/{quoted}/{version}"
-    try:
-        async with http.get(
-            url,
-            cookies=cookies,
-            timeout=aiohttp.ClientTimeout(total=http_timeout),
-            raise_for_status=False,
-        ) as response:
-            status = response.status
-            body = await response.text(errors="replace")
-    except TimeoutError:
-        raise RequestTimeout(f"pine-facade did not answer within {http_timeout:g} s") from None
-    except aiohttp.ClientError as exc:
-        raise ConnectionLost(f"could not reach pine-facade: {exc}") from exc
-    try:
-        document: object = json.loads(body)
-    except ValueError:
-        document = None
+    status, document, body = await _pine_get(http, url, None, http_timeout, cookies)
     reason = document.get("reason") if isinstance(document, dict) else None
-    if status == 429:
-        raise RateLimited("pine-facade answered HTTP 429; wait before asking again")
     if status in (401, 403):
         raise EntitlementError(
             f"pine-facade refuses {script!r} (HTTP {status}: {reason or body[:120]}): the "
@@ -110,6 +100,63 @@ async def fetch_script(
     if status >= 400 or document is None:
         raise TvFeedError(f"pine-facade failed for {script!r} with HTTP {status}: {body[:200]}")
     return parse_translate(document, script)
+
+
+async def fetch_script_list(
+    http: aiohttp.ClientSession, endpoints: Endpoints, filter_name: str, *, http_timeout: float
+) -> list[ScriptSummary]:
+    """pine-facade's ``list?filter=<filter_name>`` (``standard``, ``candlestick``,
+    ``fundamental``; ``saved`` needs the user's cookies and is not offered).
+
+    Raises:
+        InvalidRequest: another filter.
+        RateLimited, RequestTimeout, ConnectionLost, TvFeedError: the service failed.
+    """
+    if filter_name not in ("standard", "candlestick", "fundamental"):
+        raise InvalidRequest(
+            f"filter must be 'standard', 'candlestick' or 'fundamental', not {filter_name!r}"
+        )
+    url = f"{endpoints.pine_facade_url.rstrip('/')}/list"
+    status, document, body = await _pine_get(http, url, {"filter": filter_name}, http_timeout, None)
+    if status >= 400:
+        raise TvFeedError(f"pine-facade's list failed with HTTP {status}: {body[:200]}")
+    return parse_script_list(document)
+
+
+async def _pine_get(
+    http: aiohttp.ClientSession,
+    url: str,
+    params: dict[str, str] | None,
+    http_timeout: float,
+    cookies: dict[str, str] | None,
+) -> tuple[int, object, str]:
+    """GET ``url``: the status, the body as JSON (None when it is not) and as text.
+
+    Raises:
+        RateLimited: HTTP 429.
+        RequestTimeout, ConnectionLost: the service did not answer.
+    """
+    try:
+        async with http.get(
+            url,
+            params=params,
+            cookies=cookies,
+            timeout=aiohttp.ClientTimeout(total=http_timeout),
+            raise_for_status=False,
+        ) as response:
+            status = response.status
+            body = await response.text(errors="replace")
+    except TimeoutError:
+        raise RequestTimeout(f"pine-facade did not answer within {http_timeout:g} s") from None
+    except aiohttp.ClientError as exc:
+        raise ConnectionLost(f"could not reach pine-facade: {exc}") from exc
+    if status == 429:
+        raise RateLimited("pine-facade answered HTTP 429; wait before asking again")
+    try:
+        document: object = json.loads(body)
+    except ValueError:
+        document = None
+    return status, document, body
 
 
 class _StudyRoute(_ChartRoute):

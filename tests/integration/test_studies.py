@@ -470,3 +470,39 @@ async def test_cli_hist_with_study(sim: TvSimulator, tmp_path: Path) -> None:
         assert (got is None) if want is None else (got is not None and close_to(got, want))
     for got, want in zip(frame.get_column("MA").to_list(), sma(closes, 9), strict=True):
         assert (got is None) if want is None else (got is not None and close_to(got, want))
+
+
+# ----------------------------------------------------------------- listing and searching
+
+
+async def test_pine_facade_list_route(sim: TvSimulator) -> None:
+    url = f"{sim.endpoints.pine_facade_url}/list"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, params={"filter": "standard"}) as response:
+            assert response.status == 200
+            standard = await response.json()
+        async with session.get(url, params={"filter": "candlestick"}) as response:
+            assert await response.json() == []
+        async with session.get(url, params={"filter": "nope"}) as response:
+            assert response.status == 400
+    ids = {item["scriptIdPart"] for item in standard}
+    assert ids == {
+        "STD;RSI", "STD;SMA", "STD;EMA", "STD;MACD", "STD;Bollinger_Bands", "STD;Volume"
+    }  # fmt: skip
+    assert all(item["extra"]["kind"] == "study" for item in standard)
+
+
+async def test_search_studies_then_get_one(sim: TvSimulator) -> None:
+    async with open_feed(sim) as feed:
+        everything = await feed.search_studies()
+        found = await feed.search_studies("relative strength")
+        by_short = await feed.search_studies("bb")
+        assert await feed.search_studies("candles", filter="candlestick") == []
+        with pytest.raises(InvalidRequest, match="filter"):
+            await feed.search_studies(filter="saved")
+        frame = await feed.get_study(BTC, interval="60", study=found[0].id, n_bars=30)
+    assert len(everything) == 6
+    assert [script.id for script in found] == ["STD;RSI"]
+    assert found[0].name == "Relative Strength Index"
+    assert [script.id for script in by_short] == ["STD;Bollinger_Bands"]
+    assert frame.columns == ["time", "RSI"]

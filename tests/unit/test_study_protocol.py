@@ -166,3 +166,24 @@ def test_study_error_is_typed(reason: str, kind: type[Exception]) -> None:
     error = study_error(["cs_1", "st1", "sds_1_st1", reason], "STD;RSI on X")
     assert type(error) is kind
     assert reason in str(error)
+
+
+def test_parse_script_list() -> None:
+    from tvfeed_async.protocol.studies import ScriptSummary, parse_script_list
+
+    document = [
+        {
+            "scriptIdPart": "STD;RSI",
+            "scriptName": "Relative Strength Index",
+            "version": "30.0",
+            "extra": {"kind": "study", "shortDescription": "RSI"},
+        },
+        {"scriptName": "no id"},
+        {"scriptIdPart": "STD;X", "version": 2},
+    ]
+    assert parse_script_list(document) == [
+        ScriptSummary("STD;RSI", "30.0", "Relative Strength Index", "RSI", "study"),
+        ScriptSummary("STD;X", "2", "", "", "study"),
+    ]
+    with pytest.raises(ProtocolError):
+        parse_script_list({"scripts": []})

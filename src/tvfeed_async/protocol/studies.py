@@ -30,8 +30,10 @@ __all__ = [
     "SCRIPT_STUDY",
     "ScriptInput",
     "ScriptMetadata",
+    "ScriptSummary",
     "create_study",
     "input_key",
+    "parse_script_list",
     "parse_translate",
     "study_error",
     "study_inputs",
@@ -88,6 +90,43 @@ class ScriptMetadata:
     text: str
     inputs: tuple[ScriptInput, ...]
     plots: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptSummary:
+    """One script of pine-facade's ``list`` (``id`` is what ``study=`` takes)."""
+
+    id: str
+    version: str
+    name: str
+    short_description: str
+    kind: str
+
+
+def parse_script_list(document: object) -> list[ScriptSummary]:
+    """Read a ``list?filter=...`` answer (a JSON array); entries without an id are skipped.
+
+    Raises:
+        ProtocolError: the answer is not an array.
+    """
+    if not isinstance(document, list):
+        raise ProtocolError("pine-facade's script list is not a JSON array")
+    scripts: list[ScriptSummary] = []
+    for item in document:
+        if not isinstance(item, dict) or not isinstance(item.get("scriptIdPart"), str):
+            continue
+        extra = item.get("extra") if isinstance(item.get("extra"), dict) else {}
+        assert isinstance(extra, dict)
+        scripts.append(
+            ScriptSummary(
+                id=item["scriptIdPart"],
+                version=str(item.get("version", "last")),
+                name=str(item.get("scriptName", "")),
+                short_description=str(extra.get("shortDescription", "")),
+                kind=str(extra.get("kind") or "study"),
+            )
+        )
+    return scripts
 
 
 def input_key(name: str) -> str:

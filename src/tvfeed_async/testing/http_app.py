@@ -32,6 +32,9 @@ Routes:
   version): ``{"success": true, "result": {"metaInfo": {...}, "ilTemplate": ...}}``. An
   unknown script or version gets HTTP 404 and an invite-only one HTTP 403, both with
   ``{"success": false, "reason": ...}``.
+* ``GET /pine-facade/list?filter=<standard|candlestick|fundamental|saved>``: a JSON array of
+  scripts (``scriptIdPart, scriptName, version, extra{kind, shortDescription}``); the
+  built-ins for ``standard``, an empty array for the others; another filter gets HTTP 400.
 * ``GET /symbol_search/`` (legacy): the same matches as a plain JSON array (``type`` instead of
   ``search_type``), no paging, Origin not required unless ``legacy_search_requires_origin``.
 
@@ -55,7 +58,7 @@ import pyotp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tvfeed_async.testing.studies import SCRIPTS, VERSION, translate_body
+from tvfeed_async.testing.studies import SCRIPTS, VERSION, list_body, translate_body
 from tvfeed_async.testing.tokens import TokenIssuer
 
 __all__ = [
@@ -75,6 +78,8 @@ TWO_FACTOR_PATH = "/accounts/two-factor/signin/{factor:totp|sms|email}/"
 SEARCH_V3_PATH = "/symbol_search/v3/"
 SEARCH_LEGACY_PATH = "/symbol_search/"
 PINE_TRANSLATE_PATH = "/pine-facade/translate/{script}/{version}"
+PINE_LIST_PATH = "/pine-facade/list"
+_PINE_LIST_FILTERS = frozenset({"standard", "candlestick", "fundamental", "saved"})
 
 INVALID_CREDENTIALS_TEXT = "Invalid username or password"
 CAPTCHA_TEXT = "Please confirm that you are not a robot by clicking the captcha box."
@@ -714,6 +719,13 @@ async def _pine_translate(request: web.Request) -> web.Response:
     return _json(translate_body(spec))
 
 
+async def _pine_list(request: web.Request) -> web.Response:
+    filter_name = request.query.get("filter", "")
+    if filter_name not in _PINE_LIST_FILTERS:
+        return web.Response(status=400, text=f"unknown filter {filter_name!r}")
+    return _json(list_body(filter_name))
+
+
 def build_http_app(state: HttpState) -> web.Application:
     """The ``aiohttp`` application serving ``state`` (see the module docstring for routes)."""
     app = web.Application(middlewares=[_record_and_throttle])
@@ -725,4 +737,5 @@ def build_http_app(state: HttpState) -> web.Application:
     app.router.add_get(SEARCH_V3_PATH, _search_v3)
     app.router.add_get(SEARCH_LEGACY_PATH, _search_legacy)
     app.router.add_get(PINE_TRANSLATE_PATH, _pine_translate)
+    app.router.add_get(PINE_LIST_PATH, _pine_list)
     return app

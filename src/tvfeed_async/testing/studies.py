@@ -39,6 +39,7 @@ __all__ = [
     "StudyInputError",
     "compute",
     "resolve_inputs",
+    "list_body",
     "translate_body",
 ]
 
@@ -285,6 +286,24 @@ def translate_body(spec: ScriptSpec) -> dict[str, Any]:
             "ilTemplate": spec.text,
         },
     }
+
+
+def list_body(filter_name: str) -> list[dict[str, Any]]:
+    """What pine-facade's ``list?filter=<filter_name>`` answers: the built-in scripts for
+    ``standard``, none for ``candlestick``/``fundamental``/``saved`` (no saved scripts)."""
+    if filter_name != "standard":
+        return []
+    return [
+        {
+            "scriptIdPart": spec.pine_id,
+            "scriptName": spec.description,
+            "version": VERSION,
+            "userId": 1,
+            "extra": {"kind": "study", "shortDescription": spec.short_description},
+        }
+        for spec in SCRIPTS.values()
+        if spec.pine_id.startswith("STD;")
+    ]
 
 
 def resolve_inputs(spec: ScriptSpec, given: Mapping[str, Any]) -> dict[str, int | float]:
