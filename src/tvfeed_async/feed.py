@@ -935,11 +935,11 @@ class TvFeed:
         """The bars of ``request`` (or only their ``time``) with the columns of ``studies``.
 
         Every script's metadata is fetched and its inputs checked before anything is sent
-        on the socket; studies share a chart session, at most
-        ``studies.MAX_STUDIES_PER_CHART`` per session (more use further sessions).
+        on the socket; studies share a chart session, at most the token's ``max_studies``
+        per session (25 without a claim; more use further sessions).
         """
         from .protocol.studies import study_inputs
-        from .studies import MAX_STUDIES_PER_CHART, fetch_script, join_studies, study_columns
+        from .studies import fetch_script, join_studies, studies_per_chart, study_columns
 
         if request.start is not None:
             raise InvalidRequest("studies support n_bars (count mode) only, not start/end")
@@ -967,10 +967,11 @@ class TvFeed:
             jobs.append((meta, study_inputs(meta, given)))
         bars: pl.DataFrame | None = None
         values: list[StudyValues] = []
+        per_chart = studies_per_chart(self._auth.token if self._auth is not None else "")
         try:
             with anyio.fail_after(self.timeouts.request):
-                for first in range(0, len(jobs), MAX_STUDIES_PER_CHART):
-                    group = jobs[first : first + MAX_STUDIES_PER_CHART]
+                for first in range(0, len(jobs), per_chart):
+                    group = jobs[first : first + per_chart]
                     group_bars, group_values = await self._run_studies(request, group)
                     bars = group_bars if bars is None else bars
                     values += group_values

@@ -18,6 +18,7 @@ import aiohttp
 import anyio
 import polars as pl
 
+from .auth import _jwt_claims
 from .chart import SERIES_ID
 from .config import Endpoints
 from .connection import Link, Supervisor
@@ -55,13 +56,22 @@ __all__ = [
     "fetch_script_list",
     "fetch_studies",
     "join_studies",
+    "studies_per_chart",
     "study_columns",
 ]
 
-#: Studies per chart session: the ``max_studies`` claim of a pro_premium token (PROTOCOL.md
-#: §7.4); more are spread over further chart sessions (TVAPI#269: "maximum number of studies
-#: per chart").
+#: Studies per chart session when the token does not say (anonymous): the ``max_studies``
+#: claim of a pro_premium token (PROTOCOL.md §7.4). More are spread over further chart
+#: sessions (TVAPI#269: "maximum number of studies per chart").
 MAX_STUDIES_PER_CHART = 25
+
+
+def studies_per_chart(token: str) -> int:
+    """The token's ``max_studies`` claim, or :data:`MAX_STUDIES_PER_CHART` without one."""
+    claimed = _jwt_claims(token).get("max_studies")
+    if isinstance(claimed, int) and not isinstance(claimed, bool) and claimed > 0:
+        return claimed
+    return MAX_STUDIES_PER_CHART
 
 
 async def fetch_script(

@@ -506,3 +506,27 @@ async def test_search_studies_then_get_one(sim: TvSimulator) -> None:
     assert found[0].name == "Relative Strength Index"
     assert [script.id for script in by_short] == ["STD;Bollinger_Bands"]
     assert frame.columns == ["time", "RSI"]
+
+
+async def test_simulator_refuses_a_study_past_the_per_chart_limit(sim: TvSimulator) -> None:
+    from tvfeed_async.testing.studies import MAX_STUDIES_PER_CHART, SCRIPTS
+
+    client = await RawClient.open(sim)
+    try:
+        await client.start()
+        await client.chart(BTC, "60", 30)
+        text = SCRIPTS["STD;SMA"].text
+        for n in range(MAX_STUDIES_PER_CHART):
+            methods, rows, _ = await run_study(client, "STD;SMA", {}, text=text, study=f"st{n}")
+            assert methods[-1] == "study_completed"
+        methods, rows, params = await run_study(client, "STD;SMA", {}, text=text, study="stx")
+        assert methods == ["study_loading", "study_error"]
+        assert params[3] == "maximum number of studies per chart"
+        assert rows == []
+        # Removing one makes room again.
+        await client.send(encode_json({"m": "remove_study", "p": ["cs_test", "st0"]}))
+        methods, rows, _ = await run_study(client, "STD;SMA", {}, text=text, study="sty")
+        assert methods[-1] == "study_completed"
+        assert len(rows) == 30
+    finally:
+        await client.close()

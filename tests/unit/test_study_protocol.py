@@ -187,3 +187,28 @@ def test_parse_script_list() -> None:
     ]
     with pytest.raises(ProtocolError):
         parse_script_list({"scripts": []})
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    import base64
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS512'})}.{part(claims)}.c2ln"
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (_jwt({"max_studies": 3, "plan": "pro"}), 3),
+        (_jwt({"max_studies": 0}), 25),
+        (_jwt({"max_studies": True}), 25),
+        (_jwt({"plan": "free"}), 25),
+        ("unauthorized_user_token", 25),
+    ],
+)
+def test_studies_per_chart_reads_the_max_studies_claim(token: str, expected: int) -> None:
+    from tvfeed_async.studies import studies_per_chart
+
+    assert studies_per_chart(token) == expected

@@ -32,6 +32,7 @@ from typing import Any
 from tvfeed_async.testing.truth import Row
 
 __all__ = [
+    "MAX_STUDIES_PER_CHART",
     "NO_VALUE",
     "SCRIPTS",
     "InputSpec",
@@ -45,6 +46,9 @@ __all__ = [
 
 #: TradingView's "no value" in study rows.
 NO_VALUE = 1e100
+#: Studies one chart session may hold: the ``max_studies`` claim of the simulator's tokens
+#: (:mod:`tvfeed_async.testing.tokens`); the next one gets ``study_error``.
+MAX_STUDIES_PER_CHART = 25
 #: The ``pineVersion`` every simulated script is at.
 VERSION = "1.0"
 

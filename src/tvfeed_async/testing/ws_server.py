@@ -108,7 +108,14 @@ from ..protocol.messages import ANONYMOUS_TOKEN
 from .catalogue import Catalogue, SymbolInfo
 from .clock import SimulatorClock
 from .faults import Faults, FaultScript
-from .studies import NO_VALUE, SCRIPTS, StudyInputError, compute, resolve_inputs
+from .studies import (
+    MAX_STUDIES_PER_CHART,
+    NO_VALUE,
+    SCRIPTS,
+    StudyInputError,
+    compute,
+    resolve_inputs,
+)
 from .tokens import PLAN_BAR_LIMITS, TokenIssuer
 from .truth import BLOCK_BARS, Row, Slot, Truth, TruthSeries
 
@@ -1936,6 +1943,15 @@ class SimConnection:
         chart.studies[study_id] = (tag, name)
         if name in SCRIPT_STUDY_NAMES:
             chart.study_parents[study_id] = parent
+            if len(chart.study_parents) > MAX_STUDIES_PER_CHART:
+                # The token's max_studies claim (testing.tokens) is the per-chart limit.
+                del chart.study_parents[study_id], chart.studies[study_id]
+                self.hub.stats.study_errors += 1
+                now = self._now()
+                out.append(_envelope("study_loading", [chart_id, study_id, tag], now))
+                reason = "maximum number of studies per chart"
+                out.append(_envelope("study_error", [chart_id, study_id, tag, reason], now))
+                return
             inputs = params[5] if len(params) > 5 else None
             self._script_study(out, chart.series[parent], study_id, tag, inputs)
             return
@@ -2024,6 +2040,7 @@ class SimConnection:
         chart = self._chart("remove_study", params, out)
         if chart is not None and len(params) > 1 and isinstance(params[1], str):
             chart.studies.pop(params[1], None)
+            chart.study_parents.pop(params[1], None)
 
     def _create_pointset(self, params: list[Any], out: list[str]) -> None:
         """``create_pointset [cs, id, turnaround, symbolRef, interval, [time, 0]]``: an empty
