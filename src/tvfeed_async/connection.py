@@ -534,8 +534,10 @@ class Supervisor:
                 elif isinstance(message, SessionInfo):
                     self.session_info = message
                 elif isinstance(message, UnknownMessage):
-                    # study_loading/study_completed/study_error [cs, studyId, ...] go to the
-                    # chart session's route (tvfeed_async.studies); others are only counted.
+                    # study_loading/study_completed/study_error [cs, studyId, ...] also go to
+                    # the chart session's route (tvfeed_async.studies reads them; other routes
+                    # ignore them), and are counted like every other unknown message.
+                    self._note_unknown(message.method)
                     params = message.params
                     route = (
                         routes.get(params[0])
@@ -546,8 +548,6 @@ class Supervisor:
                     )
                     if route is not None:
                         route.handle(message)
-                    else:
-                        self._note_unknown(message.method)
             # During a backlog, let the consumers take what was handed to them every few dozen
             # packets, rather than coalescing everything behind it. Short batches also keep the
             # garbage collector idle: every bar handed over, and the wake-up it schedules, is

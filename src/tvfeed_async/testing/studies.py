@@ -6,8 +6,8 @@ Six built-in scripts are known, each with the inputs and plots listed in :data:`
 is invite-only: the translate endpoint and ``create_study`` refuse it.
 
 Values are computed over the bars a chart series has loaded (oldest first), the way the
-chart computes a study over the bars it holds. The formulas follow Pine's documented
-definitions:
+chart computes a study over the bars it holds. The simulator's definitions (the client's
+tests recompute them independently in tests/integration/test_studies.py):
 
 * SMA: the mean of the last ``length`` closes (none before ``length`` bars);
 * EMA: ``alpha = 2 / (length + 1)``, seeded with the first close;
