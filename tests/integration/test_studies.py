@@ -530,3 +530,85 @@ async def test_simulator_refuses_a_study_past_the_per_chart_limit(sim: TvSimulat
         assert len(rows) == 30
     finally:
         await client.close()
+
+
+# ----------------------------------------------------------------- live and paged study rows
+
+
+def _bars_and_studies(client: RawClient, study: str) -> tuple[dict[int, float], dict[int, Any]]:
+    """Closes by open time (the latest of each bar) and study values by time, from every
+    frame the client received, in order."""
+    closes: dict[int, float] = {}
+    values: dict[int, Any] = {}
+    for text, _ in client.frames:
+        for packet in decode_packets(text):
+            if not isinstance(packet, str):
+                continue
+            message = json.loads(packet)
+            if message.get("m") not in ("du", "timescale_update"):
+                continue
+            for key, body in message["p"][1].items():
+                if key == "s1":
+                    for row in body.get("s", []):
+                        closes[int(row["v"][0])] = row["v"][4]
+                elif key == study:
+                    for row in body.get("st", []):
+                        values[int(row["v"][0])] = row["v"][1]
+    return closes, values
+
+
+async def test_simulator_sends_live_study_rows_and_recomputes_after_more_data(
+    sim: TvSimulator,
+) -> None:
+    from tvfeed_async.testing.studies import SCRIPTS
+
+    client = await RawClient.open(sim)
+    try:
+        await client.start()
+        await client.chart(BTC, "1", 20)
+        methods, rows, _ = await run_study(
+            client, "STD;SMA", {"in_0": 3}, text=SCRIPTS["STD;SMA"].text, study="st_live"
+        )
+        assert methods[-1] == "study_completed"
+        assert len(rows) == 20
+        live_from = len(client.frames)
+        await sim.clock.advance(150)  # 14:00 closes, 14:01 opens and closes, 14:02 forms
+        await client.quiet(0.3)
+        live_rows = [
+            row
+            for text, _ in client.frames[live_from:]
+            for packet in decode_packets(text)
+            if isinstance(packet, str) and '"st_live"' in packet
+            for row in json.loads(packet)["p"][1]["st_live"]["st"]
+        ]
+        assert live_rows
+        assert all(len(row["v"]) == 2 for row in live_rows)
+        closes, values = _bars_and_studies(client, "st_live")
+        times = sorted(closes)
+        assert len(times) == 22
+        # Every study value, as last sent, is the SMA(3) of the closes as last sent.
+        for n, stamp in enumerate(times):
+            want = None if n < 2 else sum(closes[t] for t in times[n - 2 : n + 1]) / 3
+            assert close_to(values[stamp], want), (n, values[stamp], want)
+        # Older bars: the study comes again over the whole history.
+        paged_from = len(client.frames)
+        await client.send(encode_json({"m": "request_more_data", "p": ["cs_test", "s1", 10]}))
+        while not any("series_completed" in text for text, _ in client.frames[paged_from:]):
+            await client.frame()
+        recomputed = [
+            row
+            for text, _ in client.frames[paged_from:]
+            for packet in decode_packets(text)
+            if isinstance(packet, str) and '"st_live"' in packet
+            for row in json.loads(packet)["p"][1]["st_live"]["st"]
+        ]
+        assert len(recomputed) == 32
+        assert [row["i"] for row in recomputed] == list(range(32))
+        closes, values = _bars_and_studies(client, "st_live")
+        times = sorted(closes)
+        assert len(times) == 32
+        for n, stamp in enumerate(times):
+            want = None if n < 2 else sum(closes[t] for t in times[n - 2 : n + 1]) / 3
+            assert close_to(values[stamp], want), (n, values[stamp], want)
+    finally:
+        await client.close()

@@ -112,6 +112,7 @@ from .studies import (
     MAX_STUDIES_PER_CHART,
     NO_VALUE,
     SCRIPTS,
+    ScriptSpec,
     StudyInputError,
     compute,
     resolve_inputs,
@@ -871,6 +872,38 @@ class _Series:
     held_final: str | None = None
     #: In a replay chart: the newest slot shown (replay_step continues after it).
     replay_slot: Slot | None = None
+    #: Studies run by the study engine on this series: id -> (script, inputs, turnaround).
+    studies: dict[str, tuple[ScriptSpec, dict[str, int | float], str]] = field(default_factory=dict)
+
+    def study_du(self, study_id: str, now: float, last: int | None) -> str:
+        """A ``du`` with the ``st`` rows of study ``study_id`` over the bars this series
+        holds as of ``now`` (closed bars final, the forming one as it is now): every row, or
+        only the ``last`` newest ones (live updates)."""
+        spec, values, tag = self.studies[study_id]
+        truth = self.truth
+        count = max(self.loaded, self.live_index + 1)
+        slots = truth.slots_after(self.first_open, count, now)
+        rows = [truth.final(slot) if slot[2] <= now else truth.at(slot, now) for slot in slots]
+        plotted = compute(spec, values, rows)
+        first = 0 if last is None else max(0, len(slots) - last)
+        float_times = truth.symbol.float_times
+        wire = [
+            {
+                "i": first + offset,
+                "v": [
+                    float(slot[1]) if float_times else slot[1],
+                    *(NO_VALUE if value is None else value for value in plots),
+                ],
+            }
+            for offset, (slot, plots) in enumerate(zip(slots[first:], plotted[first:], strict=True))
+        ]
+        body = {"node": NODE, "st": wire, "ns": {"d": "", "indexes": []}, "t": tag}
+        return _plain("du", [self.chart, {study_id: body}])
+
+    def _study_updates(self, now: float) -> None:
+        # The newest two rows: the bar that may just have closed and the forming one.
+        for study_id in self.studies:
+            self.connection.pending.append(self.study_du(study_id, now, 2))
 
     def fire(self, now: float) -> float | None:
         slot = self.live_slot
@@ -893,6 +926,8 @@ class _Series:
             self.live_slot, self.live_index = following, self.live_index + 1
             self.live_step = 0
             if following[1] > now:
+                if self.studies:
+                    self._study_updates(now)
                 return float(following[1])
             slot, skipped = following, following[1] in script.skip_bar_times
         if not skipped:
@@ -903,6 +938,8 @@ class _Series:
             self.connection.pending.append(self.held_final)
             self.held_final = None
         self.live_step += 1
+        if self.studies:
+            self._study_updates(now)
         return truth.revision_time(slot, self.live_step)
 
     def _du(self, index: int, row: Row, close_time: int) -> str:
@@ -1901,10 +1938,13 @@ class SimConnection:
             series.loaded += len(older)
             series.live_index += len(older)
         limited = requested > self.bar_limit and len(older) == count
+        # The studies on the series are computed again over the longer history.
+        recomputed = [series.study_du(study, now, None) for study in series.studies]
         self.emit(
             [
                 # Final bars all (an older bar still forming is sent as final, too).
                 self._timescale_update(series, slots, len(slots), 0, now),
+                *recomputed,
                 self._completed(series, limited, now),
             ]
         )
@@ -1985,24 +2025,8 @@ class SimConnection:
             self.hub.stats.study_errors += 1
             out.append(_envelope("study_error", [chart_id, study_id, tag, reason], now))
             return
-        truth = series.truth
-        count = max(series.loaded, series.live_index + 1)
-        slots = truth.slots_after(series.first_open, count, now)
-        rows = [truth.final(slot) if slot[2] <= now else truth.at(slot, now) for slot in slots]
-        float_times = truth.symbol.float_times
-        plotted = compute(spec, values, rows)
-        wire = [
-            {
-                "i": index,
-                "v": [
-                    float(slot[1]) if float_times else slot[1],
-                    *(NO_VALUE if value is None else value for value in plots),
-                ],
-            }
-            for index, (slot, plots) in enumerate(zip(slots, plotted, strict=True))
-        ]
-        body = {"node": NODE, "st": wire, "ns": {"d": "", "indexes": []}, "t": tag}
-        out.append(_plain("du", [chart_id, {study_id: body}]))
+        series.studies[study_id] = (spec, values, tag)
+        out.append(series.study_du(study_id, now, None))
         out.append(_envelope("study_completed", [chart_id, study_id, tag], now))
 
     def _study_failure(
@@ -2040,7 +2064,10 @@ class SimConnection:
         chart = self._chart("remove_study", params, out)
         if chart is not None and len(params) > 1 and isinstance(params[1], str):
             chart.studies.pop(params[1], None)
-            chart.study_parents.pop(params[1], None)
+            parent = chart.study_parents.pop(params[1], None)
+            series = chart.series.get(parent) if parent is not None else None
+            if series is not None:
+                series.studies.pop(params[1], None)
 
     def _create_pointset(self, params: list[Any], out: list[str]) -> None:
         """``create_pointset [cs, id, turnaround, symbolRef, interval, [time, 0]]``: an empty
