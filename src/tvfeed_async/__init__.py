@@ -32,6 +32,7 @@ from .feed import TvFeed
 from .history import HistoryResult, SymbolInfo
 from .protocol.bars import Bar, Gap
 from .protocol.intervals import Interval
+from .protocol.studies import ScriptSummary
 from .protocol.symbols import Symbol, parse_symbol
 from .search import SearchResult
 from .stats import FeedStats
@@ -47,6 +48,7 @@ __all__ = [
     "Gap",
     "HistoryResult",
     "SearchResult",
+    "ScriptSummary",
     "SymbolInfo",
     "Interval",
     "Symbol",

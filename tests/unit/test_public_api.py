@@ -19,6 +19,7 @@ EXPECTED = {
     "Gap",
     "HistoryResult",
     "SearchResult",
+    "ScriptSummary",
     "SymbolInfo",
     "Interval",
     "Symbol",
