@@ -612,3 +612,40 @@ async def test_simulator_sends_live_study_rows_and_recomputes_after_more_data(
             assert close_to(values[stamp], want), (n, values[stamp], want)
     finally:
         await client.close()
+
+
+async def test_modify_study_recomputes_with_the_new_inputs(sim: TvSimulator) -> None:
+    from tvfeed_async.testing.studies import SCRIPTS
+
+    text = SCRIPTS["STD;SMA"].text
+    client = await RawClient.open(sim)
+    try:
+        await client.start()
+        history, _ = await client.chart(BTC, "60", 40)
+        closes = [float(bar[4]) for bar in rows_of(history)]
+        methods, rows, _ = await run_study(client, "STD;SMA", {"in_0": 3}, text=text, study="stm")
+        assert methods[-1] == "study_completed"
+        first_frame = len(client.frames)
+        body = {"text": text, "pineId": "STD;SMA", "pineVersion": "1.0"}
+        body["in_0"] = {"v": 10, "f": False, "t": "integer"}
+        await client.send(encode_json({"m": "modify_study", "p": ["cs_test", "stm", "st9", body]}))
+        while True:
+            item = await client.next()
+            if isinstance(item, UnknownMessage) and item.method == "study_completed":
+                assert item.params[:3] == ["cs_test", "stm", "s1_st9"]
+                break
+        modified = [
+            json.loads(packet)["p"][1]["stm"]
+            for text_frame, _ in client.frames[first_frame:]
+            for packet in decode_packets(text_frame)
+            if isinstance(packet, str) and '"stm"' in packet and '"st"' in packet
+        ]
+    finally:
+        await client.close()
+    assert [body["t"] for body in modified] == ["s1_st9"]
+    values = [row["v"][1] for row in modified[0]["st"]]
+    assert len(values) == 40
+    assert all(close_to(a, b) for a, b in zip(values, sma(closes, 10), strict=True))
+    # Before the modification the same study was SMA(3).
+    assert [row[1] for row in rows] != values
+    assert all(close_to(row[1], b) for row, b in zip(rows, sma(closes, 3), strict=True))
