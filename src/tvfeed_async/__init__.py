@@ -39,6 +39,7 @@ from .errors import (
 from .events import Event, FeedHealth, StreamHealth
 from .protocol.bars import Bar, Gap
 from .protocol.intervals import Interval
+from .protocol.studies import ScriptSummary
 from .protocol.symbols import Symbol, parse_symbol
 from .stats import FeedStats
 
@@ -89,6 +90,7 @@ __all__ = [
     "HistoryResult",
     "Quote",
     "SearchResult",
+    "ScriptSummary",
     "SymbolInfo",
     "Interval",
     "Symbol",

@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=("table", "csv", "ndjson", "parquet"),
         help="output format (default: from the -o suffix; a table without -o)",
     )
+    from .cli_studies import add_study_argument
+
+    add_study_argument(hist)
 
     stream = commands.add_parser("stream", help="print live bars until Ctrl-C")
     stream.add_argument("symbols", nargs="+", help="EXCHANGE:TICKER ...")
@@ -374,6 +377,9 @@ async def _hist(args: argparse.Namespace) -> int:
         "start": start,
         "end": end,
     }
+    from .cli_studies import hist_studies
+
+    study_list = hist_studies(args)
     frames: dict[str, pl.DataFrame] = {}
     warnings: list[str] = []
     failed = 0
@@ -385,18 +391,24 @@ async def _hist(args: argparse.Namespace) -> int:
             nonlocal failed
             began = time.perf_counter()
             try:
-                result = await feed.fetch_history(symbol, **options)
+                if study_list:
+                    # Studies come joined to the bars by get_hist (count mode only).
+                    frame = await feed.get_hist(symbol, studies=study_list, **options)
+                    result = None
+                else:
+                    result = await feed.fetch_history(symbol, **options)
+                    frame = result.frame
             except TvFeedError as error:
                 if len(args.symbols) == 1:
                     raise
                 failed += 1
                 progress.finished(f"{symbol:<28} failed: {_message(error)}", failed=True)
                 return
-            name = result.symbol_info.full_name if result.symbol_info else symbol
-            pricescale = result.symbol_info.pricescale if result.symbol_info else None
-            frame = result.frame
+            info = result.symbol_info if result is not None else None
+            name = info.full_name if info else symbol
+            pricescale = info.pricescale if info else None
             frames[symbol] = frame if kind == "parquet" else _for_text(frame, _decimals(pricescale))
-            warning = _cut_short_warning(name, result, args)
+            warning = _cut_short_warning(name, result, args) if result is not None else None
             if warning:
                 warnings.append(warning)
             took = time.perf_counter() - began

@@ -20,6 +20,7 @@ class Endpoints:
         ws_url: the chart-data WebSocket (``wss://data.tradingview.com/socket.io/websocket``).
         www_url: base URL for sign-in, two-factor and the home page that embeds the token.
         symbol_search_url: the symbol search v3 endpoint.
+        pine_facade_url: base URL of the Pine script metadata API (``.../translate/<id>/<v>``).
         origin: the ``Origin`` header sent on the WebSocket upgrade and to symbol search.
     """
 
@@ -27,11 +28,13 @@ class Endpoints:
     www_url: str = "https://www.tradingview.com"
     symbol_search_url: str = "https://symbol-search.tradingview.com/symbol_search/v3/"
     origin: str = "https://www.tradingview.com"
+    pine_facade_url: str = "https://pine-facade.tradingview.com/pine-facade"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Endpoints:
         """Defaults overridden by ``TVFEED_WS_URL``, ``TVFEED_WWW_URL``,
-        ``TVFEED_SYMBOL_SEARCH_URL`` and ``TVFEED_ORIGIN`` when set."""
+        ``TVFEED_SYMBOL_SEARCH_URL``, ``TVFEED_ORIGIN`` and ``TVFEED_PINE_FACADE_URL`` when
+        set."""
         env = os.environ if environ is None else environ
         base = cls()
         return replace(
@@ -40,6 +43,7 @@ class Endpoints:
             www_url=env.get("TVFEED_WWW_URL") or base.www_url,
             symbol_search_url=env.get("TVFEED_SYMBOL_SEARCH_URL") or base.symbol_search_url,
             origin=env.get("TVFEED_ORIGIN") or base.origin,
+            pine_facade_url=env.get("TVFEED_PINE_FACADE_URL") or base.pine_facade_url,
         )
 
 

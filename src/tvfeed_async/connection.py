@@ -548,7 +548,20 @@ class Supervisor:
                 elif isinstance(message, SessionInfo):
                     self.session_info = message
                 elif isinstance(message, UnknownMessage):
+                    # study_loading/study_completed/study_error [cs, studyId, ...] also go to
+                    # the chart session's route (tvfeed_async.studies reads them; other routes
+                    # ignore them), and are counted like every other unknown message.
                     self._note_unknown(message.method)
+                    params = message.params
+                    route = (
+                        routes.get(params[0])
+                        if message.method.startswith("study_")
+                        and params
+                        and isinstance(params[0], str)
+                        else None
+                    )
+                    if route is not None:
+                        route.handle(message)
             # During a backlog, let the consumers take what was handed to them every few dozen
             # packets, rather than coalescing everything behind it. Short batches also keep the
             # garbage collector idle: every bar handed over, and the wake-up it schedules, is

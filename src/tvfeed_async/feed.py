@@ -57,7 +57,9 @@ from .validation import (
 
 if TYPE_CHECKING:
     from .auth import AuthSession, SessionCache
+    from .protocol.studies import ScriptSummary
     from .search import SearchResult
+    from .studies import StudyJob, StudyValues
 
 __all__ = ["StreamSpec", "TimeLike", "TvFeed"]
 
@@ -401,6 +403,7 @@ class TvFeed:
         back_adjusted: bool = False,
         timezone: str | None = None,
         include_partial: bool = False,
+        studies: list[str | tuple[str, dict[str, object]]] | None = None,
     ) -> pl.DataFrame:
         """Historical bars as a Polars frame (tvdatafeed's ``get_hist``, asynchronous).
 
@@ -419,11 +422,14 @@ class TvFeed:
             back_adjusted: back-adjust continuous futures.
             timezone: convert the ``time`` column to this IANA zone for display.
             include_partial: keep the newest bar even if it is still forming.
+            studies: Pine studies to join as columns (count mode only): ``"STD;RSI"`` or
+                ``("STD;RSI", {"length": 14})``; see :meth:`get_study`. Plot columns that
+                would repeat a name get ``_2``, ``_3``...
 
         Returns:
             Columns ``time`` (Datetime us, UTC unless ``timezone``), ``symbol``, ``open``,
-            ``high``, ``low``, ``close``, ``volume`` (null when the symbol has none); sorted
-            by time, unique times.
+            ``high``, ``low``, ``close``, ``volume`` (null when the symbol has none), then
+            the studies' plots; sorted by time, unique times.
 
         Raises:
             InvalidRequest: bad arguments (nothing was sent).
@@ -434,6 +440,24 @@ class TvFeed:
 
         Cancelling the call deletes its chart session on the server (best effort).
         """
+        if studies:
+            check_history_arguments(exchange=exchange, start=start, end=end, timezone=timezone)
+            request = self._history_request(
+                symbol,
+                exchange,
+                interval,
+                n_bars,
+                fut_contract=fut_contract,
+                extended_session=extended_session,
+                start=start,
+                end=end,
+                adjustment=adjustment,
+                back_adjusted=back_adjusted,
+                timezone=timezone,
+                include_partial=include_partial,
+            )
+            self._check_open()
+            return await self._study_frame(request, list(studies), with_bars=True)
         result = await self.fetch_history(
             symbol,
             exchange,
@@ -991,6 +1015,195 @@ class TvFeed:
             ) from None
         finally:
             stream.close()
+
+    # ------------------------------------------------------------------ studies (#19)
+    # One contiguous block: get_study and its helpers (tvfeed_async.studies does the work).
+
+    async def get_study(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        interval: IntervalLike = Interval.in_daily,
+        *,
+        study: str,
+        inputs: dict[str, object] | None = None,
+        n_bars: int | None = None,
+        version: str = "last",
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+        timezone: str | None = None,
+        include_partial: bool = False,
+    ) -> pl.DataFrame:
+        """Values of a Pine study (``STD;RSI``, ``PUB;...``) computed by TradingView over the
+        bars ``get_hist`` would return for the same arguments.
+
+        Args:
+            study: the script id, e.g. ``"STD;RSI"``, ``"STD;MACD"``, ``"PUB;<id>"``.
+            inputs: by the names in the script's metadata (``{"length": 14}``; case and
+                spaces do not matter: ``"Fast Length"`` is ``fast_length``) or ``in_<n>``;
+                the others keep their defaults.
+            n_bars: how many of the most recent bars (default 10), paged like ``get_hist``.
+            version: the script version (``"last"``).
+            symbol, exchange, interval, fut_contract, extended_session, adjustment,
+                back_adjusted, timezone, include_partial: as for :meth:`get_hist`.
+
+        Returns:
+            ``time`` (as in ``get_hist``) plus one Float64 column per plot, named from the
+            metadata (``RSI``; ``MACD``, ``Signal``, ``Histogram``...); null where the
+            study has no value (TradingView's ``1e100``, e.g. warm-up bars).
+
+        Raises:
+            InvalidRequest: bad arguments, an unknown script, an input the script does not
+                have or a value of the wrong type (nothing was sent on the socket).
+            EntitlementError: an invite-only or private script, or the plan lacks the data.
+            SymbolNotFound, RequestTimeout, ConnectionLost: as for :meth:`get_hist`.
+
+        Cancelling the call deletes its chart session on the server (best effort).
+        """
+        if not isinstance(study, str):
+            raise InvalidRequest(f"study must be a script id string, not {study!r}")
+        request = self._history_request(
+            symbol,
+            exchange,
+            interval,
+            n_bars,
+            fut_contract=fut_contract,
+            extended_session=extended_session,
+            start=None,
+            end=None,
+            adjustment=adjustment,
+            back_adjusted=back_adjusted,
+            timezone=timezone,
+            include_partial=include_partial,
+        )
+        self._check_open()
+        return await self._study_frame(
+            request, [(study, inputs or {})], with_bars=False, version=version
+        )
+
+    async def _study_frame(
+        self,
+        request: HistoryRequest,
+        studies: list[str | tuple[str, dict[str, object]]],
+        *,
+        with_bars: bool,
+        version: str = "last",
+    ) -> pl.DataFrame:
+        """The bars of ``request`` (or only their ``time``) with the columns of ``studies``.
+
+        Every script's metadata is fetched and its inputs checked before anything is sent
+        on the socket; studies share a chart session, at most the token's ``max_studies``
+        per session (25 without a claim; more use further sessions).
+        """
+        from .protocol.studies import study_inputs
+        from .studies import fetch_script, join_studies, studies_per_chart, study_columns
+
+        if request.start is not None:
+            raise InvalidRequest("studies support n_bars (count mode) only, not start/end")
+        assert self._http is not None
+        jobs: list[StudyJob] = []
+        items: list[object] = list(studies)
+        for item in items:
+            given: dict[str, object]
+            if isinstance(item, str):
+                script, given = item, {}
+            elif (
+                isinstance(item, tuple)
+                and len(item) == 2
+                and isinstance(item[0], str)
+                and isinstance(item[1], dict)
+            ):
+                script, given = item
+            else:
+                raise InvalidRequest(
+                    f"a study is 'STD;RSI' or ('STD;RSI', {{'length': 14}}), not {item!r}"
+                )
+            meta = await fetch_script(
+                self._http, self.endpoints, script, version, http_timeout=self.timeouts.http
+            )
+            jobs.append((meta, study_inputs(meta, given)))
+        bars: pl.DataFrame | None = None
+        values: list[StudyValues] = []
+        per_chart = studies_per_chart(self._auth.token if self._auth is not None else "")
+        try:
+            with anyio.fail_after(self.timeouts.request):
+                for first in range(0, len(jobs), per_chart):
+                    group = jobs[first : first + per_chart]
+                    group_bars, group_values = await self._run_studies(request, group)
+                    bars = group_bars if bars is None else bars
+                    values += group_values
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no complete answer for the studies on {request.describe()} within "
+                f"{self.timeouts.request:g} s; try again or raise Timeouts.request"
+            ) from None
+        assert bars is not None
+        taken = set(bars.columns) if with_bars else {"time"}
+        named = [
+            (study_columns(meta.plots, taken), found)
+            for (meta, _), found in zip(jobs, values, strict=True)
+        ]
+        return join_studies(bars if with_bars else bars.select("time"), named, request.timezone)
+
+    async def search_studies(
+        self, text: str = "", *, filter: str = "standard"
+    ) -> list[ScriptSummary]:
+        """TradingView's scripts of a kind (pine-facade ``list``) whose name or short
+        description contains ``text`` (letters only, any case; empty: all of them).
+
+        Args:
+            filter: ``"standard"`` (built-in indicators), ``"candlestick"`` or
+                ``"fundamental"``.
+
+        Returns:
+            :class:`~tvfeed_async.protocol.studies.ScriptSummary` items; their ``id`` is
+            what :meth:`get_study` takes as ``study``.
+
+        Raises:
+            InvalidRequest: another filter.
+            RateLimited, RequestTimeout, ConnectionLost: the service failed.
+        """
+        from .protocol.studies import input_key
+        from .studies import fetch_script_list
+
+        self._check_open()
+        assert self._http is not None
+        scripts = await fetch_script_list(
+            self._http, self.endpoints, filter, http_timeout=self.timeouts.http
+        )
+        wanted = input_key(text).replace("_", "")
+        return [
+            script
+            for script in scripts
+            if wanted in input_key(script.name).replace("_", "")
+            or wanted in input_key(script.short_description).replace("_", "")
+            or wanted in input_key(script.id).replace("_", "")
+        ]
+
+    async def _run_studies(
+        self, request: HistoryRequest, group: list[StudyJob]
+    ) -> tuple[pl.DataFrame, list[StudyValues]]:
+        from .studies import fetch_studies
+
+        failed: Link | None = None
+        async with self._limiter:
+            for attempt in range(self.retry.history_attempts):
+                try:
+                    return await fetch_studies(
+                        self._supervisor,
+                        request,
+                        group,
+                        self.bar_limit,
+                        page_quiet=self.timeouts.page,
+                        after=failed,
+                    )
+                except FailedLink as error:
+                    if attempt == self.retry.history_attempts - 1 or self._state != "open":
+                        raise ConnectionLost(str(error)) from error
+                    failed = error.link
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _check_positive_int(value: object, name: str) -> None:

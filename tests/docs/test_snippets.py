@@ -10,7 +10,8 @@ How a block runs depends on what it is:
   README's tour uses), so fragments that continue the tour work;
 * any other block is executed as a script (``asyncio.run(main())`` included).
 
-Every block runs with ``TVFEED_WS_URL``, ``TVFEED_WWW_URL`` and ``TVFEED_SYMBOL_SEARCH_URL``
+Every block runs with ``TVFEED_WS_URL``, ``TVFEED_WWW_URL``, ``TVFEED_SYMBOL_SEARCH_URL`` and
+``TVFEED_PINE_FACADE_URL``
 pointing at a simulator started with ``tvfeed-async simulate`` (fast real-time clock, so live
 streams produce bars), exactly as docs/testing.md tells a user to do, and with no ``TV_*``
 credentials. A block whose first line is a comment starting with :data:`OPT_OUT` is not run;
@@ -107,12 +108,13 @@ def simulator_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
             for line in process.stdout:
                 found = re.search(
                     r"TVFEED_WS_URL=(\S+) TVFEED_WWW_URL=(\S+) "
-                    r"TVFEED_SYMBOL_SEARCH_URL=(\S+)",
+                    r"TVFEED_SYMBOL_SEARCH_URL=(\S+) TVFEED_PINE_FACADE_URL=(\S+)",
                     line,
                 )
                 if found:
                     env["TVFEED_WS_URL"], env["TVFEED_WWW_URL"] = found.group(1, 2)
                     env["TVFEED_SYMBOL_SEARCH_URL"] = found.group(3)
+                    env["TVFEED_PINE_FACADE_URL"] = found.group(4)
                     break
             else:
                 pytest.fail("tvfeed-async simulate printed no TVFEED_* line")

@@ -23,6 +23,7 @@ EXPECTED = {
     "HistoryResult",
     "Quote",
     "SearchResult",
+    "ScriptSummary",
     "SymbolInfo",
     "Interval",
     "Symbol",

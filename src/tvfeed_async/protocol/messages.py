@@ -41,6 +41,7 @@ __all__ = [
     "SeriesLoading",
     "SeriesParams",
     "SeriesPayload",
+    "StudyRow",
     "ServerMessage",
     "SessionInfo",
     "SymbolError",
@@ -221,6 +222,14 @@ class Row(msgspec.Struct, frozen=True, gc=False):
         return self.i
 
 
+class StudyRow(msgspec.Struct, frozen=True, gc=False):
+    """One study row ``{"i": index, "v": [time, plot_0, plot_1, ...]}`` (``st`` of a study
+    entry; ``1e100`` is TradingView's "no value")."""
+
+    v: list[float]
+    i: int = -1
+
+
 class BarCloseInfo(msgspec.Struct, frozen=True, gc=False):
     """The ``lbs`` object of a series: ``bar_close_time`` of the newest bar, when sent."""
 
@@ -243,6 +252,8 @@ class SeriesPayload(msgspec.Struct, frozen=True, gc=False):
     rows: list[Row] = msgspec.field(name="s", default_factory=list)
     turnaround: str = msgspec.field(name="t", default="")
     lbs: BarCloseInfo | None = None
+    #: The ``st`` rows of a study entry (empty for a series).
+    study_rows: list[StudyRow] = msgspec.field(name="st", default_factory=list)
 
     @property
     def bar_close_time(self) -> int | None:
@@ -596,6 +607,21 @@ def _row(row: Any, method: str, series_id: str) -> Row:
         raise FramingError(f"{method}: malformed bar row in series {series_id!r}") from exc
 
 
+def _study_rows(rows: Any) -> list[StudyRow]:
+    """The well-formed ``st`` rows of a study entry; others (pointset shapes...) are skipped."""
+    if rows.__class__ is not list:
+        return []
+    parsed: list[StudyRow] = []
+    for row in rows:
+        try:
+            index = row.get("i", -1)
+            values = [float(value) for value in row["v"]]
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+            continue
+        parsed.append(StudyRow(values, index if index.__class__ is int else -1))
+    return parsed
+
+
 def _series_data(method: str, params: list[Any], envelope: dict[str, Any]) -> SeriesData:
     """The general path for ``du``/``timescale_update``: any shape, or a FramingError."""
     session = params[0]
@@ -621,6 +647,7 @@ def _series_data(method: str, params: list[Any], envelope: dict[str, Any]) -> Se
             None
             if lbs.__class__ is not dict
             else BarCloseInfo(None if close_time is None else int(close_time)),
+            _study_rows(body.get("st")),
         )
     # The envelope times are kept as sent; SeriesData.server_time picks t_ms over t.
     return _SERIES_KINDS[method](

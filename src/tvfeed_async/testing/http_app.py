@@ -27,6 +27,14 @@ Routes:
   ``<em>`` highlighting when ``hl=1``. **Requests without an ``Origin`` header get HTTP 403**
   (real clients always send it; PROTOCOL.md §7.5), and so do requests whose Origin differs
   from ``HttpState.required_origin`` when that is set.
+* ``GET /pine-facade/translate/<id>/<version>``: a script's metadata and IL for the scripts
+  of :data:`tvfeed_async.testing.studies.SCRIPTS` (``version`` is ``last`` or the script's
+  version): ``{"success": true, "result": {"metaInfo": {...}, "ilTemplate": ...}}``. An
+  unknown script or version gets HTTP 404 and an invite-only one HTTP 403, both with
+  ``{"success": false, "reason": ...}``.
+* ``GET /pine-facade/list?filter=<standard|candlestick|fundamental|saved>``: a JSON array of
+  scripts (``scriptIdPart, scriptName, version, extra{kind, shortDescription}``); the
+  built-ins for ``standard``, an empty array for the others; another filter gets HTTP 400.
 * ``GET /symbol_search/`` (legacy): the same matches as a plain JSON array (``type`` instead of
   ``search_type``), no paging, Origin not required unless ``legacy_search_requires_origin``.
 
@@ -50,6 +58,7 @@ import pyotp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from tvfeed_async.testing.studies import SCRIPTS, VERSION, list_body, translate_body
 from tvfeed_async.testing.tokens import TokenIssuer
 
 __all__ = [
@@ -68,6 +77,9 @@ SIGNIN_PATH = "/accounts/signin/"
 TWO_FACTOR_PATH = "/accounts/two-factor/signin/{factor:totp|sms|email}/"
 SEARCH_V3_PATH = "/symbol_search/v3/"
 SEARCH_LEGACY_PATH = "/symbol_search/"
+PINE_TRANSLATE_PATH = "/pine-facade/translate/{script}/{version}"
+PINE_LIST_PATH = "/pine-facade/list"
+_PINE_LIST_FILTERS = frozenset({"standard", "candlestick", "fundamental", "saved"})
 
 INVALID_CREDENTIALS_TEXT = "Invalid username or password"
 CAPTCHA_TEXT = "Please confirm that you are not a robot by clicking the captcha box."
@@ -698,6 +710,22 @@ async def _search_legacy(request: web.Request) -> web.Response:
     return _json([_symbol_json(*match, highlight=highlight) for match in matches])
 
 
+async def _pine_translate(request: web.Request) -> web.Response:
+    spec = SCRIPTS.get(request.match_info["script"])
+    if spec is None or request.match_info["version"] not in ("last", VERSION):
+        return _json({"success": False, "reason": "Script not found"}, status=404)
+    if spec.invite_only:
+        return _json({"success": False, "reason": "Access to the script is denied"}, status=403)
+    return _json(translate_body(spec))
+
+
+async def _pine_list(request: web.Request) -> web.Response:
+    filter_name = request.query.get("filter", "")
+    if filter_name not in _PINE_LIST_FILTERS:
+        return web.Response(status=400, text=f"unknown filter {filter_name!r}")
+    return _json(list_body(filter_name))
+
+
 def build_http_app(state: HttpState) -> web.Application:
     """The ``aiohttp`` application serving ``state`` (see the module docstring for routes)."""
     app = web.Application(middlewares=[_record_and_throttle])
@@ -708,4 +736,6 @@ def build_http_app(state: HttpState) -> web.Application:
     app.router.add_get("/disclaimer/", _home)
     app.router.add_get(SEARCH_V3_PATH, _search_v3)
     app.router.add_get(SEARCH_LEGACY_PATH, _search_legacy)
+    app.router.add_get(PINE_TRANSLATE_PATH, _pine_translate)
+    app.router.add_get(PINE_LIST_PATH, _pine_list)
     return app

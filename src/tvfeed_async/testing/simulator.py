@@ -300,6 +300,7 @@ class TvSimulator:
             www_url=www,
             symbol_search_url=f"{www}/symbol_search/v3/",
             origin=ORIGIN,
+            pine_facade_url=f"{www}/pine-facade",
         )
 
     @property
@@ -506,9 +507,11 @@ async def serve_forever(
         if simulator.http_port is not None:
             print_fn(f"  www_url={endpoints.www_url}")
             print_fn(f"  symbol_search_url={endpoints.symbol_search_url}")
+            print_fn(f"  pine_facade_url={endpoints.pine_facade_url}")
         print_fn(
             f"  TVFEED_WS_URL={endpoints.ws_url} TVFEED_WWW_URL={endpoints.www_url} "
-            f"TVFEED_SYMBOL_SEARCH_URL={endpoints.symbol_search_url}"
+            f"TVFEED_SYMBOL_SEARCH_URL={endpoints.symbol_search_url} "
+            f"TVFEED_PINE_FACADE_URL={endpoints.pine_facade_url}"
         )
         print_fn(f"  clock: {simulator.clock!r}")
         await asyncio.Event().wait()

@@ -113,6 +113,15 @@ from ..protocol.messages import ANONYMOUS_TOKEN
 from .catalogue import Catalogue, SymbolInfo
 from .clock import SimulatorClock
 from .faults import Faults, FaultScript
+from .studies import (
+    MAX_STUDIES_PER_CHART,
+    NO_VALUE,
+    SCRIPTS,
+    ScriptSpec,
+    StudyInputError,
+    compute,
+    resolve_inputs,
+)
 from .tokens import PLAN_BAR_LIMITS, TokenIssuer
 from .truth import BLOCK_BARS, Row, Slot, Truth, TruthSeries
 
@@ -136,6 +145,8 @@ logger = logging.getLogger("tvfeed_async.testing.ws_server")
 WEBSOCKET_PATH = "/socket.io/websocket"
 RELEASE = "registry.xtools.tv/tvbs_release/webchart:release_209-10"
 NODE = "sim1-charts-free-1-series-1"
+#: Study names run by the simulator's study engine (:mod:`tvfeed_async.testing.studies`).
+SCRIPT_STUDY_NAMES = frozenset({"Script@tv-scripting-101!"})
 BAD_TOKEN = "bad auth token"  # noqa: S105 - the error text, not a secret
 MAX_SESSIONS_RATE = "max sessions rate reached"
 TOO_MANY_SESSIONS = "too many chart sessions"
@@ -866,6 +877,38 @@ class _Series:
     held_final: str | None = None
     #: In a replay chart: the newest slot shown (replay_step continues after it).
     replay_slot: Slot | None = None
+    #: Studies run by the study engine on this series: id -> (script, inputs, turnaround).
+    studies: dict[str, tuple[ScriptSpec, dict[str, int | float], str]] = field(default_factory=dict)
+
+    def study_du(self, study_id: str, now: float, last: int | None) -> str:
+        """A ``du`` with the ``st`` rows of study ``study_id`` over the bars this series
+        holds as of ``now`` (closed bars final, the forming one as it is now): every row, or
+        only the ``last`` newest ones (live updates)."""
+        spec, values, tag = self.studies[study_id]
+        truth = self.truth
+        count = max(self.loaded, self.live_index + 1)
+        slots = truth.slots_after(self.first_open, count, now)
+        rows = [truth.final(slot) if slot[2] <= now else truth.at(slot, now) for slot in slots]
+        plotted = compute(spec, values, rows)
+        first = 0 if last is None else max(0, len(slots) - last)
+        float_times = truth.symbol.float_times
+        wire = [
+            {
+                "i": first + offset,
+                "v": [
+                    float(slot[1]) if float_times else slot[1],
+                    *(NO_VALUE if value is None else value for value in plots),
+                ],
+            }
+            for offset, (slot, plots) in enumerate(zip(slots[first:], plotted[first:], strict=True))
+        ]
+        body = {"node": NODE, "st": wire, "ns": {"d": "", "indexes": []}, "t": tag}
+        return _plain("du", [self.chart, {study_id: body}])
+
+    def _study_updates(self, now: float) -> None:
+        # The newest two rows: the bar that may just have closed and the forming one.
+        for study_id in self.studies:
+            self.connection.pending.append(self.study_du(study_id, now, 2))
 
     def fire(self, now: float) -> float | None:
         slot = self.live_slot
@@ -888,6 +931,8 @@ class _Series:
             self.live_slot, self.live_index = following, self.live_index + 1
             self.live_step = 0
             if following[1] > now:
+                if self.studies:
+                    self._study_updates(now)
                 return float(following[1])
             slot, skipped = following, following[1] in script.skip_bar_times
         if not skipped:
@@ -898,6 +943,8 @@ class _Series:
             self.connection.pending.append(self.held_final)
             self.held_final = None
         self.live_step += 1
+        if self.studies:
+            self._study_updates(now)
         return truth.revision_time(slot, self.live_step)
 
     def _du(self, index: int, row: Row, close_time: int) -> str:
@@ -1117,6 +1164,8 @@ class _Chart:
     dead: bool = False
     #: study id -> ("<parent>_<turnaround>", study name)
     studies: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: study id -> parent series id, for studies run by the study engine.
+    study_parents: dict[str, str] = field(default_factory=dict)
     #: symbol_resolved packets held back per symbol reference (``ServerConfig.resolve_hold``).
     held: dict[str, str] = field(default_factory=dict)
     hold_timers: list[asyncio.TimerHandle] = field(default_factory=list)
@@ -2071,10 +2120,13 @@ class SimConnection:
             series.loaded += len(older)
             series.live_index += len(older)
         limited = requested > self.bar_limit and len(older) == count
+        # The studies on the series are computed again over the longer history.
+        recomputed = [series.study_du(study, now, None) for study in series.studies]
         self.emit(
             [
                 # Final bars all (an older bar still forming is sent as final, too).
                 self._timescale_update(series, slots, len(slots), 0, now),
+                *recomputed,
                 self._completed(series, limited, now),
             ]
         )
@@ -2111,7 +2163,53 @@ class SimConnection:
         chart_id, study_id, turnaround, parent, name = params[:5]
         tag = f"{parent}_{turnaround}"
         chart.studies[study_id] = (tag, name)
+        if name in SCRIPT_STUDY_NAMES:
+            chart.study_parents[study_id] = parent
+            if len(chart.study_parents) > MAX_STUDIES_PER_CHART:
+                # The token's max_studies claim (testing.tokens) is the per-chart limit.
+                del chart.study_parents[study_id], chart.studies[study_id]
+                self.hub.stats.study_errors += 1
+                now = self._now()
+                out.append(_envelope("study_loading", [chart_id, study_id, tag], now))
+                reason = "maximum number of studies per chart"
+                out.append(_envelope("study_error", [chart_id, study_id, tag, reason], now))
+                return
+            inputs = params[5] if len(params) > 5 else None
+            self._script_study(out, chart.series[parent], study_id, tag, inputs)
+            return
         self._study_failure(out, chart_id, study_id, tag, name)
+
+    def _script_study(
+        self, out: list[str], series: _Series, study_id: str, tag: str, inputs: Any
+    ) -> None:
+        """A Pine study (``Script@tv-scripting-101!``) run by the simulator's engine over the
+        bars ``series`` holds: ``study_loading``, one ``du`` with a ``st`` row per bar (the
+        series' indexes, ``1e100`` for no value), ``study_completed``; or ``study_error``
+        for an unknown script or IL, an invite-only one (``study_not_auth:<id>``) and
+        inputs of the wrong name, type or range."""
+        now = self._now()
+        chart_id = series.chart
+        out.append(_envelope("study_loading", [chart_id, study_id, tag], now))
+        given = inputs if isinstance(inputs, dict) else {}
+        spec = SCRIPTS.get(given.get("pineId", ""))
+        reason: str | None = None
+        values: dict[str, int | float] = {}
+        if spec is None or given.get("text") != spec.text:
+            reason = f"invalid script: {given.get('pineId', '')}"
+        elif spec.invite_only:
+            reason = f"study_not_auth:{spec.pine_id}"
+        else:
+            try:
+                values = resolve_inputs(spec, given)
+            except StudyInputError as error:
+                reason = f"invalid input: {error}"
+        if reason is not None or spec is None:
+            self.hub.stats.study_errors += 1
+            out.append(_envelope("study_error", [chart_id, study_id, tag, reason], now))
+            return
+        series.studies[study_id] = (spec, values, tag)
+        out.append(series.study_du(study_id, now, None))
+        out.append(_envelope("study_completed", [chart_id, study_id, tag], now))
 
     def _study_failure(
         self, out: list[str], chart_id: str, study_id: str, tag: str, name: str
@@ -2135,15 +2233,23 @@ class SimConnection:
         if known is None or not isinstance(params[2], str):
             self._critical(out, params[0], "invalid parameters", "modify_study", params)
             return
-        parent = known[0].split("_", 1)[0]
+        parent = chart.study_parents.get(params[1]) or known[0].split("_", 1)[0]
         tag = f"{parent}_{params[2]}"
         chart.studies[params[1]] = (tag, known[1])
+        if known[1] in SCRIPT_STUDY_NAMES and parent in chart.series:
+            inputs = params[3] if len(params) > 3 else None
+            self._script_study(out, chart.series[parent], params[1], tag, inputs)
+            return
         self._study_failure(out, params[0], params[1], tag, known[1])
 
     def _remove_study(self, params: list[Any], out: list[str]) -> None:
         chart = self._chart("remove_study", params, out)
         if chart is not None and len(params) > 1 and isinstance(params[1], str):
             chart.studies.pop(params[1], None)
+            parent = chart.study_parents.pop(params[1], None)
+            series = chart.series.get(parent) if parent is not None else None
+            if series is not None:
+                series.studies.pop(params[1], None)
 
     def _create_pointset(self, params: list[Any], out: list[str]) -> None:
         """``create_pointset [cs, id, turnaround, symbolRef, interval, [time, 0]]``: an empty
