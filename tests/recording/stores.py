@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import urllib.parse
 from pathlib import Path
 
@@ -71,7 +72,8 @@ def parquet_rows(root: Path, key: SeriesKey) -> list[Row]:
     files = sorted(series.glob("date=*/bars.parquet"))
     if not files:
         return []
-    frame = pl.concat([pl.read_parquet(path) for path in files])
+    # The bytes of each file, read in one call: the recorder replaces files while we read.
+    frame = pl.concat([pl.read_parquet(io.BytesIO(path.read_bytes())) for path in files])
     return [
         (int(t.timestamp()), o, h, low, c, v)
         for t, o, h, low, c, v in frame.select(

@@ -24,6 +24,7 @@ A disk that stalls stalls the loop; put the dataset on a local disk.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import urllib.parse
@@ -72,6 +73,16 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _read(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """Read one file of the dataset from its bytes, read in one call.
+
+    The files are replaced (renamed over) while other processes read them; reading the bytes
+    of one open file gives one whole version of it, never parts of two (polars reading by
+    path can map the file, or reuse what it read of an earlier version of that path: seen
+    once as "The page header reported the wrong page size" in the crash test)."""
+    return pl.read_parquet(io.BytesIO(path.read_bytes()), columns=columns)
 
 
 def _replace_atomically(frame: pl.DataFrame, path: Path) -> None:
@@ -149,7 +160,7 @@ class ParquetSink:
         for day in reversed(days):
             path = directory / day / _FILE
             try:
-                newest = pl.read_parquet(path, columns=["time"]).get_column("time").max()
+                newest = _read(path, columns=["time"]).get_column("time").max()
             except FileNotFoundError:
                 continue
             except (OSError, pl.exceptions.PolarsError) as error:
@@ -176,7 +187,7 @@ class ParquetSink:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     frame = _frame(days[day])
                     if path.exists():
-                        frame = pl.concat([pl.read_parquet(path), frame])
+                        frame = pl.concat([_read(path), frame])
                     frame = frame.unique(subset="time", keep="last").sort("time")
                     _replace_atomically(frame, path)
                 except (OSError, pl.exceptions.PolarsError) as error:
