@@ -440,25 +440,7 @@ class TvFeed:
 
         Cancelling the call deletes its chart session on the server (best effort).
         """
-        if studies:
-            check_history_arguments(exchange=exchange, start=start, end=end, timezone=timezone)
-            request = self._history_request(
-                symbol,
-                exchange,
-                interval,
-                n_bars,
-                fut_contract=fut_contract,
-                extended_session=extended_session,
-                start=start,
-                end=end,
-                adjustment=adjustment,
-                back_adjusted=back_adjusted,
-                timezone=timezone,
-                include_partial=include_partial,
-            )
-            self._check_open()
-            return await self._study_frame(request, list(studies), with_bars=True)
-        result = await self.fetch_history(
+        request = self._history_request(
             symbol,
             exchange,
             interval,
@@ -472,7 +454,10 @@ class TvFeed:
             timezone=timezone,
             include_partial=include_partial,
         )
-        return result.frame
+        self._check_open()
+        if studies:
+            return await self._study_frame(request, list(studies), with_bars=True)
+        return (await self._run_history(request)).frame
 
     async def fetch_history(
         self,
@@ -499,7 +484,6 @@ class TvFeed:
         Raises:
             The same errors as :meth:`get_hist`.
         """
-        check_history_arguments(exchange=exchange, start=start, end=end, timezone=timezone)
         request = self._history_request(
             symbol,
             exchange,
@@ -849,6 +833,8 @@ class TvFeed:
         timezone: str | None,
         include_partial: bool,
     ) -> HistoryRequest:
+        """Validate the arguments of every history-shaped call once, into a request."""
+        check_history_arguments(exchange=exchange, start=start, end=end, timezone=timezone)
         parsed = parse_symbol(symbol, exchange, fut_contract)
         parsed_interval = Interval.parse(interval)
         if n_bars is not None:
