@@ -19,15 +19,14 @@ import logging
 import signal
 import sys
 from datetime import UTC, datetime
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from .config import Endpoints
 from .errors import InvalidRequest
-from .feed import TvFeed
-from .recorder import RecordedGap, Recorder
-from .sinks import Sink, sink_from_url
+
+if TYPE_CHECKING:  # imported inside the commands: ``--help`` loads no feed, recorder or sink
+    from .recorder import RecordedGap, Recorder
+    from .sinks import Sink
 
 __all__ = ["add_record_parser", "run_record"]
 
@@ -91,6 +90,8 @@ def _sink(args: argparse.Namespace) -> Sink:
             raise InvalidRequest(f'{error}: pip install "tvfeed-async[redis]"') from None
         return RedisSink(args.to, maxlen=args.maxlen)
     try:
+        from .sinks import sink_from_url
+
         return sink_from_url(args.to)
     except (ValueError, ImportError) as error:
         raise InvalidRequest(str(error)) from None
@@ -135,6 +136,11 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
     if not args.verbose:
         # Resynchronisations and gaps are worth seeing without --verbose.
         logging.getLogger("tvfeed_async.recorder").setLevel(logging.INFO)
+    import anyio
+
+    from .feed import TvFeed
+    from .recorder import Recorder
+
     since = _since(args.since)
     sink = _sink(args)
     async with sink, TvFeed(endpoints=endpoints) as feed:
@@ -169,6 +175,8 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
 
 
 async def _stats_loop(recorder: Recorder, every: float) -> None:
+    import anyio
+
     while True:
         await anyio.sleep(every)
         _print_stats(recorder)
