@@ -51,16 +51,14 @@ from .config import Endpoints
 from .errors import (
     AuthError,
     CaptchaRequired,
-    ConnectionLost,
     InvalidCredentials,
     InvalidRequest,
     RateLimited,
-    RequestTimeout,
     TokenExpired,
     TwoFactorRequired,
     UnsafeRedirect,
 )
-from .transport import USER_AGENT, _parse_retry_after, origin_text, same_site
+from .http_common import USER_AGENT, http_errors, origin_text, parse_retry_after, same_site
 from .validation import MIN_TOTP_SECRET_BITS, check_credential_fields, normalise_totp_secret
 
 __all__ = [
@@ -1004,7 +1002,8 @@ class Authenticator:
         data: dict[str, str] | None,
         cookies: dict[str, str] | None,
     ) -> _Reply:
-        try:
+        what = f"TradingView ({method} {origin_text(url)})"
+        with http_errors(what, self._timeout.total or 0.0):
             async with self._http.request(
                 method,
                 url,
@@ -1028,18 +1027,8 @@ class Authenticator:
                     body=body,
                     cookies={name: morsel.value for name, morsel in response.cookies.items()},
                     location=location,
-                    retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 )
-        except TimeoutError:
-            # "from None": aiohttp's exceptions carry the request (and its Cookie header).
-            raise RequestTimeout(
-                f"TradingView did not answer {method} {origin_text(url)} within "
-                f"{self._timeout.total} s"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise ConnectionLost(
-                f"could not reach TradingView ({method} {origin_text(url)}): {type(exc).__name__}"
-            ) from None
 
     def _json(self, reply: _Reply, step: str) -> dict[str, Any]:
         try:

@@ -27,7 +27,6 @@ from .errors import (
     EntitlementError,
     InvalidRequest,
     RateLimited,
-    RequestTimeout,
     TvFeedError,
 )
 from .history import (
@@ -40,6 +39,7 @@ from .history import (
     _Quiet,
     _run_count,
 )
+from .http_common import http_errors
 from .protocol.messages import SeriesData, ServerMessage, StudyRow, UnknownMessage
 from .protocol.studies import (
     ScriptMetadata,
@@ -146,7 +146,7 @@ async def _pine_get(
         RateLimited: HTTP 429.
         RequestTimeout, ConnectionLost: the service did not answer.
     """
-    try:
+    with http_errors("pine-facade", http_timeout):
         async with http.get(
             url,
             params=params,
@@ -156,10 +156,6 @@ async def _pine_get(
         ) as response:
             status = response.status
             body = await response.text(errors="replace")
-    except TimeoutError:
-        raise RequestTimeout(f"pine-facade did not answer within {http_timeout:g} s") from None
-    except aiohttp.ClientError as exc:
-        raise ConnectionLost(f"could not reach pine-facade: {exc}") from exc
     if status == 429:
         raise RateLimited("pine-facade answered HTTP 429; wait before asking again")
     try:

@@ -26,6 +26,7 @@ from aiohttp import WSMsgType
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from .errors import ConnectionLost, InvalidRequest, RateLimited, UnsafeRedirect
+from .http_common import USER_AGENT, origin_of, origin_text, parse_retry_after, same_site
 
 __all__ = [
     "USER_AGENT",
@@ -38,12 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tvfeed_async.transport")
-
-#: A desktop browser User-Agent, as the maintained clients send since 2025 (PROTOCOL.md §1).
-USER_AGENT = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
 
 _HEADERS = {
     "User-Agent": USER_AGENT,
@@ -329,7 +324,7 @@ def _open_error(url: str, open_timeout: float, exc: BaseException) -> BaseExcept
             return RateLimited(
                 "TradingView refused the connection with HTTP 429 (too many requests); "
                 "wait before reconnecting",
-                retry_after=_parse_retry_after(retry_after),
+                retry_after=parse_retry_after(retry_after),
             )
         if status != 101:
             return ConnectionLost(f"WebSocket upgrade refused with HTTP {status}")
@@ -373,56 +368,9 @@ def _proxy_for(url: str) -> str | None:
     return None
 
 
-_SECURE_SCHEMES = {"https": True, "wss": True, "http": False, "ws": False}
-
-
-def _origin_of(url: str) -> tuple[bool, str, int] | None:
-    """(secure, host, port) of ``url``, ws/wss counted as http/https; None if it has none."""
-    try:
-        parts = urlsplit(url)
-        secure = _SECURE_SCHEMES.get(parts.scheme.lower())
-        port = parts.port
-    except ValueError:
-        return None
-    host = (parts.hostname or "").rstrip(".")
-    if secure is None or not host or parts.username is not None or parts.password is not None:
-        return None
-    return secure, host, port if port is not None else (443 if secure else 80)
-
-
-def origin_text(url: str) -> str:
-    """``scheme://host[:port]`` of ``url`` (never its path or query, which may hold secrets)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:
-        return "an invalid URL"
-    return f"{parts.scheme}://{host}{port}"
-
-
-def same_site(configured: str, target: str) -> bool:
-    """True if a redirect from the ``configured`` URL to ``target`` may carry credentials.
-
-    Only the same host, port and scheme qualify (no downgrade from https to http, no user
-    info), or, when the configured host is ``www.<domain>``, another host under the same
-    domain with the same scheme and port: TradingView sends some accounts to a regional site
-    such as ``fr.tradingview.com`` (PROTOCOL.md §7.3).
-    """
-    base = _origin_of(configured)
-    other = _origin_of(target)
-    if base is None or other is None or base[0] != other[0] or base[2] != other[2]:
-        return False
-    base_host, other_host = base[1].lower(), other[1].lower()
-    if base_host == other_host:
-        return True
-    domain = base_host.removeprefix("www.")
-    return domain != base_host and "." in domain and other_host.endswith("." + domain)
-
-
 def _same_origin(configured: str, target: str) -> bool:
-    base = _origin_of(configured)
-    return base is not None and base == _origin_of(target)
+    base = origin_of(configured)
+    return base is not None and base == origin_of(target)
 
 
 def _is_loopback(url: str) -> bool:
@@ -441,12 +389,3 @@ def _ending(socket: aiohttp.ClientWebSocketResponse) -> str:
     text = _close_text(socket.close_code, None)
     error = socket.exception()
     return f"{text}: {error!r}" if error is not None else text
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
