@@ -277,14 +277,20 @@ class TvFeed:
             cache = self._session_cache
         assert self._http is not None
         self._authenticator = Authenticator(
-            self._http, self.endpoints, credentials, cache=cache, timeout=self.timeouts.http
+            self._http,
+            self.endpoints,
+            credentials,
+            cache=cache,
+            timeout=self.timeouts.http,
+            min_validity=self.timeouts.token_min_validity,
         )
         self._auth = await self._authenticator.authenticate()
 
     async def _token(self, refresh: bool) -> str:
         if self._authenticator is None:
             return ANONYMOUS_TOKEN
-        if refresh or self._auth is None or self._auth.expires_within(60.0):
+        lapsing = self._auth is None or self._auth.expires_within(self.timeouts.token_min_validity)
+        if refresh or lapsing:
             self._auth = await self._authenticator.refresh()
         assert self._auth is not None
         token: str = self._auth.token

@@ -1,4 +1,4 @@
-"""Symbol search over TradingView's v3 endpoint (PROTOCOL.md §7.5, USERS.md item 14).
+"""Symbol search over TradingView's v3 endpoint, page by page.
 
 The endpoint wants an ``Origin`` header (clients without it are refused), answers one page at a
 time as ``{"symbols_remaining": n, "symbols": [...]}``, and wraps the matched text in

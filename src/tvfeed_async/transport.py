@@ -1,7 +1,7 @@
 """The one WebSocket: opening it with the headers TradingView expects, and translating failures.
 
 This layer only moves text. Everything it raises is a :class:`~tvfeed_async.errors.TvFeedError`:
-an HTTP 429 on the upgrade becomes :class:`RateLimited` (PROTOCOL.md §1, §8), every other
+an HTTP 429 on the upgrade becomes :class:`RateLimited` (with the server's Retry-After), every other
 failure to open or keep the socket becomes :class:`ConnectionLost`.
 
 The socket is aiohttp's WebSocket client: its C frame reader costs about half the CPU per
@@ -49,7 +49,7 @@ _HEADERS = {
 # aiohttp adds these to every request unless told not to; the upgrade goes out without them.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding")
 
-# A 20,000-bar history packet is about 2 MB (PROTOCOL.md §8); allow generous headroom.
+# A 20,000-bar history packet is about 2 MB; allow generous headroom.
 _MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 # permessage-deflate with the largest window (what aiohttp offers for ``compress=15``).
 _DEFLATE_WINDOW_BITS = 15
