@@ -79,6 +79,34 @@ def add_record_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="print the metrics as JSON on stderr every SECONDS (and at exit)",
     )
+    cluster = record.add_argument_group(
+        "cluster", "several processes share the series through Redis leases (docs/recording.md)"
+    )
+    cluster.add_argument(
+        "--cluster",
+        metavar="REDIS_URL",
+        help="share the symbols with the other processes given the same list and REDIS_URL",
+    )
+    cluster.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="shards the series are dealt into (default: one per series, at most 64)",
+    )
+    cluster.add_argument(
+        "--lease",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="lease length; a dead process's shards are taken over after about 4/3 of it "
+        "(default 10)",
+    )
+    cluster.add_argument(
+        "--cluster-name",
+        default="tvfeed:cluster",
+        metavar="PREFIX",
+        help="prefix of the Redis keys",
+    )
 
 
 def _sink(args: argparse.Namespace) -> Sink:
@@ -136,6 +164,8 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
         # Resynchronisations and gaps are worth seeing without --verbose.
         logging.getLogger("tvfeed_async.recorder").setLevel(logging.INFO)
     since = _since(args.since)
+    if args.cluster is not None:
+        return await _run_cluster(args, endpoints, since)
     sink = _sink(args)
     async with sink, TvFeed(endpoints=endpoints) as feed:
         recorder = Recorder(
@@ -172,3 +202,60 @@ async def _stats_loop(recorder: Recorder, every: float) -> None:
     while True:
         await anyio.sleep(every)
         _print_stats(recorder)
+
+
+async def _run_cluster(
+    args: argparse.Namespace, endpoints: Endpoints, since: datetime | None
+) -> int:
+    """``record --cluster``: this process records the shards it holds a lease on."""
+    try:
+        from .cluster import ClusterRecorder
+    except ImportError as error:
+        raise InvalidRequest(f'{error}: pip install "tvfeed-async[redis]"') from None
+    _sink(args)  # a bad --to fails now, not when a shard is first claimed
+    async with TvFeed(endpoints=endpoints) as feed:
+        cluster = ClusterRecorder(
+            feed,
+            [(symbol, args.interval) for symbol in args.symbols],
+            lambda: _sink(args),
+            args.cluster,
+            shards=args.shards,
+            lease=args.lease,
+            name=args.cluster_name,
+            initial_bars=args.backfill,
+            since=since,
+            max_pending=args.max_pending,
+            batch_size=args.batch_size,
+            forming=args.forming,
+            extended_session=args.extended,
+            adjustment=args.adjustment,
+            on_gap=_report_gap,
+        )
+        async with anyio.create_task_group() as tasks:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, tasks.cancel_scope.cancel)
+            try:
+                if args.stats_every > 0:
+                    tasks.start_soon(_cluster_stats_loop, cluster, args.stats_every)
+                await cluster.run()
+                tasks.cancel_scope.cancel()
+            finally:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+    return 0
+
+
+async def _cluster_stats_loop(cluster: Any, every: float) -> None:
+    while True:
+        await anyio.sleep(every)
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "member": cluster.member,
+            "members": cluster.members,
+            "shards": {
+                str(shard): [metrics.as_dict() for metrics in sinks]
+                for shard, sinks in cluster.metrics.items()
+            },
+        }
+        print(json.dumps(line), file=sys.stderr, flush=True)
