@@ -158,9 +158,11 @@ async def test_three_processes_one_killed_lose_and_double_nothing(
             await victim.kill()
             killed_at = time.monotonic()
             taken_at = None
+            orphan_minutes = 0
             with anyio.fail_after(30):
                 while taken_at is None:
                     await sim.clock.advance(MINUTE)
+                    orphan_minutes += 1
                     await anyio.sleep(0.1)
                     new_owner = (await owners(client))[0]
                     if new_owner is not None and new_owner != victim_id:
@@ -191,9 +193,11 @@ async def test_three_processes_one_killed_lose_and_double_nothing(
         doubled = sum(len(rows) - len({row[0] for row in rows}) for rows in stored.values())
         print(
             f"\ncluster[{store.kind}]: bars expected {expected}, stored {len(times)}, lost {lost}, "
-            f"stored twice {doubled}; orphaned series {len(orphaned)}; lease {LEASE} s, "
+            f"stored twice {doubled}; {len(orphaned)} series orphaned for {orphan_minutes} "
+            f"virtual minutes; lease {LEASE} s, "
             f"takeover {takeover:.2f} s after SIGKILL, store caught up {caught_up:.2f} s after"
         )
+        assert orphan_minutes >= 2  # bars closed while nobody recorded the shard
         assert takeover < LEASE * 4  # the lease lapses, then a survivor's next round claims it
         try:
             assert_exactly_truth(stored, sim, first)
