@@ -700,14 +700,18 @@ class PoolStream:
         return self
 
     async def _start(self) -> None:
-        self._started = True
         try:
-            for socket, _, (method, args, kwargs) in self._parts:
+            # A cancelled wait (a timeout around the first step) keeps the parts subscribed so
+            # far; the next step goes on from there.
+            for socket, _, (method, args, kwargs) in self._parts[len(self._inner) :]:
                 feed = await socket.wait()
                 self._inner.append(getattr(feed, method)(*args, **kwargs))
+        except asyncio.CancelledError:
+            raise
         except BaseException:
             self.close()
             raise
+        self._started = True
         if len(self._inner) == 1:
             self._single = self._inner[0]
             return

@@ -3,6 +3,7 @@ failure leaves the others alone, every closed bar once (checked with the simulat
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -155,6 +156,32 @@ async def test_stream_many_merges_series_of_several_sockets(tv_simulator):
     for symbol, bars in received.items():
         start = starts[symbol]
         assert as_tuples(bars) == truth_bars(tv_simulator, symbol, "1", start, start + 4 * MINUTE)
+
+
+async def test_a_timeout_while_the_socket_opens_does_not_end_the_stream(tv_simulator, monkeypatch):
+    from tvfeed_async.feed import TvFeed
+
+    gate = asyncio.Event()
+    enter = TvFeed.__aenter__
+
+    async def held_enter(self):
+        await gate.wait()
+        return await enter(self)
+
+    async with pool_on(tv_simulator, series_per_socket=1) as pool:
+        first = pool.stream(SYMBOLS[0], interval="1", partial=True)
+        monkeypatch.setattr(TvFeed, "__aenter__", held_enter)  # socket 1 opens when let
+        second = pool.stream(SYMBOLS[1], interval="1", partial=True)
+        async with contextlib.aclosing(first), contextlib.aclosing(second):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(second), 0.1)
+            gate.set()
+            start = (await first_forming(second)).timestamp
+            await first_forming(first)
+            assert pool.socket_of(SYMBOLS[1], interval="1") == 1
+            await tv_simulator.clock.advance(3 * MINUTE)
+            bars = await closed_bars(second, 3)
+    assert as_tuples(bars) == truth_bars(tv_simulator, SYMBOLS[1], "1", start, start + 3 * MINUTE)
 
 
 async def test_history_is_dealt_over_the_sockets(tv_simulator):
