@@ -26,6 +26,7 @@ import anyio
 from .config import Endpoints
 from .errors import InvalidRequest
 from .feed import TvFeed
+from .pool import FeedPool
 from .recorder import RecordedGap, Recorder
 from .sinks import Sink, sink_from_url
 
@@ -79,6 +80,12 @@ def add_record_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="print the metrics as JSON on stderr every SECONDS (and at exit)",
     )
+    record.add_argument(
+        "--series-per-socket",
+        type=int,
+        metavar="N",
+        help="spread the series over several sockets, N on each (a FeedPool; docs/scale.md)",
+    )
     cluster = record.add_argument_group(
         "cluster", "several processes share the series through Redis leases (docs/recording.md)"
     )
@@ -124,6 +131,12 @@ def _sink(args: argparse.Namespace) -> Sink:
         raise InvalidRequest(str(error)) from None
 
 
+def _feed(args: argparse.Namespace, endpoints: Endpoints) -> TvFeed | FeedPool:
+    if args.series_per_socket is None:
+        return TvFeed(endpoints=endpoints)
+    return FeedPool(series_per_socket=args.series_per_socket, endpoints=endpoints)
+
+
 def _since(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -167,7 +180,7 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
     if args.cluster is not None:
         return await _run_cluster(args, endpoints, since)
     sink = _sink(args)
-    async with sink, TvFeed(endpoints=endpoints) as feed:
+    async with sink, _feed(args, endpoints) as feed:
         recorder = Recorder(
             feed,
             [(symbol, args.interval) for symbol in args.symbols],
@@ -213,7 +226,7 @@ async def _run_cluster(
     except ImportError as error:
         raise InvalidRequest(f'{error}: pip install "tvfeed-async[redis]"') from None
     _sink(args)  # a bad --to fails now, not when a shard is first claimed
-    async with TvFeed(endpoints=endpoints) as feed:
+    async with _feed(args, endpoints) as feed:
         cluster = ClusterRecorder(
             feed,
             [(symbol, args.interval) for symbol in args.symbols],

@@ -47,7 +47,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import redis.asyncio as redis_asyncio
@@ -57,6 +57,9 @@ from .errors import InvalidRequest
 from .feed import TvFeed
 from .recorder import FATAL_ERRORS, KeyLike, Recorder, SinkMetrics, _series_key
 from .sinks._base import SeriesKey, Sink
+
+if TYPE_CHECKING:
+    from .pool import FeedPool
 
 __all__ = ["ClusterRecorder", "ShardState", "shard_series"]
 
@@ -148,7 +151,7 @@ class ClusterRecorder:
     """Record a list of series with other processes, each holding a share of the shards.
 
     Args:
-        feed: an open ``TvFeed`` (this process's socket).
+        feed: an open ``TvFeed`` (this process's socket), or a ``FeedPool`` (its sockets).
         series: every process's whole list: ``(symbol, interval)`` pairs or ``SeriesKey``.
         new_sinks: makes the opened-on-entry sinks of one shard (called each time a shard is
             claimed; they are closed when it is given back): a function returning one sink or
@@ -174,7 +177,7 @@ class ClusterRecorder:
 
     def __init__(
         self,
-        feed: TvFeed,
+        feed: TvFeed | FeedPool,
         series: Iterable[KeyLike],
         new_sinks: Callable[[], Sink | Sequence[Sink]],
         redis_url: str,

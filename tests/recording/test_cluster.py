@@ -39,7 +39,15 @@ pytestmark = pytest.mark.slow
 class Member:
     """One ``record --cluster`` subprocess, with its stderr kept."""
 
-    def __init__(self, sim: TvSimulator, target: str, redis_url: str, logs: Path, n: int) -> None:
+    def __init__(
+        self,
+        sim: TvSimulator,
+        target: str,
+        redis_url: str,
+        logs: Path,
+        n: int,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.command = [
             sys.executable,
             "-m",
@@ -62,6 +70,7 @@ class Member:
             str(LEASE),
             "--cluster-name",
             NAME,
+            *extra,
         ]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("TV_", "TVFEED_"))}
         self.env["TVFEED_WS_URL"] = sim.endpoints.ws_url
@@ -120,16 +129,21 @@ def logs(members: list[Member]) -> str:
     )
 
 
-@pytest.mark.parametrize("store", ["postgresql", "redis"], indirect=True)
+@pytest.mark.parametrize(
+    ("store", "per_socket"), [("postgresql", None), ("redis", 1)], indirect=["store"]
+)
 async def test_three_processes_one_killed_lose_and_double_nothing(
-    store: Store, redis_url: str, tmp_path: Path
+    store: Store, per_socket: int | None, redis_url: str, tmp_path: Path
 ) -> None:
+    """With ``per_socket``, each process records through a FeedPool of that many series per
+    socket (``--series-per-socket``)."""
+    extra = () if per_socket is None else ("--series-per-socket", str(per_socket))
     client = redis_asyncio.Redis.from_url(redis_url)
     async with TvSimulator() as sim:
         first = {
             key: int(sim.truth_rows(key.symbol, "1", n_bars=BACKFILL - 1)[0][0]) for key in KEYS
         }
-        members = [Member(sim, store.target, redis_url, tmp_path, n) for n in range(3)]
+        members = [Member(sim, store.target, redis_url, tmp_path, n, extra) for n in range(3)]
         for member in members:
             await member.start()
         try:
@@ -149,6 +163,7 @@ async def test_three_processes_one_killed_lose_and_double_nothing(
                 await sim.clock.advance(MINUTE)
                 await anyio.sleep(0.1)
             await wait_for_store(store.read, sim, KEYS)
+            opened_before_kill = sim.stats.connections_opened
 
             # SIGKILL the owner of shard 0; time goes on while its series have no recorder.
             victim_id = held[0]
@@ -181,6 +196,10 @@ async def test_three_processes_one_killed_lose_and_double_nothing(
                 await member.kill()
             await client.aclose()
         assert statuses == [0, 0], logs(members)
+        if per_socket is None:
+            assert opened_before_kill == 3  # one TvFeed (one socket) per process
+        else:
+            assert opened_before_kill >= 6  # each process's shard has 2 series: 2 sockets
         assert pid_of(new_owner) in {member.pid for member in survivors}
         # A clean stop gives the leases back at once.
         assert after == [None] * SHARDS
@@ -192,8 +211,9 @@ async def test_three_processes_one_killed_lose_and_double_nothing(
         )
         doubled = sum(len(rows) - len({row[0] for row in rows}) for rows in stored.values())
         print(
-            f"\ncluster[{store.kind}]: bars expected {expected}, stored {len(times)}, lost {lost}, "
-            f"stored twice {doubled}; {len(orphaned)} series orphaned for {orphan_minutes} "
+            f"\ncluster[{store.kind}, series per socket {per_socket}]: bars expected "
+            f"{expected}, stored {len(times)}, lost {lost}, stored twice {doubled}; "
+            f"{len(orphaned)} series orphaned for {orphan_minutes} "
             f"virtual minutes; lease {LEASE} s, "
             f"takeover {takeover:.2f} s after SIGKILL, store caught up {caught_up:.2f} s after"
         )
@@ -297,6 +317,38 @@ async def test_an_unreachable_redis_stops_the_shards_until_it_is_back(
             tasks.cancel_scope.cancel()
     # Stopped before the leases (1 s, last renewed up to 1/3 s before the pause) lapse.
     assert stopped_after < 1.0
+
+
+async def test_a_recorder_on_a_pool_records_over_several_sockets(redis_url: str) -> None:
+    from tvfeed_async.pool import FeedPool
+    from tvfeed_async.recorder import Recorder
+    from tvfeed_async.sinks import RedisSink
+
+    from .stores import redis_rows
+
+    async def read(key: SeriesKey) -> list:
+        return await redis_rows(redis_url, key)
+
+    async with TvSimulator() as sim:
+        # The newest closed bar is stored by the live stream, the 9 before it by history.
+        first = {key: int(sim.truth_rows(key.symbol, "1", n_bars=9)[0][0]) for key in KEYS}
+        pool = FeedPool(
+            series_per_socket=2, endpoints=sim.endpoints, use_env=False, session_cache=False
+        )
+        async with pool, RedisSink(redis_url) as sink, anyio.create_task_group() as tasks:
+            recorder = Recorder(pool, KEYS, sink, initial_bars=10)
+            tasks.start_soon(recorder.run)
+            await wait_for_store(read, sim, KEYS)
+            await sim.wait_subscribed(count=len(KEYS))
+            for _ in range(5):
+                await sim.clock.advance(MINUTE)
+                await anyio.sleep(0.05)
+            stored = await wait_for_store(read, sim, KEYS)
+            sockets = pool.sockets
+            tasks.cancel_scope.cancel()
+    assert sockets == 3
+    assert sim.stats.connections_opened == 3
+    assert_exactly_truth(stored, sim, first)
 
 
 def test_shards_deal_the_sorted_series() -> None:
