@@ -797,7 +797,8 @@ class _PoolEventStream:
 
     def __init__(self, pool: FeedPool) -> None:
         self._pool = pool
-        self._queue: deque[PoolEvent] = deque(maxlen=EVENT_QUEUE)
+        self._queue: deque[PoolEvent] = deque()
+        self._dropped = 0
         self._wakeup = asyncio.Event()
         self._closed = False
         self._pumps: list[asyncio.Task[None]] = []
@@ -815,6 +816,9 @@ class _PoolEventStream:
         try:
             async for event in events:
                 values = {f.name: getattr(event, f.name) for f in dataclasses.fields(Event)}
+                if len(self._queue) >= EVENT_QUEUE:
+                    self._queue.popleft()
+                    self._dropped += 1
                 self._queue.append(
                     PoolEvent(**values, socket=socket.number, account=socket.account)
                 )
@@ -831,7 +835,12 @@ class _PoolEventStream:
                 raise StopAsyncIteration
             self._wakeup.clear()
             await self._wakeup.wait()
-        return self._queue.popleft()
+        event = self._queue.popleft()
+        if self._dropped:
+            # As TvFeed.events(): the next event says how many this watcher missed.
+            dropped, self._dropped = self._dropped, 0
+            event = dataclasses.replace(event, dropped_before=event.dropped_before + dropped)
+        return event
 
     def close(self) -> None:
         """Stop watching (synchronous; idempotent)."""

@@ -14,7 +14,8 @@ import time
 import anyio
 import pytest
 
-from tvfeed_async import Bar, InvalidRequest, RetryPolicy, Timeouts
+from tvfeed_async import Bar, InvalidRequest, RetryPolicy, Timeouts, TvFeedError
+from tvfeed_async.events import EVENT_QUEUE
 from tvfeed_async.pool import FeedPool, PoolEvent
 from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.http_app import Account
@@ -182,6 +183,51 @@ async def test_a_timeout_while_the_socket_opens_does_not_end_the_stream(tv_simul
             await tv_simulator.clock.advance(3 * MINUTE)
             bars = await closed_bars(second, 3)
     assert as_tuples(bars) == truth_bars(tv_simulator, SYMBOLS[1], "1", start, start + 3 * MINUTE)
+
+
+async def test_a_socket_that_fails_to_open_fails_only_its_streams(tv_simulator):
+    async with pool_on(tv_simulator, series_per_socket=1) as pool:
+        first = pool.stream(SYMBOLS[0], interval="1", partial=True)
+        async with contextlib.aclosing(first):
+            start = (await first_forming(first)).timestamp
+            tv_simulator.faults.refuse_upgrades(1)  # socket 1's upgrade gets HTTP 429
+            second = pool.stream(SYMBOLS[1], interval="1", partial=True)
+            with pytest.raises(TvFeedError):
+                await anext(second)
+            failed = [entry for entry in pool.health().sockets if entry.error is not None]
+            assert [entry.socket for entry in failed] == [1]
+            # The next stream gets a new socket in place of the failed one.
+            third = pool.stream(SYMBOLS[1], interval="1", partial=True)
+            async with contextlib.aclosing(third):
+                await first_forming(third)
+                assert pool.socket_of(SYMBOLS[1], interval="1") == 2
+                assert [entry.socket for entry in pool.health().sockets] == [0, 2]
+            await tv_simulator.clock.advance(3 * MINUTE)
+            bars = await closed_bars(first, 3)
+        assert pool.feed_of(0).connections_opened == 1
+    assert as_tuples(bars) == truth_bars(tv_simulator, SYMBOLS[0], "1", start, start + 3 * MINUTE)
+
+
+async def test_a_lagging_event_watcher_is_told_what_it_missed(tv_simulator):
+    async with pool_on(tv_simulator) as pool:
+        hub = pool.feed_of(0)._supervisor.events  # the socket's own event hub
+        async with pool.events() as events:
+            for batch in range(3):
+                for n in range(EVENT_QUEUE // 2):
+                    hub.emit("rate_limited", f"{batch}-{n}")
+                # Let the socket's watcher hand them over to the pool's watcher.
+                for _ in range(EVENT_QUEUE):
+                    await asyncio.sleep(0)
+            got = []
+            with anyio.fail_after(5):
+                async for event in events:
+                    got.append(event)
+                    if len(got) == EVENT_QUEUE:
+                        break
+    assert got[0].dropped_before == EVENT_QUEUE // 2
+    assert got[0].detail == "1-0"
+    assert all(event.dropped_before == 0 for event in got[1:])
+    assert {event.socket for event in got} == {0}
 
 
 async def test_history_is_dealt_over_the_sockets(tv_simulator):
