@@ -84,7 +84,7 @@ async def test_a_socket_opens_when_one_holds_series_per_socket(tv_simulator):
 
 
 async def test_one_socket_failing_leaves_the_other_streams_whole(tv_simulator):
-    minutes_before, minutes_after = 5, 20
+    minutes_before, minutes_down, minutes_after = 5, 10, 10
     async with pool_on(tv_simulator, series_per_socket=2) as pool:
         streams = {symbol: pool.stream(symbol, interval="1", partial=True) for symbol in SYMBOLS}
         async with contextlib.AsyncExitStack() as stack:
@@ -99,11 +99,26 @@ async def test_one_socket_failing_leaves_the_other_streams_whole(tv_simulator):
             # Kill the TCP connection of socket 1 only (no closing handshake).
             victim = connection_holding(tv_simulator, SYMBOLS[2])
             assert victim is not connection_holding(tv_simulator, SYMBOLS[0])
+            # It stays down (every reconnect refused) while bars close: the other socket's
+            # streams get them live meanwhile.
+            tv_simulator.faults.refuse_upgrades(10**9)
             victim.abort()
+            seen: list[PoolEvent] = []
+            with anyio.fail_after(10):
+                async for event in events:
+                    seen.append(event)
+                    if event.kind == "disconnected":
+                        break
+            await tv_simulator.clock.advance(minutes_down * MINUTE)
+            for symbol in [s for s in SYMBOLS if placement[s] == placement[SYMBOLS[0]]]:
+                got[symbol] += await closed_bars(streams[symbol], minutes_down)
+            down = pool.health()
+            tv_simulator.faults.refuse_upgrades(0)  # let it come back: it backfills
             await tv_simulator.clock.advance(minutes_after * MINUTE)
             for symbol, stream in streams.items():
-                got[symbol] += await closed_bars(stream, minutes_after)
-            seen: list[PoolEvent] = []
+                on_failed = placement[symbol] != placement[SYMBOLS[0]]
+                count = minutes_after + (minutes_down if on_failed else 0)
+                got[symbol] += await closed_bars(stream, count)
             with anyio.fail_after(10):
                 async for event in events:
                     seen.append(event)
@@ -126,7 +141,12 @@ async def test_one_socket_failing_leaves_the_other_streams_whole(tv_simulator):
     ]
     assert health.symbols_monitored == 4
     assert len(health.streams) == 4
-    total = minutes_before + minutes_after
+    assert not down.connected
+    assert down.sockets_connected == 1
+    assert [entry.health.connected for entry in down.sockets] == [
+        entry.socket != failed for entry in down.sockets
+    ]
+    total = minutes_before + minutes_down + minutes_after
     for symbol in SYMBOLS:
         start = starts[symbol]
         expected = truth_bars(tv_simulator, symbol, "1", start, start + total * MINUTE)
