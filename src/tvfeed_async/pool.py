@@ -155,6 +155,8 @@ class _Socket:
 
     async def wait(self) -> TvFeed:
         await self.ready.wait()
+        if isinstance(self.error, asyncio.CancelledError):
+            raise RuntimeError("the pool closed before this socket opened")
         if self.error is not None:
             raise self.error
         return self.feed
@@ -300,9 +302,11 @@ class FeedPool:
         for task in tasks:
             task.cancel()
         sockets = list(self._sockets)
-        for socket in sockets:
-            if socket.opener is not None and not socket.opener.done():
-                await asyncio.wait({socket.opener})
+        openers = {s.opener for s in sockets if s.opener is not None and not s.opener.done()}
+        for opener in openers:
+            opener.cancel()  # a socket still connecting gives up; TvFeed cleans up after itself
+        if openers:
+            await asyncio.wait(openers)
         await asyncio.gather(*(socket.feed.aclose() for socket in sockets))
         if tasks:
             await asyncio.wait(tasks)
@@ -707,6 +711,11 @@ class PoolStream:
                 feed = await socket.wait()
                 self._inner.append(getattr(feed, method)(*args, **kwargs))
         except asyncio.CancelledError:
+            raise
+        except RuntimeError:
+            self.close()
+            if self._pool._state == "closed":
+                raise StopAsyncIteration from None  # as a TvFeed stream ends when it closes
             raise
         except BaseException:
             self.close()

@@ -269,6 +269,35 @@ async def test_history_is_dealt_over_the_sockets(tv_simulator):
             assert pool.stats.connections_opened == 2
 
 
+async def test_streams_end_when_the_pool_closes(tv_simulator, monkeypatch):
+    from tvfeed_async.feed import TvFeed
+
+    gate = asyncio.Event()  # never set: socket 1 never opens
+    enter = TvFeed.__aenter__
+
+    async def held_enter(self):
+        await gate.wait()
+        return await enter(self)
+
+    pool = pool_on(tv_simulator, series_per_socket=1)
+    async with pool:
+        live = pool.stream(SYMBOLS[0], interval="1", partial=True)
+        await first_forming(live)
+        monkeypatch.setattr(TvFeed, "__aenter__", held_enter)
+        waiting = pool.stream(SYMBOLS[1], interval="1", partial=True)
+        pending = asyncio.ensure_future(anext(waiting))
+        await asyncio.sleep(0.05)
+        assert not pending.done()
+    with anyio.fail_after(5):
+        with pytest.raises(StopAsyncIteration):
+            await pending  # its socket was still opening
+        with pytest.raises(StopAsyncIteration):
+            while True:
+                await anext(live)
+    with pytest.raises(RuntimeError):
+        pool.stream(SYMBOLS[2], interval="1")
+
+
 def _token(secret: bytes, user_id: int, max_connections: int) -> str:
     """A token the simulator accepts, with a chosen ``max_connections`` claim (the shape of
     ``TokenIssuer.issue``)."""
