@@ -137,6 +137,17 @@ def _feed(args: argparse.Namespace, endpoints: Endpoints) -> TvFeed | FeedPool:
     return FeedPool(series_per_socket=args.series_per_socket, endpoints=endpoints)
 
 
+def _open_log_gate() -> None:
+    """The feed is open: let the library's log records through, as ``hist`` does (cli.py's
+    ``_LogGate`` on the root handler holds them back until then, so that a failure to start is
+    reported once). Found on the handler, not imported: under ``python -m tvfeed_async.cli``
+    the running module is ``__main__``, and ``tvfeed_async.cli`` would be another copy."""
+    for handler in logging.getLogger().handlers:
+        for gate in handler.filters:
+            if type(gate).__name__ == "_LogGate":
+                setattr(gate, "open", True)  # noqa: B010 (a filter of cli.py's own type)
+
+
 def _since(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -181,6 +192,7 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
         return await _run_cluster(args, endpoints, since)
     sink = _sink(args)
     async with sink, _feed(args, endpoints) as feed:
+        _open_log_gate()
         recorder = Recorder(
             feed,
             [(symbol, args.interval) for symbol in args.symbols],
@@ -226,7 +238,11 @@ async def _run_cluster(
     except ImportError as error:
         raise InvalidRequest(f'{error}: pip install "tvfeed-async[redis]"') from None
     _sink(args)  # a bad --to fails now, not when a shard is first claimed
+    if not args.verbose:
+        # Claims, hand-overs and take-overs are worth seeing without --verbose.
+        logging.getLogger("tvfeed_async.cluster").setLevel(logging.INFO)
     async with _feed(args, endpoints) as feed:
+        _open_log_gate()
         cluster = ClusterRecorder(
             feed,
             [(symbol, args.interval) for symbol in args.symbols],

@@ -18,7 +18,8 @@ Each process, every ``lease / 3`` seconds:
    another process may take it.
 3. **Gives back** the shards above its share (a new process joined): it stops their
    recorder first, then deletes the lease (check-and-set again).
-4. **Claims** free shards up to its share: a Lua script sets ``{name}:lease:{shard}`` to its
+4. **Claims** free shards up to its share (from its second round on, so that processes
+   started together count each other first): a Lua script sets ``{name}:lease:{shard}`` to its
    member id with ``PX lease`` when the key is absent (or already holds its own id).
    Each shard claimed gets a :class:`~tvfeed_async.recorder.Recorder` of its own, with sinks
    of its own, which reads its checkpoints from the store and backfills from them.
@@ -278,6 +279,7 @@ class ClusterRecorder:
         release: Any,
         lease_ms: str,
     ) -> None:
+        joined = False
         while True:
             if self._failure is not None:
                 raise self._failure
@@ -298,7 +300,11 @@ class ClusterRecorder:
                         f"{self.name!r}; give every process the same list and --shards"
                     )
                 self.members = members
-                await self._rebalance(claim, release, lease_ms)
+                if joined:
+                    await self._rebalance(claim, release, lease_ms)
+                # Claim nothing in the first round: processes started together then see each
+                # other before they claim, and share the shards without handing any back.
+                joined = True
             except RedisError as error:
                 logger.warning("Redis failed (%s); retrying", error)
             await anyio.sleep(self.lease / 3)

@@ -196,6 +196,10 @@ async def test_three_processes_one_killed_lose_and_double_nothing(
                 await member.kill()
             await client.aclose()
         assert statuses == [0, 0], logs(members)
+        texts = [member.log_path.read_text(errors="replace") for member in members]
+        # 3 claims at start, 1 take-over: the shard of the dead process, by one survivor.
+        assert sum(text.count(": claimed (") for text in texts) == SHARDS + 1, logs(members)
+        assert sum(text.count("shard 0: claimed (") for text in texts) == 2, logs(members)
         if per_socket is None:
             assert opened_before_kill == 3  # one TvFeed (one socket) per process
         else:
