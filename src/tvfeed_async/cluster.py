@@ -404,6 +404,10 @@ class ClusterRecorder:
     async def _give_back_all(self, release: Any) -> None:
         for shard in list(self.held):
             await self._stop(shard)
+        # Every shard, not only those held: a claim cancelled after Redis ran it, but before
+        # its answer arrived, left a lease with this member's id (the script deletes a lease
+        # only if it holds that id).
+        for shard in range(len(self.shards)):
             with contextlib.suppress(RedisError, OSError):
                 await release(keys=[self.lease_key(shard)], args=[self.member])
         with contextlib.suppress(RedisError, OSError):

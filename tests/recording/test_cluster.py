@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -122,6 +123,12 @@ async def owners(client: redis_asyncio.Redis) -> list[str | None]:
     return [None if value is None else value.decode() for value in values]
 
 
+def claims(member: Member) -> list[int]:
+    """The shards ``member`` logged claiming, in order."""
+    text = member.log_path.read_text(errors="replace")
+    return [int(shard) for shard in re.findall(r"cluster: shard (\d+): claimed \(", text)]
+
+
 def logs(members: list[Member]) -> str:
     return "\n".join(
         f"--- {member.log_path.name}\n" + member.log_path.read_text(errors="replace")[-3000:]
@@ -171,6 +178,7 @@ async def test_three_processes_one_killed_lose_and_double_nothing(
             victim = next(member for member in members if member.pid == pid_of(victim_id))
             orphaned = shard_series(KEYS, SHARDS)[0]
             await victim.kill()
+            claims_before = [claims(member) for member in members]
             killed_at = time.monotonic()
             taken_at = None
             orphan_minutes = 0
@@ -196,10 +204,14 @@ async def test_three_processes_one_killed_lose_and_double_nothing(
                 await member.kill()
             await client.aclose()
         assert statuses == [0, 0], logs(members)
-        texts = [member.log_path.read_text(errors="replace") for member in members]
-        # 3 claims at start, 1 take-over: the shard of the dead process, by one survivor.
-        assert sum(text.count(": claimed (") for text in texts) == SHARDS + 1, logs(members)
-        assert sum(text.count("shard 0: claimed (") for text in texts) == 2, logs(members)
+        # The dead process's shard was taken over by a survivor. (On a loaded machine a
+        # survivor starved for longer than the lease may lose a shard too, and take it back.)
+        taken = [
+            shard
+            for member, before in zip(members, claims_before, strict=True)
+            for shard in claims(member)[len(before) :]
+        ]
+        assert 0 in taken, logs(members)
         if per_socket is None:
             assert opened_before_kill == 3  # one TvFeed (one socket) per process
         else:
@@ -218,7 +230,7 @@ async def test_three_processes_one_killed_lose_and_double_nothing(
             f"\ncluster[{store.kind}, series per socket {per_socket}]: bars expected "
             f"{expected}, stored {len(times)}, lost {lost}, stored twice {doubled}; "
             f"{len(orphaned)} series orphaned for {orphan_minutes} "
-            f"virtual minutes; lease {LEASE} s, "
+            f"virtual minutes; claims after the kill {sorted(taken)}; lease {LEASE} s, "
             f"takeover {takeover:.2f} s after SIGKILL, store caught up {caught_up:.2f} s after"
         )
         assert orphan_minutes >= 2  # bars closed while nobody recorded the shard
@@ -353,6 +365,40 @@ async def test_a_recorder_on_a_pool_records_over_several_sockets(redis_url: str)
     assert sockets == 3
     assert sim.stats.connections_opened == 3
     assert_exactly_truth(stored, sim, first)
+
+
+async def test_members_started_together_share_without_handing_back(
+    redis_url: str, tv_simulator
+) -> None:
+    from tvfeed_async import TvFeed
+    from tvfeed_async.sinks import RedisSink
+
+    async with TvFeed(endpoints=tv_simulator.endpoints, use_env=False, session_cache=False) as feed:
+        members = [
+            ClusterRecorder(
+                feed,
+                KEYS,
+                lambda: RedisSink(redis_url),
+                redis_url,
+                shards=3,
+                lease=1.0,
+                name=NAME,
+                member=f"member-{n}",
+                initial_bars=5,
+            )
+            for n in range(3)
+        ]
+        async with anyio.create_task_group() as tasks:
+            for member in members:
+                tasks.start_soon(member.run)
+            await until(lambda: sum(len(member.held) for member in members) == 3)
+            await anyio.sleep(1.0)  # three more rounds
+            held = [sorted(member.held) for member in members]
+            tasks.cancel_scope.cancel()
+    assert sorted(shard for shards in held for shard in shards) == [0, 1, 2]
+    assert all(len(shards) == 1 for shards in held)
+    # Nobody claimed a shard only to hand it back when the others showed up.
+    assert [member.claims for member in members] == [1, 1, 1]
 
 
 def test_shards_deal_the_sorted_series() -> None:
