@@ -44,7 +44,9 @@ if TYPE_CHECKING:
     from .auth import SessionCache
     from .feed import StreamSpec, TvFeed
     from .history import HistoryResult, SymbolInfo
+    from .protocol.studies import ScriptSummary
     from .quotes import Quote, QuoteStream
+    from .search import SearchResult
     from .stream import BarStream
 
 __all__ = ["FeedPool", "PoolEvent", "PoolHealth", "SocketHealth"]
@@ -554,6 +556,29 @@ class FeedPool:
     ) -> SymbolInfo:
         """:meth:`TvFeed.resolve` on one of the sockets."""
         return await self._history_socket().resolve(symbol, exchange, **options)
+
+    async def search_symbol(self, text: str, *args: Any, **options: Any) -> list[SearchResult]:
+        """:meth:`TvFeed.search_symbol` (HTTP; through one of the sockets' feeds)."""
+        return await self._history_socket().search_symbol(text, *args, **options)
+
+    async def get_study(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        interval: IntervalLike = Interval.in_daily,
+        **options: Any,
+    ) -> pl.DataFrame:
+        """:meth:`TvFeed.get_study` on the open socket with the fewest series."""
+        return await self._history_socket().get_study(symbol, exchange, interval, **options)
+
+    async def search_studies(self, text: str = "", **options: Any) -> list[ScriptSummary]:
+        """:meth:`TvFeed.search_studies` (HTTP; through one of the sockets' feeds)."""
+        return await self._history_socket().search_studies(text, **options)
+
+    @property
+    def connections_opened(self) -> int:
+        """WebSockets the pool's sockets have opened, summed (reconnects included)."""
+        return sum(socket.feed.connections_opened for socket in self._sockets if socket.open)
 
     # ------------------------------------------------------------------ live streams
 

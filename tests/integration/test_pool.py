@@ -266,6 +266,18 @@ async def test_history_is_dealt_over_the_sockets(tv_simulator):
             assert isinstance(frames["NOSUCH"], InvalidRequest)
             one = await pool.get_hist("BINANCE:BTCUSDT", interval="60", n_bars=20)
             assert one.equals(frames["BINANCE:BTCUSDT"])
+            result = await pool.fetch_history("BINANCE:BTCUSDT", interval="60", n_bars=20)
+            assert result.frame.equals(one)
+            info = await pool.resolve("BINANCE:BTCUSDT")
+            assert info is not None
+            found = await pool.search_symbol("BTCUSDT")
+            assert "BINANCE:BTCUSDT" in {f"{hit.exchange}:{hit.symbol}" for hit in found}
+            rsi = await pool.get_study("BINANCE:BTCUSDT", interval="60", study="STD;RSI", n_bars=30)
+            assert rsi.height == 30
+            assert any(summary.id == "STD;RSI" for summary in await pool.search_studies("rsi"))
+            quote = await pool.get_quote("BINANCE:BTCUSDT")
+            assert quote.symbol == "BINANCE:BTCUSDT"
+            assert pool.connections_opened == 2
             assert pool.stats.connections_opened == 2
 
 
