@@ -23,7 +23,7 @@ import itertools
 import json
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -655,6 +655,47 @@ class FeedPool:
             for socket, keys, specs_of_group in groups.values()
         ]
         return PoolStream(self, parts)
+
+    async def stream_frames(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        interval: IntervalLike = Interval.in_1_minute,
+        *,
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+        **options: Any,
+    ) -> AsyncGenerator[pl.DataFrame, None]:
+        """:meth:`TvFeed.stream_frames` on the socket the series is placed on (it holds its
+        place until the generator is closed)."""
+        self._check_open()
+        key = _series_key(
+            symbol, exchange, interval, fut_contract, extended_session, adjustment, back_adjusted
+        )
+        socket = self._place(key)
+        socket.series[key] = socket.series.get(key, 0) + 1
+        try:
+            try:
+                feed = await socket.wait()
+            except RuntimeError:
+                return  # the pool closed before the socket opened
+            frames = feed.stream_frames(
+                symbol,
+                exchange,
+                interval,
+                fut_contract=fut_contract,
+                extended_session=extended_session,
+                adjustment=adjustment,
+                back_adjusted=back_adjusted,
+                **options,
+            )
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    yield frame
+        finally:
+            self._release(socket, key)
 
     # ------------------------------------------------------------------ quotes
 

@@ -12,6 +12,7 @@ import json
 import time
 
 import anyio
+import polars as pl
 import pytest
 
 from tvfeed_async import Bar, InvalidRequest, RetryPolicy, Timeouts, TvFeedError
@@ -248,6 +249,26 @@ async def test_a_lagging_event_watcher_is_told_what_it_missed(tv_simulator):
     assert got[0].detail == "1-0"
     assert all(event.dropped_before == 0 for event in got[1:])
     assert {event.socket for event in got} == {0}
+
+
+async def test_stream_frames_on_a_second_socket(tv_simulator):
+    async with pool_on(tv_simulator, series_per_socket=1) as pool:
+        live = pool.stream(SYMBOLS[0], interval="1")
+        frames = pool.stream_frames(SYMBOLS[1], interval="1", window=50)
+        async with contextlib.aclosing(live), contextlib.aclosing(frames):
+            with anyio.fail_after(20):
+                first = await anext(frames)
+            assert first.height == 50
+            assert pool.socket_of(SYMBOLS[1], interval="1") == 1
+            await tv_simulator.clock.advance(3 * MINUTE)
+            with anyio.fail_after(20):
+                later = [await anext(frames) for _ in range(3)]
+        assert pool.series_count == 0
+    last = later[-1]
+    end = int(last.get_column("time").dt.epoch("s")[-1]) + 1
+    expected = tv_simulator.truth(SYMBOLS[1], "1").filter(pl.col("time").dt.epoch("s") < end)
+    columns = ["time", "symbol", "open", "high", "low", "close", "volume"]
+    assert last.select(columns).equals(expected.tail(50).select(columns))
 
 
 async def test_history_is_dealt_over_the_sockets(tv_simulator):
