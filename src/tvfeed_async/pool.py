@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .search import SearchResult
     from .stream import BarStream
 
-__all__ = ["FeedPool", "PoolEvent", "PoolHealth", "SocketHealth"]
+__all__ = ["FeedPool", "PoolEvent", "PoolEventStream", "PoolHealth", "PoolStream", "SocketHealth"]
 
 logger = logging.getLogger("tvfeed_async.pool")
 
@@ -259,7 +259,7 @@ class FeedPool:
         self._sockets: list[_Socket] = []
         self._numbers = itertools.count()
         self._socket_caps: dict[int, int] = {}
-        self._watchers: set[_PoolEventStream] = set()
+        self._watchers: set[PoolEventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._state = "new"
 
@@ -466,11 +466,11 @@ class FeedPool:
             sockets=sockets,
         )
 
-    def events(self) -> _PoolEventStream:
+    def events(self) -> PoolEventStream:
         """Every socket's events, as :class:`PoolEvent` (which socket, which account);
         sockets opened later are included. It ends when the pool closes."""
         self._check_open()
-        watcher = _PoolEventStream(self)
+        watcher = PoolEventStream(self)
         self._watchers.add(watcher)
         for socket in self._sockets:
             if socket.open:
@@ -867,7 +867,7 @@ class PoolStream:
                 logger.debug("could not detach an abandoned pool stream", exc_info=True)
 
 
-class _PoolEventStream:
+class PoolEventStream:
     """``async for event in pool.events()``: every socket's events as :class:`PoolEvent`."""
 
     def __init__(self, pool: FeedPool) -> None:
@@ -901,7 +901,7 @@ class _PoolEventStream:
         finally:
             events.close()
 
-    def __aiter__(self) -> _PoolEventStream:
+    def __aiter__(self) -> PoolEventStream:
         return self
 
     async def __anext__(self) -> PoolEvent:
@@ -929,7 +929,7 @@ class _PoolEventStream:
         """Stop watching."""
         self.close()
 
-    async def __aenter__(self) -> _PoolEventStream:
+    async def __aenter__(self) -> PoolEventStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
