@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import random
 import time
 
 import anyio
@@ -153,6 +154,58 @@ async def test_one_socket_failing_leaves_the_other_streams_whole(tv_simulator):
         expected = truth_bars(tv_simulator, symbol, "1", start, start + total * MINUTE)
         assert len(expected) == total
         assert as_tuples(got[symbol]) == expected, symbol
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_random_faults_on_random_sockets_exactly_once(lively_simulator, seed):
+    """A seeded schedule of drops and stalls of one socket at a time, and server restarts
+    (every socket), under six streams on three sockets."""
+    sim = lively_simulator
+    rng = random.Random(seed)
+    symbols = [f"BINANCE:SIM{n:03d}USDT" for n in range(10, 16)]
+    options = dict(FAST, timeouts=Timeouts(request=30.0, idle=0.3))
+    minutes = 0
+    async with pool_on(sim, series_per_socket=2, **options) as pool:
+        streams = {symbol: pool.stream(symbol, interval="1", partial=True) for symbol in symbols}
+        closed: dict[str, list[Bar]] = {symbol: [] for symbol in symbols}
+        async with contextlib.AsyncExitStack() as stack:
+            for stream in streams.values():
+                await stack.enter_async_context(contextlib.aclosing(stream))
+            starts = {s: (await first_forming(stream)).timestamp for s, stream in streams.items()}
+            assert pool.sockets == 3
+
+            async def consume(symbol: str) -> None:
+                async for bar in streams[symbol]:
+                    if bar.closed:
+                        closed[symbol].append(bar)
+
+            async with anyio.create_task_group() as task_group:
+                for symbol in symbols:
+                    task_group.start_soon(consume, symbol)
+                for _ in range(10):
+                    action = rng.choice(["drop", "stall", "restart", "none"])
+                    try:
+                        victim = connection_holding(sim, rng.choice(symbols))
+                    except LookupError:  # that socket is reconnecting right now
+                        victim = None
+                    if action == "drop" and victim is not None:
+                        victim.abort()
+                    elif action == "stall" and victim is not None:
+                        victim.stall()
+                    elif action == "restart":
+                        await sim.restart()
+                    step = rng.randint(1, 20)
+                    await sim.clock.advance(step * MINUTE)
+                    minutes += step
+                    await anyio.sleep(rng.random() * 0.2)
+                with anyio.fail_after(30):
+                    while min(len(bars) for bars in closed.values()) < minutes:  # noqa: ASYNC110
+                        await anyio.sleep(0.02)
+                task_group.cancel_scope.cancel()
+    for symbol in symbols:
+        start = starts[symbol]
+        expected = truth_bars(sim, symbol, "1", start, start + minutes * MINUTE)
+        assert as_tuples(closed[symbol]) == expected, symbol
 
 
 async def test_stream_many_merges_series_of_several_sockets(tv_simulator):
