@@ -343,7 +343,7 @@ async def test_history_is_dealt_over_the_sockets(tv_simulator):
             result = await pool.fetch_history("BINANCE:BTCUSDT", interval="60", n_bars=20)
             assert result.frame.equals(one)
             info = await pool.resolve("BINANCE:BTCUSDT")
-            assert info is not None
+            assert info.full_name == "BINANCE:BTCUSDT"
             found = await pool.search_symbol("BTCUSDT")
             assert "BINANCE:BTCUSDT" in {f"{hit.exchange}:{hit.symbol}" for hit in found}
             rsi = await pool.get_study("BINANCE:BTCUSDT", interval="60", study="STD;RSI", n_bars=30)
