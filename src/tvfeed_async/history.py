@@ -10,8 +10,9 @@ sends what the session asks for and waits. Completion is driven by protocol even
 end the request at once with a typed error. A cumulative deadline (the feed's) guards
 against a server that goes quiet, and a page deadline against one that stops paging.
 
-Count mode asks for ``n_bars + 1`` bars (the newest is usually still forming), then pages back
-with ``request_more_data`` until enough bars arrived or a chunk adds no older bar (history
+Count mode asks for ``n_bars + 1`` bars (the newest is usually still forming; ``n_bars`` are
+enough when the newest turns out closed, or is kept), then pages back with
+``request_more_data`` until enough bars arrived or a chunk adds no older bar (history
 exhausted). The server may re-send bars across pages and re-bases its indexes, so re-sent
 bars are dropped by open time, never by index.
 
@@ -47,6 +48,7 @@ from .protocol.chart_session import (
     Event,
     RangeJob,
     Resolved,
+    Series,
 )
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
@@ -394,14 +396,47 @@ class FailedLink(ConnectionLost):
 
 
 def history_job(request: HistoryRequest, bar_limit: int) -> CountJob | RangeJob:
-    """The job that walks the history ``request`` asks for."""
+    """The job that walks the history ``request`` asks for.
+
+    Count mode without the forming bar asks for ``n_bars + 1`` bars, as the newest is
+    usually still forming and is dropped; but when the bars that came are ``n_bars`` and the
+    newest of them is closed already (the market is closed, the data is delayed or frozen),
+    nothing is missing and no page is asked for. With ``include_partial`` the forming bar is
+    one of the ``n_bars`` kept, so ``n_bars`` are enough. A count that fits the per-request
+    cap thus needs one answer whenever the newest bar is closed or kept.
+    """
     if request.start is not None:
         assert request.end is not None
         return RangeJob(
             request.start, request.end, request.interval.seconds, bar_limit, request.n_bars
         )
-    assert request.n_bars is not None
-    return CountJob(request.n_bars + 1, bar_limit)  # the newest bar is usually still forming
+    n_bars = request.n_bars
+    assert n_bars is not None
+    if request.include_partial:
+        return CountJob(n_bars, bar_limit)
+    interval = request.interval.seconds
+
+    def newest_is_closed(seen: set[int], series: Series) -> bool:
+        # The rule _drop_forming applies to the frame, applied to what came so far.
+        if len(seen) < n_bars:
+            return False
+        return _closes_at(max(seen), series, interval) <= _now(series)
+
+    return CountJob(n_bars + 1, bar_limit, newest_is_closed)
+
+
+def _closes_at(newest: int, series: Series, interval_seconds: int) -> int:
+    """When the bar opening at ``newest`` closes: ``lbs.bar_close_time`` when the server
+    sent it for that bar (a page's ``lbs`` is about an older bar), else open + interval."""
+    close_time = series.bar_close_time
+    if close_time is None or close_time <= newest:
+        return newest + interval_seconds
+    return close_time
+
+
+def _now(series: Series) -> float:
+    """The server's clock as its last batch said, else this machine's."""
+    return series.server_time if series.server_time is not None else time.time()
 
 
 async def fetch_history(
@@ -481,12 +516,8 @@ def _build_frame(request: HistoryRequest, route: _ChartRoute) -> pl.DataFrame:
 
 
 def _drop_forming(frame: pl.DataFrame, request: HistoryRequest, route: _ChartRoute) -> pl.DataFrame:
-    newest = frame.get_column("time").dt.epoch("s")[-1]
-    close_time = route.bar_close_time
-    if close_time is None or close_time <= newest:
-        close_time = int(newest) + request.interval.seconds
-    now = route.server_time if route.server_time is not None else time.time()
-    if close_time > now:
+    newest = int(frame.get_column("time").dt.epoch("s")[-1])
+    if _closes_at(newest, route.series, request.interval.seconds) > _now(route.series):
         return frame.head(frame.height - 1)
     return frame
 

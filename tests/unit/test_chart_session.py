@@ -306,3 +306,16 @@ async def test_history_against_the_simulator_in_memory(simulator: Any) -> None:
     eth_truth = simulator.truth_rows("BINANCE:ETHUSDT", "5", start=T0, end=end)
     eth_times = {t for rows in eth.chunks for t in (row.v.timestamp for row in rows)}
     assert sorted(t for t in eth_times if T0 <= t < end) == [r[0] for r in eth_truth]
+
+
+def test_a_count_job_stops_when_its_caller_says_nothing_is_missing() -> None:
+    chart = opened()
+    series = chart.new_series(SYMBOL_REF, "1")
+    # One bar more than kept is asked for; the caller's test says the newest came closed.
+    job = CountJob(6, 5, lambda seen, _series: len(seen) >= 5)
+    assert chart.start(series, job)[0].params[5] == 5
+    chart.receive(bars_message("timescale_update", {SERIES_ID: minutes(0, 5)}))
+    assert chart.receive(completed()) == []
+    assert job.done
+    assert not job.exhausted
+    assert series.requests == 1
