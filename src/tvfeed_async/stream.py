@@ -427,6 +427,9 @@ class Subscription:
         self._series.collect = False
         self._live = False
         self._pending: list[Bar] = []
+        # The most bars _pending may hold before the consumers holding up a backfill's
+        # delivery are ended (see _bound_pending); no bound while the history loads.
+        self._pending_bound = _NO_COMPLETION
         self._history_end = 0
         self._completed = anyio.Event()
         self._lost = anyio.Event()
@@ -483,6 +486,8 @@ class Subscription:
                         pending[-1] = bar
                     else:
                         pending.append(bar)
+                        if len(pending) > self._pending_bound:
+                            self._pending_overflow()
                 return
             # The live path: one call per update, no intermediate lists. Each row's values
             # become a Bar of this series as SeriesPayload.bars() makes them (tuple.__new__
@@ -680,6 +685,7 @@ class Subscription:
         self._completed = anyio.Event()
         self._live = False
         self._pending = []
+        self._pending_bound = _NO_COMPLETION
         self._history_end = _NO_COMPLETION
         chart = self._chart = ChartSession(session, self._symbol, self._name)
         series = self._series = chart.new_series(SYMBOL_REF, self._interval)
@@ -721,6 +727,7 @@ class Subscription:
                     break
         pending, self._pending = self._pending, []
         if backfill is not None:
+            self._bound_pending()
             gap = backfill.gap(pending, self.merger.last_closed)
             if gap is not None:
                 # The history does not reach the bar we last knew: the bars in between, and
@@ -743,6 +750,7 @@ class Subscription:
                 result = self.merger.apply_many(more)
                 forming = result.forming or forming
                 await self._deliver_paced(result.closed)
+            self._pending_bound = _NO_COMPLETION
             self._push_forming(forming)
         else:
             # History first (its closed bars are the past: retained, not delivered); then the
@@ -764,6 +772,27 @@ class Subscription:
         if self._grace and self.merger.closing is not None and self._release_timer is None:
             self._schedule_release()
         self.ready.set()
+
+    def _bound_pending(self) -> None:
+        """From now until the series is live, bars that arrive wait in ``_pending`` while
+        the backfill is delivered at the pace of the slowest consumer: bound them by the
+        largest consumer queue (a consumer that far behind is ended, never a bar dropped)."""
+        self._pending_bound = max((c.max_closed for c in self.consumers), default=1)
+
+    def _pending_overflow(self) -> None:
+        """More bars arrived during a backfill's delivery than a consumer queue holds: end
+        the consumers the delivery waits for (all of them if none is full) with
+        ConsumerTooSlow; the delivery then goes on for the others."""
+        slow = [c for c in self.consumers if c.full] or list(self.consumers)
+        for consumer in slow:
+            consumer.fail(
+                ConsumerTooSlow(
+                    f"{self._name}: {len(self._pending)} bars arrived while a backfill waited "
+                    "for this consumer to take the bars that closed during an outage; it is "
+                    "ended rather than lose one (consume faster or raise queue_size)"
+                )
+            )
+        self._pending_bound = len(self._pending) + self._pending_bound
 
     def _apply_history(self, bars: list[Bar]) -> MergeResult:
         """Merge a history batch. Its bars are the server's final values, so the close grace
