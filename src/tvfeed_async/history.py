@@ -42,6 +42,7 @@ from .errors import (
 from .frames import finalize, frame_from_wire_bars
 from .protocol.chart_session import (
     SYMBOL_REF,
+    Answered,
     ChartFailed,
     ChartSession,
     CountJob,
@@ -61,10 +62,12 @@ from .protocol.messages import (
 from .protocol.symbols import Symbol
 
 __all__ = [
+    "CollectedHistory",
     "FailedLink",
     "HistoryRequest",
     "HistoryResult",
     "SymbolInfo",
+    "collect_history",
     "fetch_history",
     "fetch_symbol_info",
 ]
@@ -225,6 +228,10 @@ class _ChartRoute:
         #: Client messages the session asked for, not sent yet (the request task sends them).
         self.outgoing: list[ClientMessage] = []
         self.last_activity = 0.0
+        #: The frame built page by page (count mode: see PageFrames), and how many of the
+        #: series' batches had arrived at its latest answer.
+        self.pages: PageFrames | None = None
+        self.answered_chunks = 0
         self._event = anyio.Event()
         self.resolved = anyio.Event()
 
@@ -292,6 +299,8 @@ class _ChartRoute:
         for event in events:
             if isinstance(event, Resolved | ChartFailed):
                 self.resolved.set()
+            elif isinstance(event, Answered):
+                self.answered_chunks = len(self.series.chunks)
         self._event.set()
 
     def connection_lost(self, error: TvFeedError) -> None:
@@ -331,6 +340,8 @@ class _ChartRoute:
             The error that ended the request; _Quiet (see :meth:`wait`).
         """
         self.last_activity = time.monotonic()
+        if isinstance(job, CountJob):
+            self.pages = PageFrames(self.symbol)
         await _send(link, self.chart.start(self.series, job))
         while True:
             await self.wait(quiet, done=lambda: job.done)
@@ -338,6 +349,9 @@ class _ChartRoute:
                 pending, self.outgoing = self.outgoing, []
                 self.last_activity = time.monotonic()
                 await _send(link, pending)
+                if self.pages is not None:
+                    # The answers so far are framed while the next page is on its way.
+                    self.pages.take(self.series.chunks, self.answered_chunks)
             elif job.done:
                 return job.exhausted
 
@@ -439,6 +453,59 @@ def _now(series: Series) -> float:
     return series.server_time if series.server_time is not None else time.time()
 
 
+@dataclass(slots=True)
+class CollectedHistory:
+    """What one request received, before its frame is built (:meth:`result` builds it)."""
+
+    request: HistoryRequest
+    route: _ChartRoute
+    exhausted: bool
+    cut_short: bool
+
+    def result(self) -> HistoryResult:
+        """Build the frame and the result (CPU work only: no socket is needed)."""
+        request, route = self.request, self.route
+        frame = _build_frame(request, route)
+        exhausted = self.exhausted
+        if request.n_bars is not None:
+            exhausted = exhausted and frame.height < request.n_bars
+        info = None
+        if route.info:
+            info = SymbolInfo.from_resolved(
+                route.info, request.symbol.full, frame_has_volume(frame)
+            )
+        return HistoryResult(frame, exhausted, info, route.answers, self.cut_short, route.requests)
+
+
+async def collect_history(
+    supervisor: Supervisor,
+    request: HistoryRequest,
+    bar_limit: int,
+    *,
+    page_quiet: float = 10.0,
+    after: Link | None = None,
+) -> CollectedHistory:
+    """Run one historical request on the current socket, up to the bars it received; the
+    chart session is closed when this returns. Arguments and errors as
+    :func:`fetch_history`."""
+    link = await supervisor.wait_link(after)
+    route = _ChartRoute(request.symbol.full, request.describe())
+    cut_short = False
+    try:
+        session = await _open_chart(link, supervisor, request, route)
+        try:
+            try:
+                exhausted = await route.run(link, history_job(request, bar_limit), page_quiet)
+            except _Quiet:
+                exhausted, cut_short = False, True
+        finally:
+            route.accepting = False
+            await _close_chart(link, supervisor, session)
+    except ConnectionLost as error:
+        raise FailedLink(error, link) from error
+    return CollectedHistory(request, route, exhausted, cut_short)
+
+
 async def fetch_history(
     supervisor: Supervisor,
     request: HistoryRequest,
@@ -459,28 +526,10 @@ async def fetch_history(
         FailedLink: the socket died during the request (the caller may retry).
         Cancellation: the chart session is deleted (best effort) and the route removed.
     """
-    link = await supervisor.wait_link(after)
-    route = _ChartRoute(request.symbol.full, request.describe())
-    cut_short = False
-    try:
-        session = await _open_chart(link, supervisor, request, route)
-        try:
-            try:
-                exhausted = await route.run(link, history_job(request, bar_limit), page_quiet)
-            except _Quiet:
-                exhausted, cut_short = False, True
-        finally:
-            route.accepting = False
-            await _close_chart(link, supervisor, session)
-    except ConnectionLost as error:
-        raise FailedLink(error, link) from error
-    frame = _build_frame(request, route)
-    if request.n_bars is not None:
-        exhausted = exhausted and frame.height < request.n_bars
-    info = None
-    if route.info:
-        info = SymbolInfo.from_resolved(route.info, request.symbol.full, frame_has_volume(frame))
-    return HistoryResult(frame, exhausted, info, route.answers, cut_short, route.requests)
+    collected = await collect_history(
+        supervisor, request, bar_limit, page_quiet=page_quiet, after=after
+    )
+    return collected.result()
 
 
 def frame_has_volume(frame: pl.DataFrame) -> bool | None:
@@ -494,13 +543,100 @@ def _chunk_start(rows: list[Row]) -> int:
     return rows[0].v.timestamp
 
 
-def _build_frame(request: HistoryRequest, route: _ChartRoute) -> pl.DataFrame:
+def reference_frame(chunks: list[list[Row]], symbol: str) -> pl.DataFrame:
+    """The frame of every batch a request received, sorted by time, one row per open time:
+    where batches overlap, the batch that starts later wins (a live update of the newest bar
+    after the batch it revises, the first answer over a page that re-sends its bars)."""
     # Pages arrive newest first, each older than the last; put the batches in time order (a
     # stable sort by first bar: a live update of the newest bar stays after the batch it
     # revises) so that the usual result is already sorted and finalize() skips its sort.
-    chunks = sorted(route.chunks, key=_chunk_start)
-    bars = [row.v for chunk in chunks for row in chunk]
-    frame = finalize(frame_from_wire_bars(bars, request.symbol.full))
+    ordered = sorted(chunks, key=_chunk_start)
+    bars = [row.v for chunk in ordered for row in chunk]
+    return finalize(frame_from_wire_bars(bars, symbol))
+
+
+class PageFrames:
+    """The frame of a count request, built one answer at a time, while the next page is on
+    its way; the same frame as :func:`reference_frame` of all the batches.
+
+    Count mode pages back in time: each answer starts before everything received so far.
+    An answer's batches are framed when it completes, and the bars it re-sends (open times
+    already framed, which the newer batch wins) are cut from it before its columns are
+    built, so the request's frame is the framed answers end to end, with no sort and no
+    de-duplication over the whole request. Anything else (an answer, or a live update after
+    the last one, that does not start before what is framed; a re-sent time that the framed
+    part lacks) makes :meth:`finish` return None, and the caller builds the reference frame
+    instead.
+    """
+
+    __slots__ = ("_framed", "_oldest", "_taken", "failed", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self._framed: list[pl.DataFrame] = []  # newest first: each one older than the last
+        self._oldest: int | None = None
+        self._taken = 0
+        self.failed = False
+
+    def take(self, chunks: list[list[Row]], end: int) -> None:
+        """Frame ``chunks[:end]`` not framed yet: the batches of one complete answer."""
+        if self.failed or end <= self._taken:
+            return
+        answer = sorted(chunks[self._taken : end], key=_chunk_start)
+        self._taken = end
+        oldest = self._oldest
+        if oldest is not None and _chunk_start(answer[-1]) >= oldest:
+            self.failed = True  # a batch that is not older than what is framed
+            return
+        values = [row.v for chunk in answer for row in chunk]
+        times = pl.Series("time", [value.timestamp for value in values], dtype=pl.Int64)
+        in_order = times.is_sorted() and times.n_unique() == times.len()
+        if in_order and oldest is not None:
+            # Cut the re-sent bars before the other columns are built.
+            cut = int(times.search_sorted(oldest, side="left"))
+            if cut < times.len() and not self._all_framed(times[cut:]):
+                self.failed = True
+                return
+            values = values[:cut]
+        frame = frame_from_wire_bars(values, self.symbol)
+        if not in_order:
+            frame = finalize(frame)  # re-sent or revised bars inside this one answer
+            if oldest is not None:
+                epoch = frame.get_column("time").dt.epoch("s")
+                resent = epoch.filter(epoch >= oldest)
+                if resent.len() and not self._all_framed(resent):
+                    self.failed = True
+                    return
+                frame = frame.filter(epoch < oldest)
+        if frame.height:
+            self._framed.append(frame)
+            self._oldest = int(frame.get_column("time").dt.epoch("s")[0])
+
+    def _all_framed(self, times: pl.Series) -> bool:
+        """Whether every open time of ``times`` (unix seconds) is framed already."""
+        framed = pl.concat([frame.get_column("time") for frame in reversed(self._framed)]).dt.epoch(
+            "s"
+        )
+        found = framed.search_sorted(times, side="left").clip(0, framed.len() - 1)
+        return bool((framed.gather(found) == times).all())
+
+    def finish(self, chunks: list[list[Row]]) -> pl.DataFrame | None:
+        """The frame of every batch in ``chunks`` (those after the last answer included), or
+        None when the reference frame must be built."""
+        self.take(chunks, len(chunks))
+        if self.failed:
+            return None
+        if not self._framed:
+            return frame_from_wire_bars([], self.symbol)
+        if len(self._framed) == 1:
+            return self._framed[0]
+        return pl.concat(list(reversed(self._framed)))
+
+
+def _build_frame(request: HistoryRequest, route: _ChartRoute) -> pl.DataFrame:
+    frame = None if route.pages is None else route.pages.finish(route.chunks)
+    if frame is None:
+        frame = reference_frame(route.chunks, request.symbol.full)
     if request.start is not None and request.end is not None:
         start_us = request.start * 1_000_000
         end_us = request.end * 1_000_000
