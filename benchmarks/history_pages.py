@@ -1,8 +1,9 @@
 """Series requests and wall time of 50 x 5,000-bar history jobs at a 50 ms round trip, for two
 source trees side by side (e.g. before and after a change of the paging rule).
 
-The simulator (frozen virtual time: Monday 14:00 UTC) and a ChaosProxy adding 25 ms per
-direction run in their own processes (as in ``benchmarks/history_throughput.py``). Each job
+The simulator (frozen virtual time: Monday 14:00 UTC; ``--resend-every N``: its pages
+re-send 3 bars every N-th time, 2 by default) and a ChaosProxy adding 25 ms per direction
+(none with ``--loopback``) run in their own processes. Each job
 runs in a fresh client process whose ``PYTHONPATH`` selects the source tree;
 the trees alternate, job by job, so both see the same machine load. A job is one ``TvFeed``
 (opened inside the timing), default limits (16 requests in flight), and 50
@@ -52,6 +53,18 @@ def _start(command: list[str], marker: str) -> tuple[subprocess.Popen[str], str]
     raise RuntimeError(f"{command[:4]} exited without printing {marker!r}")
 
 
+async def serve_simulator(resend_every: int) -> None:
+    """The ``--serve-simulator`` mode: frozen virtual time, ``request_more_data`` answers
+    re-sending bars on every ``resend_every``-th page (0: never), until killed."""
+    from tvfeed_async.testing import TvSimulator
+    from tvfeed_async.testing.ws_server import ServerConfig
+
+    config = ServerConfig(more_data_resend_every=resend_every)
+    async with TvSimulator(http_port=None, config=config) as simulator:
+        print(f"ws_url={simulator.endpoints.ws_url}", flush=True)
+        await asyncio.Event().wait()
+
+
 async def serve_proxy(target_port: int, latency: float) -> None:
     """The ``--serve-proxy`` mode: a ChaosProxy until killed."""
     from tvfeed_async.testing.chaos import ChaosProxy
@@ -77,6 +90,7 @@ async def run_job(url: str, job: str) -> dict[str, float]:
 
     symbols = symbols_for(job)
     partial = job == "partial"
+    cpu = time.process_time()
     start = time.perf_counter()
     async with TvFeed(endpoints=Endpoints(ws_url=url), session_cache=False, use_env=False) as feed:
         results = await asyncio.gather(
@@ -86,8 +100,9 @@ async def run_job(url: str, job: str) -> dict[str, float]:
             )
         )
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     assert all(r.frame.height == BARS for r in results), [r.frame.height for r in results]
-    return {"wall": wall, "requests": sum(r.requests for r in results)}
+    return {"wall": wall, "cpu": cpu, "requests": sum(r.requests for r in results)}
 
 
 def client(tree: str, url: str, job: str) -> dict[str, float]:
@@ -106,9 +121,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("trees", nargs="*", help="BEFORE_SRC AFTER_SRC")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--jobs", nargs="+", choices=JOBS, default=list(JOBS))
+    parser.add_argument("--loopback", action="store_true", help="no proxy: plain loopback")
     parser.add_argument("--client", nargs=2, metavar=("URL", "JOB"))
     parser.add_argument("--serve-proxy", nargs=2, metavar=("TARGET_PORT", "LATENCY"))
+    parser.add_argument(
+        "--resend-every",
+        type=int,
+        default=2,
+        help="the simulator re-sends 3 bars on every N-th page (its default: 2; 0: never)",
+    )
+    parser.add_argument("--serve-simulator", type=int, metavar="RESEND_EVERY")
     arguments = parser.parse_args()
+    if arguments.serve_simulator is not None:
+        asyncio.run(serve_simulator(arguments.serve_simulator))
+        return
     if arguments.serve_proxy:
         asyncio.run(serve_proxy(int(arguments.serve_proxy[0]), float(arguments.serve_proxy[1])))
         return
@@ -118,8 +145,8 @@ def main() -> None:
     before, after = arguments.trees
     helpers = []
     try:
-        command = [sys.executable, "-u", "-m", "tvfeed_async.testing"]
-        simulator, line = _start([*command, "--port", "0", "--virtual", "--no-http"], "ws_url=")
+        command = [sys.executable, "-u", __file__, "--serve-simulator", str(arguments.resend_every)]
+        simulator, line = _start(command, "ws_url=")
         helpers.append(simulator)
         url = line.split("ws_url=", 1)[1].split()[0]
         port = int(url.split(":")[2].split("/")[0])
@@ -129,20 +156,24 @@ def main() -> None:
         helpers.append(proxy)
         rtt50 = f"ws://127.0.0.1:{proxy_port}{url.split(str(port), 1)[1]}"
         figures: dict[tuple[str, str], list[dict[str, float]]] = {}
+        if arguments.loopback:
+            rtt50 = url
         for _ in range(arguments.repeats):
-            for job in JOBS:
+            for job in arguments.jobs:
                 for name, tree in (("before", before), ("after", after)):
                     figures.setdefault((job, name), []).append(client(tree, rtt50, job))
-        for job in JOBS:
+        for job in arguments.jobs:
             medians = {}
             for name in ("before", "after"):
                 runs = figures[(job, name)]
                 walls = [r["wall"] for r in runs]
+                cpus = [r["cpu"] for r in runs]
                 medians[name] = statistics.median(walls)
                 requests = sorted({int(r["requests"]) for r in runs})
                 print(
                     f"{job:8} {name:6} requests {requests} wall median {medians[name]:.3f} s "
-                    f"(range {min(walls):.3f}-{max(walls):.3f}, n={len(walls)})"
+                    f"(range {min(walls):.3f}-{max(walls):.3f}, n={len(walls)}); client CPU "
+                    f"median {statistics.median(cpus):.3f} s ({min(cpus):.3f}-{max(cpus):.3f})"
                 )
             print(f"{job:8} after/before wall {medians['after'] / medians['before']:.2f}")
     finally:

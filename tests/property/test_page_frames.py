@@ -56,11 +56,21 @@ def requests(draw: st.DrawFn) -> tuple[list[list[Row]], list[int], bool]:
     return [chunk for chunk in chunks if chunk], ends, clean
 
 
+class FramesEveryAnswer(PageFrames):
+    SMALL = 1  # every answer becomes a frame of its own
+
+
+class FramesAnswersOfEight(PageFrames):
+    SMALL = 8
+
+
 @settings(max_examples=300, deadline=None)
-@given(requests())
-def test_page_frames_equal_the_reference(request: tuple[list[list[Row]], list[int], bool]) -> None:
+@given(requests(), st.sampled_from([PageFrames, FramesEveryAnswer, FramesAnswersOfEight]))
+def test_page_frames_equal_the_reference(
+    request: tuple[list[list[Row]], list[int], bool], kind: type[PageFrames]
+) -> None:
     chunks, ends, clean = request
-    pages = PageFrames(SYMBOL)
+    pages = kind(SYMBOL)
     for end in ends:
         pages.take(chunks, end)
     frame = pages.finish(chunks)
