@@ -32,7 +32,7 @@ import anyio
 from anyio.abc import TaskGroup
 from msgspec.structs import astuple
 
-from .chart import SYMBOL_REF, open_chart
+from .chart import SERIES_ID, SYMBOL_REF, open_chart
 from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
@@ -465,11 +465,13 @@ class Subscription:
     def handle(self, message: ServerMessage) -> None:
         # LiveData first: isinstance() on a struct subclass takes a slow path, once per update.
         if message.__class__ is LiveData or isinstance(message, SeriesData):
-            series = self._series
-            payload = message.p.series.get(series.series_id)
+            # The subscription's series is the first of its chart session, created under
+            # turnaround s1 and never modified (checked in _attach_to): constants here cost
+            # less than reading them from the session, once per live update.
+            payload = message.p.series.get(SERIES_ID)
             if payload is None or not payload.rows:
                 return
-            if payload.turnaround and payload.turnaround != series.turnaround:
+            if payload.turnaround and payload.turnaround != "s1":
                 self.stale += 1  # not our series' turnaround (the only one it sends)
                 return
             server_time = message.t
@@ -704,7 +706,10 @@ class Subscription:
             back_adjusted=key.back_adjusted,
             chart=chart,
         )
-        for message in chart.create_series(series, count):
+        create = chart.create_series(series, count)
+        assert series.series_id == SERIES_ID  # see handle()
+        assert series.turnaround == "s1"
+        for message in create:
             await link.send(message)
         if not await self._wait_completed(self.manager.request_timeout):
             if not self._pending:

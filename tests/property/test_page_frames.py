@@ -21,16 +21,17 @@ def rows(times: list[int], price: float) -> list[Row]:
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> tuple[list[list[Row]], list[int], bool]:
-    """Batches in arrival order, the batch counts at each answer, and whether the batches
-    are what count mode produces (each answer older than the ones before)."""
+def requests(draw: st.DrawFn) -> tuple[list[list[Row]], list[tuple[int, bool]], bool]:
+    """Batches in arrival order, the batch counts at each answer (with whether it is framed
+    then), and whether the batches are what count mode produces (each answer older than the
+    ones before)."""
     total = draw(st.integers(min_value=1, max_value=60))
     times = [T0 + MINUTE * k for k in range(total)]
     answers = draw(st.integers(min_value=1, max_value=4))
     cuts = sorted(draw(st.lists(st.integers(1, total), min_size=answers - 1, max_size=answers - 1)))
     bounds = [total, *reversed(cuts), 0]  # newest answer first
     chunks: list[list[Row]] = []
-    ends: list[int] = []
+    ends: list[tuple[int, bool]] = []
     newer: list[int] = []
     for n in range(len(bounds) - 1):
         low, high = bounds[n + 1], bounds[n]
@@ -47,7 +48,7 @@ def requests(draw: st.DrawFn) -> tuple[list[list[Row]], list[int], bool]:
         if n == 0 and part and draw(st.booleans()):
             chunks.append(rows([part[-1]], 7.0))  # a live revision of the newest bar
         if part:
-            ends.append(len(chunks))
+            ends.append((len(chunks), draw(st.booleans())))
         newer = times[low:high] + newer
     clean = True
     if draw(st.booleans()):
@@ -67,12 +68,12 @@ class FramesAnswersOfEight(PageFrames):
 @settings(max_examples=300, deadline=None)
 @given(requests(), st.sampled_from([PageFrames, FramesEveryAnswer, FramesAnswersOfEight]))
 def test_page_frames_equal_the_reference(
-    request: tuple[list[list[Row]], list[int], bool], kind: type[PageFrames]
+    request: tuple[list[list[Row]], list[tuple[int, bool]], bool], kind: type[PageFrames]
 ) -> None:
     chunks, ends, clean = request
     pages = kind(SYMBOL)
-    for end in ends:
-        pages.take(chunks, end)
+    for end, build in ends:
+        pages.take(chunks, end, build=build)
     frame = pages.finish(chunks)
     reference = reference_frame(chunks, SYMBOL)
     if clean:
