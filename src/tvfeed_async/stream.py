@@ -32,7 +32,7 @@ import anyio
 from anyio.abc import TaskGroup
 from msgspec.structs import astuple
 
-from .chart import SERIES_ID, SYMBOL_REF, chart_error, open_chart
+from .chart import SERIES_ID, SYMBOL_REF, open_chart
 from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
@@ -46,17 +46,13 @@ from .errors import (
 )
 from .events import EventKind, StreamHealth, utc
 from .protocol.bars import Bar, BarMerger, Gap, MergeResult
+from .protocol.chart_session import Answered, Backfill, ChartFailed, ChartSession
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
 from .protocol.messages import (
     LiveData,
-    SeriesCompleted,
     SeriesData,
     ServerMessage,
-    chart_delete_session,
-    create_series,
-    remove_series,
-    request_more_data,
 )
 from .protocol.symbols import Symbol
 from .wakeups import DIRECT, DirectWaker, Waker, waker_for
@@ -424,8 +420,16 @@ class Subscription:
         self._scope = anyio.CancelScope()
         self._session: str | None = None
         self._link: Link | None = None
+        # The chart session's state (ids, matching); a new one per socket. Data messages
+        # take the fast path in handle() and only read its series id and turnaround.
+        self._chart = ChartSession("", self._symbol, self._name)
+        self._series = self._chart.new_series(SYMBOL_REF, self._interval)
+        self._series.collect = False
         self._live = False
         self._pending: list[Bar] = []
+        # The most bars _pending may hold before the consumers holding up a backfill's
+        # delivery are ended (see _bound_pending); no bound while the history loads.
+        self._pending_bound = _NO_COMPLETION
         self._history_end = 0
         self._completed = anyio.Event()
         self._lost = anyio.Event()
@@ -461,6 +465,9 @@ class Subscription:
     def handle(self, message: ServerMessage) -> None:
         # LiveData first: isinstance() on a struct subclass takes a slow path, once per update.
         if message.__class__ is LiveData or isinstance(message, SeriesData):
+            # The subscription's series is the first of its chart session, created under
+            # turnaround s1 and never modified (checked in _attach_to): constants here cost
+            # less than reading them from the session, once per live update.
             payload = message.p.series.get(SERIES_ID)
             if payload is None or not payload.rows:
                 return
@@ -481,6 +488,8 @@ class Subscription:
                         pending[-1] = bar
                     else:
                         pending.append(bar)
+                        if len(pending) > self._pending_bound:
+                            self._pending_overflow()
                 return
             # The live path: one call per update, no intermediate lists. Each row's values
             # become a Bar of this series as SeriesPayload.bars() makes them (tuple.__new__
@@ -499,17 +508,20 @@ class Subscription:
                         consumer.push_forming(forming)
             if self._grace and self.merger.closing is not None and self._release_timer is None:
                 self._schedule_release()
-        elif isinstance(message, SeriesCompleted):
-            if message.series_id == SERIES_ID and message.turnaround in ("s1", ""):
-                # Bars queued after this point are live updates, not history (see _attach_to).
-                self._history_end = len(self._pending)
-                self._completed.set()
         else:
+            chart = self._chart
+            chart.receive(message)
             # symbol_resolved is not kept: ~6 KB per stream that streams do not need
             # (feed.resolve() returns it on demand).
-            error = chart_error(message, self._symbol, self._name)
-            if error is not None:
-                self._fail(error)
+            chart.resolved.clear()
+            for event in chart.take_events():
+                if isinstance(event, Answered):
+                    # Bars queued after this point are live updates, not history (see
+                    # _attach_to).
+                    self._history_end = len(self._pending)
+                    self._completed.set()
+                elif isinstance(event, ChartFailed):
+                    self._fail(event.error)
 
     def connection_lost(self, error: TvFeedError) -> None:
         self._live = False
@@ -652,9 +664,10 @@ class Subscription:
         try:
             if link.closed or self.manager.closed:
                 return  # the socket (or the whole feed) is going away: nothing to tidy up
+            chart = self._chart
             try:
-                await link.send(remove_series(session, SERIES_ID))
-                await link.send(chart_delete_session(session))
+                for message in (*chart.remove_series(self._series), *chart.close()):
+                    await link.send(message)
             except ConnectionLost:
                 logger.debug("socket closed before %s could be removed", session)
         finally:
@@ -674,10 +687,15 @@ class Subscription:
         self._completed = anyio.Event()
         self._live = False
         self._pending = []
+        self._pending_bound = _NO_COMPLETION
         self._history_end = _NO_COMPLETION
+        chart = self._chart = ChartSession(session, self._symbol, self._name)
+        series = self._series = chart.new_series(SYMBOL_REF, self._interval)
+        series.collect = False  # the bars go to self._pending, as Bars (see handle)
         supervisor.add_route(session, self)
         key = self.key
-        resuming = self.merger.newest_time is not None
+        newest = self.merger.newest_time
+        resuming = newest is not None
         count = self.manager.backfill_count(self) if resuming else self.history + 1
         await open_chart(
             link,
@@ -686,10 +704,13 @@ class Subscription:
             adjustment=key.adjustment,
             trading_session=key.session,
             back_adjusted=key.back_adjusted,
+            chart=chart,
         )
-        await link.send(
-            create_series(session, SERIES_ID, "s1", SYMBOL_REF, key.interval.code, count)
-        )
+        create = chart.create_series(series, count)
+        assert series.series_id == SERIES_ID  # see handle()
+        assert series.turnaround == "s1"
+        for message in create:
+            await link.send(message)
         if not await self._wait_completed(self.manager.request_timeout):
             if not self._pending:
                 raise ProtocolError(
@@ -697,37 +718,29 @@ class Subscription:
                     f"{self.manager.request_timeout:g} s"
                 )
             logger.warning("%s: the series never completed; going on with its bars", self._name)
-        newest = self.merger.newest_time
-        if resuming and newest is not None:
+        backfill = None
+        if newest is not None:
             # Page back until the history reaches the last bar we knew, or runs out.
-            while len(self._pending) < self.manager.max_backfill_bars:
-                oldest = min((bar.timestamp for bar in self._pending), default=None)
-                if oldest is not None and oldest <= newest:
-                    break
-                before = len(self._pending)
-                await link.send(request_more_data(session, SERIES_ID, self.manager.bar_limit()))
+            backfill = Backfill(newest, self.manager.max_backfill_bars, self.manager.bar_limit())
+            while (page := backfill.next_page(self._pending)) is not None:
+                for message in chart.request_more(series, page):
+                    await link.send(message)
                 if not await self._wait_completed(self.manager.page_timeout):
                     # A server that answers request_more_data with silence: the backfill
                     # ends with what came (a hole it leaves is reported as a gap below).
                     logger.warning("%s: no answer to request_more_data; backfill ends", self._name)
                     break
-                older = [
-                    bar
-                    for bar in self._pending[before:]
-                    if oldest is None or bar.timestamp < oldest
-                ]
-                if not older:
-                    break
         pending, self._pending = self._pending, []
-        if resuming:
-            oldest = min((bar.timestamp for bar in pending), default=None)
-            if newest is not None and oldest is not None and oldest > newest:
+        if backfill is not None:
+            self._bound_pending()
+            gap = backfill.gap(pending, self.merger.last_closed)
+            if gap is not None:
                 # The history does not reach the bar we last knew: the bars in between, and
                 # the final values of the bar that was forming, are unknown. Report the hole
                 # and do not pass that bar off as closed.
                 self.merger.discard_forming()
-                after = self.merger.last_closed
-                gap = Gap(after=newest if after is None else after, before=oldest)
+                gap = backfill.gap(pending, self.merger.last_closed)
+                assert gap is not None
                 self.gaps += 1
                 self._emit("gap", f"bars between {gap.after} and {gap.before} may be missing")
                 for consumer in list(self.consumers):
@@ -742,6 +755,7 @@ class Subscription:
                 result = self.merger.apply_many(more)
                 forming = result.forming or forming
                 await self._deliver_paced(result.closed)
+            self._pending_bound = _NO_COMPLETION
             self._push_forming(forming)
         else:
             # History first (its closed bars are the past: retained, not delivered); then the
@@ -763,6 +777,27 @@ class Subscription:
         if self._grace and self.merger.closing is not None and self._release_timer is None:
             self._schedule_release()
         self.ready.set()
+
+    def _bound_pending(self) -> None:
+        """From now until the series is live, bars that arrive wait in ``_pending`` while
+        the backfill is delivered at the pace of the slowest consumer: bound them by the
+        largest consumer queue (a consumer that far behind is ended, never a bar dropped)."""
+        self._pending_bound = max((c.max_closed for c in self.consumers), default=1)
+
+    def _pending_overflow(self) -> None:
+        """More bars arrived during a backfill's delivery than a consumer queue holds: end
+        the consumers the delivery waits for (all of them if none is full) with
+        ConsumerTooSlow; the delivery then goes on for the others."""
+        slow = [c for c in self.consumers if c.full] or list(self.consumers)
+        for consumer in slow:
+            consumer.fail(
+                ConsumerTooSlow(
+                    f"{self._name}: {len(self._pending)} bars arrived while a backfill waited "
+                    "for this consumer to take the bars that closed during an outage; it is "
+                    "ended rather than lose one (consume faster or raise queue_size)"
+                )
+            )
+        self._pending_bound = len(self._pending) + self._pending_bound
 
     def _apply_history(self, bars: list[Bar]) -> MergeResult:
         """Merge a history batch. Its bars are the server's final values, so the close grace
