@@ -582,7 +582,13 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def client_child(
-    port: int, ws_url: str, token: str, seconds: float, writer_check: bool, profile: bool
+    port: int,
+    ws_url: str,
+    token: str,
+    seconds: float,
+    writer_check: bool,
+    profile: bool,
+    cases: set[str],
 ) -> dict[str, Any]:
     """In a client process (of whichever source tree PYTHONPATH names): every case once."""
     import tvfeed_async
@@ -590,18 +596,22 @@ async def client_child(
     control = await Control.connect(port, ws_url, token)
     results: dict[str, Any] = {"tree": os.path.dirname(os.path.dirname(tvfeed_async.__file__))}
     try:
-        async with Streams(control, 1000) as streams:
-            await streams.run(0, 0.5, 1)  # warm-up
-            results["separate"] = await streams.run(0, seconds, 1)
-            results["latency"] = await streams.run(LATENCY_RATE, seconds, 1)
-            if writer_check:
-                # The old server path (websockets' send() per message), for the record.
-                results["separate_simulator_writer"] = await streams.run(
-                    0, seconds, 1, writer="simulator"
-                )
-        async with Streams(control, 1000, many=True) as streams:
-            await streams.run(0, 0.5, 1)
-            results["many"] = await streams.run(0, seconds, 1)
+        if cases & {"separate", "latency"}:
+            async with Streams(control, 1000) as streams:
+                await streams.run(0, 0.5, 1)  # warm-up
+                if "separate" in cases:
+                    results["separate"] = await streams.run(0, seconds, 1)
+                if "latency" in cases:
+                    results["latency"] = await streams.run(LATENCY_RATE, seconds, 1)
+                if writer_check:
+                    # The old server path (websockets' send() per message), for the record.
+                    results["separate_simulator_writer"] = await streams.run(
+                        0, seconds, 1, writer="simulator"
+                    )
+        if "many" in cases:
+            async with Streams(control, 1000, many=True) as streams:
+                await streams.run(0, 0.5, 1)
+                results["many"] = await streams.run(0, seconds, 1)
         if profile:
             # After the figures: cProfile's cost must not be in them.
             for many in (False, True):
@@ -628,6 +638,7 @@ async def compare(arguments: argparse.Namespace) -> dict[str, Any]:
     seconds = 1.5 if arguments.quick else 4.0
     repeats = arguments.repeats or 5
     trees = {"new": HERE.parent / "src", "old": arguments.compare / "src"}
+    cases = set(arguments.cases.split(","))
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     loads: list[dict[str, Any]] = []
     server = await Server.start()
@@ -648,6 +659,8 @@ async def compare(arguments: argparse.Namespace) -> dict[str, Any]:
                     str(seconds),
                     "1" if arguments.writer_check and repeat == 0 else "0",
                     *(["--profile"] if arguments.profile and repeat == 0 else []),
+                    "--cases",
+                    ",".join(sorted(cases)),
                     env=env,
                     stdout=asyncio.subprocess.PIPE,
                 )
@@ -659,7 +672,8 @@ async def compare(arguments: argparse.Namespace) -> dict[str, Any]:
         await server.stop()
     summary: dict[str, Any] = {}
     for case, _, _ in CASES:
-        summary[case] = {name: summarise([run[case] for run in runs[name]]) for name in trees}
+        if case in cases:
+            summary[case] = {name: summarise([run[case] for run in runs[name]]) for name in trees}
     return {
         "mode": "compare",
         "trees": {name: str(path) for name, path in trees.items()},
@@ -688,6 +702,8 @@ def print_comparison(results: dict[str, Any]) -> None:
         return f"{text:>{width}}"
 
     for case, _, _ in CASES:
+        if case not in results["summary"]:
+            continue
         for tree, figures in results["summary"][case].items():
             print(
                 f"{case:<9} {tree:<4} {cell(figures.get('consumed_rate'), ',.0f', 26)} "
@@ -871,13 +887,26 @@ def main() -> None:
         action="store_true",
         help="with --compare: once per tree, also push through the simulator's own writer",
     )
+    parser.add_argument(
+        "--cases",
+        default="separate,latency,many",
+        help="with --compare: which of separate, latency, many (comma-separated)",
+    )
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--client-child", nargs=5, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.client_child:
         port, ws_url, token, seconds, check = arguments.client_child
         answer = asyncio.run(
-            client_child(int(port), ws_url, token, float(seconds), check == "1", arguments.profile)
+            client_child(
+                int(port),
+                ws_url,
+                token,
+                float(seconds),
+                check == "1",
+                arguments.profile,
+                set(arguments.cases.split(",")),
+            )
         )
         print(json.dumps(answer))
         return

@@ -21,6 +21,7 @@ source in PROTOCOL.md §8 documents a quote-session cap.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tvfeed_async.quotes")
+
+# asyncio.Future itself: what Consumer.step() returns to wait on.
+_Future = asyncio.Future
 
 #: Quote updates: keyed by their symbol's key, never closed (only the latest state matters).
 QUOTE_STATES: ItemKind[QuoteState] = ItemKind(
@@ -241,6 +245,7 @@ class QuoteSubscription:
         # Bounded by the symbols watched: every item is a forming one (coalesced per key).
         self._consumer: Consumer[QuoteState] = Consumer(1, True, "raise", QUOTE_STATES)
         self._progress = anyio.Event()
+        self._snapshot_waiters = 0
         self._lost = anyio.Event()
         self._link: Link | None = None
         self._route: str | None = None
@@ -341,6 +346,10 @@ class QuoteSubscription:
         self._notify()
 
     def _notify(self) -> None:
+        """Wake every snapshot() waiting for progress (none waits: nothing to do; a new
+        anyio.Event per quote update cost more than the rest of its delivery)."""
+        if not self._snapshot_waiters:
+            return
         progress, self._progress = self._progress, anyio.Event()
         progress.set()
 
@@ -412,18 +421,33 @@ class QuoteSubscription:
             TvFeedError: the stream's error (the feed gave up reconnecting).
         """
         consumer = self._consumer
-        names = self._names
+        step = consumer.step
+        state: QuoteState
         while True:
-            state = await consumer.get()
-            if state is None:
+            # Consumer.get() without its coroutine: the future is awaited here (one coroutine
+            # less per quote), and given back if the wait is cancelled after a hand-over.
+            item = step()
+            if item.__class__ is _Future:
+                waiter: asyncio.Future[QuoteState | None] = item
+                try:
+                    got = await waiter
+                except asyncio.CancelledError:
+                    consumer._give_back(waiter)
+                    raise
+                if got is None:
+                    continue  # ended: step() says how
+                state = got
+                # The quote is built from the latest state: a newer update of the symbol
+                # that queued after this state was handed over is in it already.
+                consumer.discard(state.key)
+            elif item is None:
                 raise StopAsyncIteration
+            else:
+                state = item  # type: ignore[assignment]
             key = state.key
-            name = names.get(key)
+            name = self._names.get(key)
             if name is None or self.session.states.get(key) is not state:
                 continue  # removed meanwhile
-            # The quote is built from the latest state: a newer update of the same symbol
-            # that queued after this state was handed over is in it already.
-            consumer.discard(key)
             return quote_from_state(name, self._session_name, state)
 
     async def snapshot(self) -> list[Quote]:
@@ -447,7 +471,11 @@ class QuoteSubscription:
                     quote_from_state(self._names[key], self._session_name, state)
                     for key, state in self.session.states.items()
                 ]
-            await progress.wait()
+            self._snapshot_waiters += 1
+            try:
+                await progress.wait()
+            finally:
+                self._snapshot_waiters -= 1
 
     @property
     def pending(self) -> int:
