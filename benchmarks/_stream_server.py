@@ -45,6 +45,7 @@ import zlib
 from typing import Any
 
 from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.frames import CTRL_OPCODES, Frame, Opcode
 
 from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.ws_server import ServerConfig
@@ -107,6 +108,8 @@ class Emitter:
             (connection, [(h.encode(), t.encode(), len(h) + len(t)) for h, t in variants])
             for connection, variants in self.items
         ]
+        # Deflated pieces per (series, variant, stamp length), built as first needed (Wire).
+        self.pieces: dict[tuple[int, int, int], tuple[bytes, bytes]] = {}
         self.position = 0
         self.sequence = 0
 
@@ -145,18 +148,39 @@ class Emitter:
         return by_connection
 
 
+def standalone(data: bytes, deflate: PerMessageDeflate) -> bytes:
+    """``data`` deflated on its own (a fresh compressor: no reference to earlier messages),
+    ending with the sync-flush marker ``00 00 ff ff``, at the connection's settings."""
+    encoder = zlib.compressobj(wbits=-deflate.local_max_window_bits, **deflate.compress_settings)
+    return encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+
+
+def stored_block(data: bytes) -> bytes:
+    """``data`` as a non-final stored (uncompressed) deflate block, after a sync flush (the
+    stream is at a byte boundary: the 3 header bits and their padding are one zero byte)."""
+    size = len(data)
+    return b"\x00" + size.to_bytes(2, "little") + (size ^ 0xFFFF).to_bytes(2, "little") + data
+
+
 class Wire:
     """Writes the benchmark's messages on one connection's WebSocket as finished frames.
 
-    The simulator's own writer sends each message with ``websockets``' ``send()``: an
-    awaited call that builds frame objects, runs the extension and writes, about 30 us of
-    this process's CPU per message, which capped the one-``du``-per-message figure at
-    26.6-35.0k/s whatever the client did. Here each message becomes one unmasked text frame,
-    deflated (when negotiated and ``compress`` is on) by the connection's own
-    permessage-deflate encoder, so the compression context stays the one ``websockets`` uses
-    for anything else it sends on this socket (heartbeats), and the frames of a batch go to
-    the transport in one write. The client's decoder sees what ``send()`` would have sent:
-    one final frame per message, RSV1 set when deflated.
+    The simulator's own writer sends each message with ``websockets``' ``send()``, which
+    builds frame objects, deflates and writes: about 12-13 us of this process's CPU per
+    message here, most of a core at 1,000 streams, so at one ``du`` per message the server,
+    not the client, set the figure (26.6-35.0k/s in issue 17). Here a message is one unmasked
+    text frame, written with the rest of its batch in one ``transport.write``.
+
+    Deflated messages (when the client negotiated permessage-deflate and ``compress`` is on)
+    are built from pieces deflated once per series and close variant: the compressed
+    ``~m~<len>~m~`` header and payload up to the stamp, the stamp as a stored block, and the
+    compressed rest, each piece deflated on its own. That is a valid message for a decoder
+    that keeps its context across messages (nothing in it refers to earlier ones; RFC 7692
+    lets a sender do without context takeover), and the client inflates real Huffman-coded
+    data as it would from TradingView. So that nothing else on the socket refers to messages
+    that this writer's pieces did not see, the connection's own permessage-deflate encoder
+    is switched to the same per-message compression (:meth:`_encode`) for everything
+    ``websockets`` sends from then on (heartbeats, replies).
     """
 
     def __init__(self, socket: Any, connection: Any, compress: bool) -> None:
@@ -168,35 +192,31 @@ class Wire:
             if isinstance(extension, PerMessageDeflate):
                 deflate = extension
         self.deflate = deflate if compress else None
+        if deflate is not None and getattr(deflate, "encode", None) != self._encode:
+            deflate.encode = self._encode  # this connection's extension object only
+            self._own_deflate = deflate
+
+    def _encode(self, frame: Frame) -> Frame:
+        """PerMessageDeflate.encode, with every message deflated on its own."""
+        if frame.opcode in CTRL_OPCODES:
+            return frame
+        if not frame.fin or frame.opcode is Opcode.CONT:
+            raise RuntimeError("the benchmark server sends no fragmented messages")
+        data = standalone(bytes(frame.data), self._own_deflate)[:-4]
+        return Frame(frame.opcode, data, frame.fin, True, frame.rsv2, frame.rsv3)
 
     def frames(self, packets: list[str], per_message: int) -> tuple[list[bytes], int]:
         """The frames of ``packets``, ``per_message`` packets per message; and how many."""
         deflate = self.deflate
-        encoder = None
-        if deflate is not None and not deflate.local_no_context_takeover:
-            encoder = deflate.encoder
         out: list[bytes] = []
         append = out.append
         for offset in range(0, len(packets), per_message):
             data = "".join(packets[offset : offset + per_message]).encode()
-            if deflate is None:
-                first = 0x81  # FIN, text
-            else:
-                if encoder is None:  # no context takeover: a fresh encoder per message
-                    encoder = zlib.compressobj(
-                        wbits=-deflate.local_max_window_bits, **deflate.compress_settings
-                    )
-                data = (encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH))[:-4]
-                if deflate.local_no_context_takeover:
-                    encoder = None
+            first = 0x81  # FIN, text
+            if deflate is not None:
+                data = standalone(data, deflate)[:-4]
                 first = 0xC1  # FIN, RSV1 (deflated), text
-            size = len(data)
-            if size < 126:
-                append(bytes((first, size)))
-            elif size < 65536:
-                append(bytes((first, 126)) + size.to_bytes(2, "big"))
-            else:
-                append(bytes((first, 127)) + size.to_bytes(8, "big"))
+            append(frame_header(first, len(data)))
             append(data)
         return out, len(out) // 2
 
@@ -204,18 +224,13 @@ class Wire:
         """``count`` packets of ``emitter``, one per message, framed (and deflated) in one
         pass: the saturated pushes' path. None when not every series is on this socket."""
         deflate = self.deflate
-        if deflate is not None and deflate.local_no_context_takeover:
-            return None
         items = emitter.byte_items
         size = len(items)
         variants = emitter.VARIANTS
         position, sequence = emitter.position, emitter.sequence
-        compress = flush = None
-        if deflate is not None:
-            compress, flush = deflate.encoder.compress, deflate.encoder.flush
-        sync = zlib.Z_SYNC_FLUSH
+        pieces = emitter.pieces
         first = 0x81 if deflate is None else 0xC1  # FIN, text (RSV1: deflated)
-        headers = [bytes((first, size)) for size in range(126)]
+        headers = [bytes((first, n)) for n in range(126)]
         clock = time.time
         out: list[bytes] = []
         append = out.append
@@ -223,20 +238,27 @@ class Wire:
             connection, templates = items[position]
             if connection is not self.connection:
                 return None
+            variant = sequence % variants
+            head, tail, length = templates[variant]
+            stamp = repr(clock()).encode()
+            if deflate is None:
+                data = b"~m~%d~m~%b%b%b" % (length + len(stamp), head, stamp, tail)
+            else:
+                key = (position, variant, len(stamp))
+                found = pieces.get(key)
+                if found is None:
+                    prefix = b"~m~%d~m~" % (length + len(stamp))
+                    found = pieces[key] = (
+                        standalone(prefix + head, deflate),
+                        standalone(tail, deflate)[:-4],
+                    )
+                data = found[0] + stored_block(stamp) + found[1]
             position += 1
             if position == size:
                 position = 0
             sequence += 1
-            head, tail, length = templates[sequence % variants]
-            stamp = repr(clock()).encode()
-            data = b"~m~%d~m~%b%b%b" % (length + len(stamp), head, stamp, tail)
-            if compress is not None:
-                data = (compress(data) + flush(sync))[:-4]
-            size_ = len(data)
-            if size_ < 126:
-                append(headers[size_])
-            else:
-                append(bytes((first, 126)) + size_.to_bytes(2, "big"))
+            n = len(data)
+            append(headers[n] if n < 126 else frame_header(first, n))
             append(data)
         emitter.position, emitter.sequence = position, sequence
         return out
@@ -245,6 +267,15 @@ class Wire:
         self.transport.write(b"".join(frames))
         if self.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
             await self.socket.drain()
+
+
+def frame_header(first: int, size: int) -> bytes:
+    """An unmasked frame's header: ``first`` (FIN, RSV, opcode) and the payload length."""
+    if size < 126:
+        return bytes((first, size))
+    if size < 65536:
+        return bytes((first, 126)) + size.to_bytes(2, "big")
+    return bytes((first, 127)) + size.to_bytes(8, "big")
 
 
 #: The emitter of the last set of live series (building one templates every series: 0.6 s
