@@ -45,7 +45,6 @@ import zlib
 from typing import Any
 
 from websockets.extensions.permessage_deflate import PerMessageDeflate
-from websockets.frames import CTRL_OPCODES, Frame, Opcode
 
 from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.ws_server import ServerConfig
@@ -108,8 +107,6 @@ class Emitter:
             (connection, [(h.encode(), t.encode(), len(h) + len(t)) for h, t in variants])
             for connection, variants in self.items
         ]
-        # Deflated pieces per (series, variant, stamp length), built as first needed (Wire).
-        self.pieces: dict[tuple[int, int, int], tuple[bytes, bytes]] = {}
         self.position = 0
         self.sequence = 0
 
@@ -148,39 +145,24 @@ class Emitter:
         return by_connection
 
 
-def standalone(data: bytes, deflate: PerMessageDeflate) -> bytes:
-    """``data`` deflated on its own (a fresh compressor: no reference to earlier messages),
-    ending with the sync-flush marker ``00 00 ff ff``, at the connection's settings."""
-    encoder = zlib.compressobj(wbits=-deflate.local_max_window_bits, **deflate.compress_settings)
-    return encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
-
-
-def stored_block(data: bytes) -> bytes:
-    """``data`` as a non-final stored (uncompressed) deflate block, after a sync flush (the
-    stream is at a byte boundary: the 3 header bits and their padding are one zero byte)."""
-    size = len(data)
-    return b"\x00" + size.to_bytes(2, "little") + (size ^ 0xFFFF).to_bytes(2, "little") + data
-
-
 class Wire:
     """Writes the benchmark's messages on one connection's WebSocket as finished frames.
 
     The simulator's own writer sends each message with ``websockets``' ``send()``, which
-    builds frame objects, deflates and writes: about 12-13 us of this process's CPU per
+    builds frame objects, deflates and writes: about 12-18 us of this process's CPU per
     message here, most of a core at 1,000 streams, so at one ``du`` per message the server,
     not the client, set the figure (26.6-35.0k/s in issue 17). Here a message is one unmasked
-    text frame, written with the rest of its batch in one ``transport.write``.
+    text frame, deflated (when the client negotiated permessage-deflate and ``compress`` is
+    on) by the connection's own permessage-deflate encoder, the one ``websockets`` uses for
+    anything else it sends on this socket (heartbeats, replies), so the compression context
+    the client's decoder keeps stays right; the frames of a batch go to the transport in one
+    write. The client's decoder sees what ``send()`` would have sent: one final frame per
+    message, RSV1 set when deflated.
 
-    Deflated messages (when the client negotiated permessage-deflate and ``compress`` is on)
-    are built from pieces deflated once per series and close variant: the compressed
-    ``~m~<len>~m~`` header and payload up to the stamp, the stamp as a stored block, and the
-    compressed rest, each piece deflated on its own. That is a valid message for a decoder
-    that keeps its context across messages (nothing in it refers to earlier ones; RFC 7692
-    lets a sender do without context takeover), and the client inflates real Huffman-coded
-    data as it would from TradingView. So that nothing else on the socket refers to messages
-    that this writer's pieces did not see, the connection's own permessage-deflate encoder
-    is switched to the same per-message compression (:meth:`_encode`) for everything
-    ``websockets`` sends from then on (heartbeats, replies).
+    (Deflating each message on its own, from pieces compressed once per series, saved the
+    server 2-3 us per ``du``, but the messages were 5-8 times larger without the context,
+    and the client's inflate and reads cost it more than the server saved: 9.7 instead of
+    7.2 us per ``du`` at 1,000 streams. TradingView deflates with context takeover too.)
     """
 
     def __init__(self, socket: Any, connection: Any, compress: bool) -> None:
@@ -192,29 +174,27 @@ class Wire:
             if isinstance(extension, PerMessageDeflate):
                 deflate = extension
         self.deflate = deflate if compress else None
-        if deflate is not None and getattr(deflate, "encode", None) != self._encode:
-            deflate.encode = self._encode  # this connection's extension object only
-            self._own_deflate = deflate
 
-    def _encode(self, frame: Frame) -> Frame:
-        """PerMessageDeflate.encode, with every message deflated on its own."""
-        if frame.opcode in CTRL_OPCODES:
-            return frame
-        if not frame.fin or frame.opcode is Opcode.CONT:
-            raise RuntimeError("the benchmark server sends no fragmented messages")
-        data = standalone(bytes(frame.data), self._own_deflate)[:-4]
-        return Frame(frame.opcode, data, frame.fin, True, frame.rsv2, frame.rsv3)
+    def _deflate(self, data: bytes) -> bytes:
+        """What PerMessageDeflate.encode makes of one whole message's data."""
+        deflate = self.deflate
+        assert deflate is not None
+        if deflate.local_no_context_takeover:
+            deflate.encoder = zlib.compressobj(
+                wbits=-deflate.local_max_window_bits, **deflate.compress_settings
+            )
+        encoder = deflate.encoder
+        return (encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
     def frames(self, packets: list[str], per_message: int) -> tuple[list[bytes], int]:
         """The frames of ``packets``, ``per_message`` packets per message; and how many."""
-        deflate = self.deflate
         out: list[bytes] = []
         append = out.append
         for offset in range(0, len(packets), per_message):
             data = "".join(packets[offset : offset + per_message]).encode()
             first = 0x81  # FIN, text
-            if deflate is not None:
-                data = standalone(data, deflate)[:-4]
+            if self.deflate is not None:
+                data = self._deflate(data)
                 first = 0xC1  # FIN, RSV1 (deflated), text
             append(frame_header(first, len(data)))
             append(data)
@@ -222,13 +202,19 @@ class Wire:
 
     def one_each(self, emitter: Emitter, count: int) -> list[bytes] | None:
         """``count`` packets of ``emitter``, one per message, framed (and deflated) in one
-        pass: the saturated pushes' path. None when not every series is on this socket."""
+        pass: the saturated pushes' path. None when not every series is on this socket, or
+        when the extension resets its context per message (then :meth:`frames` does it)."""
         deflate = self.deflate
+        if deflate is not None and deflate.local_no_context_takeover:
+            return None
         items = emitter.byte_items
         size = len(items)
         variants = emitter.VARIANTS
         position, sequence = emitter.position, emitter.sequence
-        pieces = emitter.pieces
+        compress = flush = None
+        if deflate is not None:
+            compress, flush = deflate.encoder.compress, deflate.encoder.flush
+        sync = zlib.Z_SYNC_FLUSH
         first = 0x81 if deflate is None else 0xC1  # FIN, text (RSV1: deflated)
         headers = [bytes((first, n)) for n in range(126)]
         clock = time.time
@@ -238,25 +224,15 @@ class Wire:
             connection, templates = items[position]
             if connection is not self.connection:
                 return None
-            variant = sequence % variants
-            head, tail, length = templates[variant]
-            stamp = repr(clock()).encode()
-            if deflate is None:
-                data = b"~m~%d~m~%b%b%b" % (length + len(stamp), head, stamp, tail)
-            else:
-                key = (position, variant, len(stamp))
-                found = pieces.get(key)
-                if found is None:
-                    prefix = b"~m~%d~m~" % (length + len(stamp))
-                    found = pieces[key] = (
-                        standalone(prefix + head, deflate),
-                        standalone(tail, deflate)[:-4],
-                    )
-                data = found[0] + stored_block(stamp) + found[1]
             position += 1
             if position == size:
                 position = 0
             sequence += 1
+            head, tail, length = templates[sequence % variants]
+            stamp = repr(clock()).encode()
+            data = b"~m~%d~m~%b%b%b" % (length + len(stamp), head, stamp, tail)
+            if compress is not None:
+                data = (compress(data) + flush(sync))[:-4]
             n = len(data)
             append(headers[n] if n < 126 else frame_header(first, n))
             append(data)
