@@ -409,3 +409,67 @@ async def _replay(script: list[tuple[str, int]], max_closed: int) -> None:
     for series in range(3):
         times = [item.timestamp for item in closed if item.symbol == f"X:S{series}"]
         assert times == sorted(times)
+
+
+# ------------------------------------------------------------------ quotes on the shared consumer
+
+
+class _NoTasks:
+    """A task group stand-in: the quote session task is not needed to feed the consumer."""
+
+    def start_soon(self, *args: object) -> None:
+        pass
+
+
+def quote_subscription(symbols: list[str]) -> tuple[object, list[str]]:
+    from tvfeed_async.quotes import QuoteSubscription
+
+    subscription = QuoteSubscription(None, _NoTasks(), [], "regular")  # type: ignore[arg-type]
+    subscription.add_now(symbols)
+    return subscription, list(subscription.session.keys)
+
+
+def qsd(subscription: object, key: str, last: float) -> None:
+    from tvfeed_async.protocol.messages import QuoteData
+
+    session = subscription.session  # type: ignore[attr-defined]
+    subscription.handle(QuoteData(session.session_id, key, "ok", {"lp": last}))  # type: ignore[attr-defined]
+
+
+async def test_quote_updates_coalesce_per_symbol_in_first_changed_order() -> None:
+    subscription, (apple, tesla) = quote_subscription(["NASDAQ:AAPL", "NASDAQ:TSLA"])
+    for last in (1.0, 2.0, 3.0):
+        qsd(subscription, apple, last)
+        qsd(subscription, tesla, 10 * last)
+    assert subscription.pending == 2  # type: ignore[attr-defined]
+    first = await subscription.next()  # type: ignore[attr-defined]
+    second = await subscription.next()  # type: ignore[attr-defined]
+    assert (first.symbol, first.last) == ("NASDAQ:AAPL", 3.0)
+    assert (second.symbol, second.last) == ("NASDAQ:TSLA", 30.0)
+    assert subscription.pending == 0  # type: ignore[attr-defined]
+
+
+async def test_a_quote_handed_to_a_cancelled_next_is_not_lost() -> None:
+    subscription, (apple,) = quote_subscription(["NASDAQ:AAPL"])
+    waiting = asyncio.create_task(subscription.next())  # type: ignore[attr-defined]
+    await asyncio.sleep(0)
+    qsd(subscription, apple, 1.0)  # handed over to the waiting next()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    quote = await subscription.next()  # type: ignore[attr-defined]
+    assert quote.last == 1.0  # given back, and taken once
+    assert subscription.pending == 0  # type: ignore[attr-defined]
+    subscription.close()  # type: ignore[attr-defined]
+    with pytest.raises(StopAsyncIteration):
+        await subscription.next()  # type: ignore[attr-defined]
+
+
+async def test_a_quote_handed_over_is_built_from_the_latest_state_once() -> None:
+    subscription, (apple,) = quote_subscription(["NASDAQ:AAPL"])
+    waiting = asyncio.create_task(subscription.next())  # type: ignore[attr-defined]
+    await asyncio.sleep(0)
+    qsd(subscription, apple, 1.0)  # handed over
+    qsd(subscription, apple, 2.0)  # before the consumer runs
+    assert (await waiting).last == 2.0
+    assert subscription.pending == 0  # type: ignore[attr-defined]
