@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -34,11 +33,11 @@ from msgspec.structs import astuple
 
 from .chart import SERIES_ID, SYMBOL_REF, open_chart
 from .connection import Link, Supervisor
+from .delivery import BarConsumer as Consumer
+from .delivery import BarStream, GapPolicy
 from .errors import (
     ConnectionLost,
-    ConsumerTooSlow,
     EntitlementError,
-    GapError,
     InvalidRequest,
     ProtocolError,
     SymbolNotFound,
@@ -55,22 +54,12 @@ from .protocol.messages import (
     ServerMessage,
 )
 from .protocol.symbols import Symbol
-from .wakeups import DIRECT, DirectWaker, Waker, waker_for
 
 __all__ = ["BarStream", "Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"]
 
 logger = logging.getLogger("tvfeed_async.stream")
 
 _new_tuple = tuple.__new__  # Bar._make without its Python-level call (see protocol.bars)
-
-#: What to do when an outage was longer than the server can backfill: ``"raise"`` ends the
-#: stream with :class:`GapError`; a callable is called with the :class:`Gap` and the stream
-#: goes on with the bars after it.
-GapPolicy = Literal["raise"] | Callable[[Gap], None]
-
-# asyncio.Future itself (the C class): loop.create_future() is a Python-level method that
-# does only this, and a consumer creates one per live update it waits for.
-_Future = asyncio.Future
 
 #: Seconds a backfill waits for a full consumer queue to drain before ending that consumer.
 BACKFILL_PATIENCE = 10.0
@@ -92,304 +81,6 @@ class StreamKey:
     session: str = "regular"
     adjustment: str = "splits"
     back_adjusted: bool = False
-
-
-def _release(waiter: asyncio.Future[Bar | None] | asyncio.Future[None] | None) -> None:
-    """Complete ``waiter`` with None if it is still pending (it may have been cancelled)."""
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
-
-
-class Consumer:
-    """One consumer's bounded queue (may be fed by several subscriptions: ``stream_many``).
-
-    Closed bars queue up to ``max_closed``; forming bars are coalesced per series.
-
-    Pushing never blocks and never yields (it runs in the socket reader). The consumer waits
-    on a bare asyncio future, created only while its queue is empty, and the first bar pushed
-    while it waits is handed over as that future's result, without queueing: a live update
-    then costs one task wake-up and nothing more. (A fresh ``anyio.Event`` per wait took about
-    2 us just to create, and the whole hand-over about twice what it costs now; at 1,000
-    streams that was most of the client's CPU.) The wake-ups of one burst are batched into one
-    loop callback by the loop's :class:`~tvfeed_async.wakeups.Waker`. Bars pushed after the
-    hand-over, before the consumer runs, queue as usual, so a consumer that lags still has its
-    forming bars coalesced.
-    """
-
-    __slots__ = (
-        "_closed",
-        "_error",
-        "_finished",
-        "_forming",
-        "_loop",
-        "_no_forming",
-        "_room",
-        "_waiter",
-        "_waker",
-        "max_closed",
-        "on_gap",
-        "partial",
-    )
-
-    def __init__(self, max_closed: int, partial: bool, on_gap: GapPolicy) -> None:
-        self.max_closed = max_closed
-        self.partial = partial
-        self.on_gap = on_gap
-        self._closed: deque[Bar] = deque()
-        self._forming: dict[tuple[str, str], Bar] = {}
-        self._error: BaseException | None = None
-        self._finished = False
-        # While set, the queue is empty and the consumer waits for this future; its result is
-        # the next bar (handed over by a push) or None (ended: ask step() again).
-        self._waiter: asyncio.Future[Bar | None] | None = None
-        self._room: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # Completes the waiter: the loop's batching Waker, once the consumer first waits.
-        self._waker: Waker | DirectWaker = DIRECT
-        # True when forming bars are not wanted: not partial, or the consumer was ended.
-        self._no_forming = not partial
-
-    @property
-    def full(self) -> bool:
-        """True while ``max_closed`` closed bars are waiting (the next one would overflow)."""
-        return len(self._closed) >= self.max_closed and not self.done
-
-    async def wait_for_room(self) -> None:
-        """Wait until the consumer takes a closed bar (or ends)."""
-        while self.full:
-            room = self._room = asyncio.get_running_loop().create_future()
-            try:
-                await room
-            finally:
-                self._room = None
-
-    @property
-    def done(self) -> bool:
-        """True once the consumer was ended (error, feed closed, or left)."""
-        return self._finished or self._error is not None
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        _release(waiter)
-
-    def _make_room(self) -> None:
-        room, self._room = self._room, None
-        _release(room)
-
-    def push_closed(self, bar: Bar) -> None:
-        """Queue a closed bar; end the consumer with ConsumerTooSlow when the queue is full."""
-        if self.done:
-            return
-        if len(self._closed) >= self.max_closed:
-            self.fail(
-                ConsumerTooSlow(
-                    f"{bar.symbol} {bar.interval}: {len(self._closed)} closed bars were waiting "
-                    "for this consumer; it is ended rather than lose one (consume faster or "
-                    "raise queue_size)"
-                )
-            )
-            return
-        if self._forming:
-            self._forming.pop((bar.symbol, bar.interval), None)
-        if not self._hand_over(bar):
-            self._closed.append(bar)
-
-    def _hand_over(self, bar: Bar) -> bool:
-        """Give ``bar`` to the consumer if it is waiting (then nothing is queued); True if so."""
-        waiter = self._waiter
-        if waiter is None:
-            return False
-        self._waiter = None
-        if waiter.done():  # cancelled
-            return False
-        self._waker.set_result(waiter, bar)
-        return True
-
-    def push_forming(self, bar: Bar) -> None:
-        """Replace the pending forming bar of this series (coalescing)."""
-        if self._no_forming:
-            return
-        waiter = self._waiter
-        if waiter is not None:  # _hand_over(), inlined: this runs for every live update
-            self._waiter = None
-            if not waiter.done():
-                self._waker.set_result(waiter, bar)
-                return
-        self._forming[(bar.symbol, bar.interval)] = bar
-
-    def report_gap(self, gap: Gap, key: StreamKey) -> None:
-        """Apply the gap policy."""
-        if self.on_gap == "raise":
-            self.fail(
-                GapError(
-                    f"{key.symbol.full} {key.interval.code}: the connection was down longer than "
-                    f"the server can backfill; bars between {gap.after} and {gap.before} may be "
-                    "missing",
-                    gap.after,
-                    gap.before,
-                )
-            )
-        elif callable(self.on_gap):
-            self.on_gap(gap)
-
-    def fail(self, error: BaseException) -> None:
-        """End the consumer with ``error`` (raised by its next ``get``)."""
-        if self._error is None and not self._finished:
-            self._error = error
-            self._no_forming = True
-            self._wake()
-            self._make_room()
-
-    def finish(self) -> None:
-        """End the consumer normally (its iterator stops)."""
-        self._finished = True
-        self._no_forming = True
-        self._wake()
-        self._make_room()
-
-    def step(self) -> Bar | asyncio.Future[Bar | None] | None:
-        """The next pending bar; if none is pending, a future to await (its result is the next
-        bar, or None: then ask again); None once the consumer was finished.
-
-        Closed bars come first (oldest first), then the latest forming bar of each series.
-        One call per bar and one per wait, so that the stream's generator (which awaits the
-        future itself, without a coroutine in between) costs as little as possible per live
-        update.
-
-        Raises:
-            The error the consumer was ended with, once its closed bars were taken.
-        """
-        if self._closed:
-            if self._room is not None:
-                self._make_room()
-            return self._closed.popleft()
-        forming = self._forming
-        if forming:
-            if len(forming) == 1:
-                return forming.popitem()[1]
-            return forming.pop(next(iter(forming)))
-        if self._error is not None:
-            raise self._error
-        if self._finished:
-            return None
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-            self._waker = waker_for(loop) or DIRECT
-        waiter = self._waiter = _Future(loop=loop)
-        return waiter
-
-    async def get(self) -> Bar | None:
-        """The next bar, or None when the consumer was finished.
-
-        Closed bars queued before an error are delivered first; then the error is raised.
-        """
-        while True:
-            item = self.step()
-            if item is None or isinstance(item, Bar):
-                return item
-            try:
-                bar = await item
-            except asyncio.CancelledError:
-                self._give_back(item)
-                raise
-            if bar is not None:
-                return bar
-
-    def _give_back(self, waiter: asyncio.Future[Bar | None]) -> None:
-        """Requeue the bar handed over through ``waiter`` when the wait for it was cancelled
-        after the hand-over (the task was cancelled before it could run), so that a consumer
-        that goes on after a cancelled wait (``asyncio.timeout`` around ``get()``) loses no
-        bar. A forming bar that a newer one of its series already superseded is dropped."""
-        if not waiter.done() or waiter.cancelled():
-            return
-        bar = waiter.result()
-        if bar is None:
-            return
-        if bar.closed:
-            self._closed.appendleft(bar)
-            return
-        key = (bar.symbol, bar.interval)
-        if key in self._forming or any(
-            (queued.symbol, queued.interval) == key for queued in self._closed
-        ):
-            return
-        self._forming[key] = bar
-
-
-class BarStream:
-    """The live bars of one consumer: what ``TvFeed.stream`` and ``stream_many`` return.
-
-    An async iterator (``async for bar in feed.stream(...)``) that is also an async context
-    manager and has ``aclose()``. Unlike an async generator, a cancelled ``__anext__`` does
-    not end it: ``asyncio.wait_for(anext(stream), 0.5)`` timing out leaves the stream
-    subscribed, and a bar handed over just before the cancellation is kept for the next
-    call. It ends (StopAsyncIteration) when the feed closes or after ``aclose()``; an error
-    of the stream is raised once its closed bars were taken, and ends it too.
-    """
-
-    __slots__ = ("__weakref__", "_consumer", "_done", "_manager", "_step", "_subscriptions")
-
-    def __init__(
-        self, manager: StreamManager, subscriptions: list[Subscription], consumer: Consumer
-    ) -> None:
-        self._manager = manager
-        self._subscriptions = subscriptions
-        self._consumer = consumer
-        self._step = consumer.step
-        self._done = False
-
-    def __aiter__(self) -> BarStream:
-        return self
-
-    async def __anext__(self) -> Bar:
-        try:
-            item = self._step()
-            while item.__class__ is not Bar:
-                if item is None:
-                    raise StopAsyncIteration
-                assert isinstance(item, asyncio.Future)
-                try:
-                    # The reader hands the next bar over as the future's result (None: ask
-                    # again).
-                    bar = await item
-                except asyncio.CancelledError:
-                    self._consumer._give_back(item)
-                    raise
-                if bar is not None:
-                    return bar
-                item = self._step()
-            return item
-        except (StopAsyncIteration, TvFeedError):
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Detach from the stream now (synchronous; idempotent)."""
-        if self._done:
-            return
-        self._done = True
-        for subscription in self._subscriptions:
-            self._manager.unsubscribe(subscription, self._consumer)
-
-    async def aclose(self) -> None:
-        """Detach from the stream (the last consumer out removes the server series)."""
-        self.close()
-
-    async def __aenter__(self) -> BarStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # An abandoned stream (a loop left by break, never closed) detaches when collected,
-        # as an async generator's finally did.
-        if not self._done:
-            try:
-                self.close()
-            except Exception:
-                logger.debug("could not detach an abandoned stream", exc_info=True)
 
 
 class Subscription:
