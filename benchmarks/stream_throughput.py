@@ -32,10 +32,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import gc
+import io
 import json
 import os
 import platform
+import pstats
 import re
 import statistics
 import subprocess
@@ -80,13 +83,14 @@ class Server:
         self.process = process
         self.ws_url: str = hello["ws_url"]
         self.token: str = hello["token"]
+        self.control_port: int = hello["control_port"]
         self._lock = asyncio.Lock()
 
     @classmethod
     async def start(cls) -> Server:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(SERVER),
+            os.environ.get("STREAM_SERVER_SCRIPT", str(SERVER)),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -113,6 +117,35 @@ class Server:
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
+
+
+class Control:
+    """The same calls as :class:`Server`, over the server's loopback control port: what a
+    client process of another source tree (``--compare``) drives the server with."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ws_url: str, token: str
+    ) -> None:
+        self._reader, self._writer = reader, writer
+        self.ws_url, self.token = ws_url, token
+
+    @classmethod
+    async def connect(cls, port: int, ws_url: str, token: str) -> Control:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer, ws_url, token)
+
+    async def call(self, **command: Any) -> dict[str, Any]:
+        self._writer.write(json.dumps(command).encode() + b"\n")
+        await self._writer.drain()
+        answer: dict[str, Any] = json.loads(await self._reader.readline())
+        if "error" in answer:
+            raise RuntimeError(f"simulator: {answer['error']}")
+        return answer
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
 
 
 def endpoints_for(ws_url: str) -> Any:
@@ -143,8 +176,17 @@ class Counters:
 
 
 async def consume(feed: Any, symbol: str, interval: str, counters: Counters) -> None:
+    await count_bars(feed.stream(symbol, interval=interval, partial=True), counters)
+
+
+async def consume_many(feed: Any, keys: list[tuple[str, str]], counters: Counters) -> None:
+    """One ``stream_many`` consumer over every key (the queue holds one forming bar per key)."""
+    await count_bars(feed.stream_many(keys, partial=True), counters)
+
+
+async def count_bars(stream: Any, counters: Counters) -> None:
     clock = time.time
-    async for bar in feed.stream(symbol, interval=interval, partial=True):
+    async for bar in stream:
         volume = bar.volume
         if volume is not None and volume > STAMP_FLOOR:
             now = clock()
@@ -160,9 +202,10 @@ async def consume(feed: Any, symbol: str, interval: str, counters: Counters) -> 
 class Streams:
     """One TvFeed with ``count`` consumer tasks, all live."""
 
-    def __init__(self, server: Server, count: int) -> None:
+    def __init__(self, server: Server | Control, count: int, many: bool = False) -> None:
         self.server = server
         self.count = count
+        self.many = many
         self.counters = Counters()
         self.feed: Any = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -178,10 +221,14 @@ class Streams:
             limits=server_limits(),
         )
         await self.feed.__aenter__()
-        self.tasks = [
-            asyncio.create_task(consume(self.feed, symbol, interval, self.counters))
-            for symbol, interval in stream_keys(self.count)
-        ]
+        keys = stream_keys(self.count)
+        if self.many:
+            self.tasks = [asyncio.create_task(consume_many(self.feed, keys, self.counters))]
+        else:
+            self.tasks = [
+                asyncio.create_task(consume(self.feed, symbol, interval, self.counters))
+                for symbol, interval in keys
+            ]
         deadline = time.monotonic() + 120
         while True:
             live = (await self.server.call(cmd="series"))["series"]
@@ -203,7 +250,9 @@ class Streams:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.feed.__aexit__(None, None, None)
 
-    async def run(self, rate: float, seconds: float, per_message: int) -> dict[str, Any]:
+    async def run(
+        self, rate: float, seconds: float, per_message: int, writer: str = "direct"
+    ) -> dict[str, Any]:
         """One push from the server; returns both sides' figures."""
         counters = self.counters
         counters.reset()
@@ -211,7 +260,7 @@ class Streams:
         cpu0 = time.process_time()
         start = time.time()
         answer = await self.server.call(
-            cmd="run", rate=rate, seconds=seconds, per_message=per_message
+            cmd="run", rate=rate, seconds=seconds, per_message=per_message, writer=writer
         )
         # Wait until the client has consumed what was sent (or stopped making progress).
         seen, still = -1, 0
@@ -224,6 +273,9 @@ class Streams:
         latencies = sorted(counters.latencies)
         return {
             "streams": self.count,
+            "consumers": 1 if self.many else self.count,
+            "writer": writer,
+            "compressed": answer.get("compressed"),
             "offered_rate": rate or None,
             "per_message": per_message,
             "server_sent": answer["sent"],
@@ -239,6 +291,15 @@ class Streams:
             "server_cpu_us_per_du": answer["cpu_seconds"] / answer["sent"] * 1e6,
             "latency_ms": percentiles(latencies),
         }
+
+
+def median_run(runs: list[dict[str, Any]], figure: str) -> dict[str, Any]:
+    """The run whose ``figure`` is the median (the lower middle one for an even count), with
+    the median, spread and values of every summarised figure over all runs."""
+    ranked = sorted(runs, key=lambda run: flatten(run).get(figure, float("inf")))
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    chosen["over_runs"] = summarise(runs)
+    return chosen
 
 
 def decode_floor_us(packets: int = 20_000) -> float:
@@ -275,9 +336,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 async def profile_run(server: Server, count: int, seconds: float, per_message: int) -> str:
     """cProfile of the client during one saturated push; the top functions by own time."""
-    import cProfile
-    import io
-    import pstats
 
     async with Streams(server, count) as streams:
         profiler = cProfile.Profile(time.process_time)  # CPU time: the machine is shared
@@ -468,6 +526,212 @@ async def _tvkit_ask(process: asyncio.subprocess.Process, line: bytes) -> bytes:
     return await asyncio.wait_for(process.stdout.readline(), 30)
 
 
+# ------------------------------------------------------------------ medians, trees side by side
+
+#: What each client process measures, in this order: (name, consumers, offered rate).
+CASES = (
+    ("separate", "1,000 streams, 1,000 consumers, saturated", 0),
+    ("latency", "1,000 streams, 1,000 consumers, 10,000/s offered", LATENCY_RATE),
+    ("many", "1,000 streams, one stream_many consumer, saturated", 0),
+)
+#: Goals of issue 17, per case: (figure, at least / at most, value).
+GOALS = {
+    "separate": ("consumed_rate", ">=", 100_000.0),
+    "many": ("consumed_rate", ">=", 150_000.0),
+    "latency": ("p99_ms", "<", 2.0),
+}
+#: The figures summarised over repeats (median and spread).
+FIGURES = (
+    "consumed_rate",
+    "client_packet_rate",
+    "server_send_rate",
+    "coalesced_share",
+    "client_cpu_share",
+    "client_cpu_us_per_du",
+    "server_cpu_share",
+    "p50_ms",
+    "p99_ms",
+)
+
+
+def flatten(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's figures with its latency percentiles as top-level keys."""
+    flat = {key: value for key, value in run.items() if key != "latency_ms"}
+    for name, value in run.get("latency_ms", {}).items():
+        flat[f"{name}_ms"] = value
+    return flat
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median, min, max and every value (in run order)."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    flat = [flatten(run) for run in runs]
+    return {
+        name: spread([run[name] for run in flat])
+        for name in FIGURES
+        if all(run.get(name) is not None for run in flat)
+    }
+
+
+async def client_child(
+    port: int,
+    ws_url: str,
+    token: str,
+    seconds: float,
+    writer_check: bool,
+    profile: bool,
+    cases: set[str],
+) -> dict[str, Any]:
+    """In a client process (of whichever source tree PYTHONPATH names): every case once."""
+    import tvfeed_async
+
+    control = await Control.connect(port, ws_url, token)
+    results: dict[str, Any] = {"tree": os.path.dirname(os.path.dirname(tvfeed_async.__file__))}
+    try:
+        if cases & {"separate", "latency"}:
+            async with Streams(control, 1000) as streams:
+                await streams.run(0, 0.5, 1)  # warm-up
+                if "separate" in cases:
+                    results["separate"] = await streams.run(0, seconds, 1)
+                if "latency" in cases:
+                    results["latency"] = await streams.run(LATENCY_RATE, seconds, 1)
+                if writer_check:
+                    # The old server path (websockets' send() per message), for the record.
+                    results["separate_simulator_writer"] = await streams.run(
+                        0, seconds, 1, writer="simulator"
+                    )
+        if "many" in cases:
+            async with Streams(control, 1000, many=True) as streams:
+                await streams.run(0, 0.5, 1)
+                results["many"] = await streams.run(0, seconds, 1)
+        if profile:
+            # After the figures: cProfile's cost must not be in them.
+            for many in (False, True):
+                async with Streams(control, 1000, many=many) as streams:
+                    profiler = cProfile.Profile(time.process_time)
+                    profiler.enable()
+                    await streams.run(0, seconds, 1)
+                    profiler.disable()
+                out = io.StringIO()
+                pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+                print(f"client profile, many={many}:\n{out.getvalue()}", file=sys.stderr)
+    finally:
+        await control.close()
+    return results
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+async def compare(arguments: argparse.Namespace) -> dict[str, Any]:
+    """Client processes of this tree and of ``--compare``'s tree, alternately, against one
+    server process: every case ``--repeats`` times each, medians with their spread."""
+    seconds = 1.5 if arguments.quick else 4.0
+    repeats = arguments.repeats or 5
+    trees = {"new": HERE.parent / "src", "old": arguments.compare / "src"}
+    cases = set(arguments.cases.split(","))
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    loads: list[dict[str, Any]] = []
+    server = await Server.start()
+    try:
+        for repeat in range(repeats):
+            order = list(trees) if repeat % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                loads.append({"tree": name, "repeat": repeat, "before": load_average()})
+                print(f"repeat {repeat + 1}/{repeats}: {name} client", file=sys.stderr)
+                env = dict(os.environ, PYTHONPATH=str(trees[name]))
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    __file__,
+                    "--client-child",
+                    str(server.control_port),
+                    server.ws_url,
+                    server.token,
+                    str(seconds),
+                    "1" if arguments.writer_check and repeat == 0 else "0",
+                    *(["--profile"] if arguments.profile and repeat == 0 else []),
+                    "--cases",
+                    ",".join(sorted(cases)),
+                    env=env,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                output, _ = await child.communicate()
+                if child.returncode:
+                    raise RuntimeError(f"{name} client failed ({child.returncode})")
+                runs[name].append(json.loads(output.decode().strip().splitlines()[-1]))
+    finally:
+        await server.stop()
+    summary: dict[str, Any] = {}
+    for case, _, _ in CASES:
+        if case in cases:
+            summary[case] = {name: summarise([run[case] for run in runs[name]]) for name in trees}
+    return {
+        "mode": "compare",
+        "trees": {name: str(path) for name, path in trees.items()},
+        "seconds_per_run": seconds,
+        "repeats": repeats,
+        "summary": summary,
+        "load_average": loads,
+        "runs": runs,
+        "decode_floor_us_per_du": decode_floor_us(),
+    }
+
+
+def print_comparison(results: dict[str, Any]) -> None:
+    print(
+        f"\nmedians over {results['repeats']} runs of {results['seconds_per_run']:g} s each "
+        "(min-max); old and new clients alternate against one server process"
+    )
+    header = f"{'case':<9} {'tree':<4} {'consumed/s':>26} {'du decoded/s':>26} "
+    header += f"{'cli us/du':>16} {'coalesced':>9} {'p99 ms':>18}"
+    print(header)
+
+    def cell(figure: dict[str, Any] | None, form: str, width: int) -> str:
+        if figure is None:
+            return " " * width
+        text = f"{figure['median']:{form}} ({figure['min']:{form}}-{figure['max']:{form}})"
+        return f"{text:>{width}}"
+
+    for case, _, _ in CASES:
+        if case not in results["summary"]:
+            continue
+        for tree, figures in results["summary"][case].items():
+            print(
+                f"{case:<9} {tree:<4} {cell(figures.get('consumed_rate'), ',.0f', 26)} "
+                f"{cell(figures.get('client_packet_rate'), ',.0f', 26)} "
+                f"{cell(figures.get('client_cpu_us_per_du'), '.2f', 16)} "
+                f"{figures['coalesced_share']['median']:>9.1%} "
+                f"{cell(figures.get('p99_ms'), '.2f', 18)}"
+            )
+        figure, relation, goal = GOALS[case]
+        medians = {tree: f[figure]["median"] for tree, f in results["summary"][case].items()}
+        met = {
+            tree: (value >= goal if relation == ">=" else value < goal)
+            for tree, value in medians.items()
+        }
+        ratio = medians["new"] / medians["old"] if medians.get("old") else float("nan")
+        print(
+            f"          goal {figure} {relation} {goal:,g}: "
+            + ", ".join(f"{tree} {'met' if ok else 'missed'}" for tree, ok in met.items())
+            + f"; new/old median {ratio:.2f}"
+        )
+    loads = [entry["before"][0] for entry in results["load_average"]]
+    print(f"1-minute load average before each client run: {min(loads)}-{max(loads)}")
+    print(
+        f"yardstick: the bare codec pipeline costs {results['decode_floor_us_per_du']:.1f} us "
+        "CPU per du in this process now"
+    )
+
+
 # ------------------------------------------------------------------ driver
 
 
@@ -488,17 +752,18 @@ async def measure(arguments: argparse.Namespace) -> dict[str, Any]:
                 for per_message in (1, 20):
                     print(f"saturated: {count} streams, {per_message}/message", file=sys.stderr)
                     runs = [await streams.run(0, seconds, per_message) for _ in range(repeats)]
-                    best = max(runs, key=lambda run: run["consumed_rate"])
-                    best["runs_consumed_rate"] = [run["consumed_rate"] for run in runs]
-                    throughput.append(best)
+                    throughput.append(median_run(runs, "consumed_rate"))
                 if count < 1000 and quick:
                     continue
                 for rate in (LATENCY_RATE, LATENCY_RATE // 10):
                     print(f"latency: {count} streams at {rate}/s", file=sys.stderr)
                     runs = [await streams.run(rate, seconds, 1) for _ in range(repeats)]
-                    best = min(runs, key=lambda run: run["latency_ms"].get("p99", 1e9))
-                    best["runs_p99_ms"] = [run["latency_ms"].get("p99") for run in runs]
-                    latency.append(best)
+                    latency.append(median_run(runs, "p99_ms"))
+        async with Streams(server, 1000, many=True) as streams:
+            await streams.run(0, 0.5, 1)  # warm-up
+            print("saturated: 1000 streams, one stream_many consumer", file=sys.stderr)
+            runs = [await streams.run(0, seconds, 1) for _ in range(repeats)]
+            throughput.append(median_run(runs, "consumed_rate"))
         results["decode_floor_us_per_du"] = decode_floor_us()
         results["throughput"] = throughput
         results["latency"] = latency
@@ -518,7 +783,7 @@ async def measure(arguments: argparse.Namespace) -> dict[str, Any]:
 def print_tables(results: dict[str, Any]) -> None:
     print("\n(a) saturated: server pushes as fast as the socket takes them")
     header = (
-        f"{'streams':>7} {'du/msg':>6} {'server sent/s':>13} {'consumed/s':>11} "
+        f"{'streams':>7} {'cons.':>5} {'du/msg':>6} {'server sent/s':>13} {'consumed/s':>11} "
         f"{'coalesced':>9} {'srv CPU':>7} {'cli CPU':>7} {'cli us/du':>9} "
         f"{'p50 ms':>8} {'p99 ms':>8}"
     )
@@ -526,7 +791,8 @@ def print_tables(results: dict[str, Any]) -> None:
     for run in results["throughput"]:
         lat = run["latency_ms"]
         print(
-            f"{run['streams']:>7} {run['per_message']:>6} {run['server_send_rate']:>13,.0f} "
+            f"{run['streams']:>7} {run['consumers']:>5} {run['per_message']:>6} "
+            f"{run['server_send_rate']:>13,.0f} "
             f"{run['consumed_rate']:>11,.0f} {run['coalesced_share']:>9.1%} "
             f"{run['server_cpu_share']:>7.0%} {run['client_cpu_share']:>7.0%} "
             f"{run['client_cpu_us_per_du']:>9.1f} "
@@ -605,12 +871,56 @@ def environment() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs, one repeat")
-    parser.add_argument("--repeats", type=int, default=0, help="runs per figure (best kept)")
+    parser.add_argument("--repeats", type=int, default=0, help="runs per figure (median reported)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--profile", action="store_true", help="cProfile the 1,000-stream client")
     parser.add_argument("--no-tvkit", action="store_true", help="skip the tvkit comparison")
+    parser.add_argument(
+        "--compare",
+        type=lambda text: Path(text).absolute(),
+        metavar="TREE",
+        help="only the streaming cases, client processes of this tree and of TREE (a git "
+        "worktree: TREE/src) alternately against one server; medians of --repeats (5) runs",
+    )
+    parser.add_argument(
+        "--writer-check",
+        action="store_true",
+        help="with --compare: once per tree, also push through the simulator's own writer",
+    )
+    parser.add_argument(
+        "--cases",
+        default="separate,latency,many",
+        help="with --compare: which of separate, latency, many (comma-separated)",
+    )
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--client-child", nargs=5, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.client_child:
+        port, ws_url, token, seconds, check = arguments.client_child
+        answer = asyncio.run(
+            client_child(
+                int(port),
+                ws_url,
+                token,
+                float(seconds),
+                check == "1",
+                arguments.profile,
+                set(arguments.cases.split(",")),
+            )
+        )
+        print(json.dumps(answer))
+        return
+    if arguments.compare:
+        results = asyncio.run(compare(arguments))
+        results["environment"] = environment()
+        print_comparison(results)
+        output = arguments.output
+        if output == RESULTS:
+            output = RESULTS.with_name("stream_compare.json")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nwrote {output}")
+        return
     if arguments.memory_child:
         mode, ws_url, token, count = arguments.memory_child
         answer = asyncio.run(memory_child(ws_url, token, int(count), mode == "tracemalloc"))

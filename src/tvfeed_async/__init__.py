@@ -47,6 +47,7 @@ if typing.TYPE_CHECKING:
     from .auth.cache import SessionCache
     from .feed import TvFeed
     from .history import HistoryResult, SymbolInfo
+    from .pool import FeedPool
     from .quotes import Quote
     from .search import SearchResult
 
@@ -58,6 +59,7 @@ _LAZY_NAMES = {
     "SymbolInfo": ".history",
     "SearchResult": ".search",
     "Quote": ".quotes",
+    "FeedPool": ".pool",
 }
 
 
@@ -80,6 +82,7 @@ __version__ = "0.1.0"
 __all__ = [
     # the session manager
     "TvFeed",
+    "FeedPool",
     # values
     "Bar",
     "Event",

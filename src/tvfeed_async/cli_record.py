@@ -25,6 +25,8 @@ from .config import Endpoints
 from .errors import InvalidRequest
 
 if TYPE_CHECKING:  # imported inside the commands: ``--help`` loads no feed, recorder or sink
+    from .feed import TvFeed
+    from .pool import FeedPool
     from .recorder import RecordedGap, Recorder
     from .sinks import Sink
 
@@ -78,6 +80,40 @@ def add_record_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="print the metrics as JSON on stderr every SECONDS (and at exit)",
     )
+    record.add_argument(
+        "--series-per-socket",
+        type=int,
+        metavar="N",
+        help="spread the series over several sockets, N on each (a FeedPool; docs/scale.md)",
+    )
+    cluster = record.add_argument_group(
+        "cluster", "several processes share the series through Redis leases (docs/recording.md)"
+    )
+    cluster.add_argument(
+        "--cluster",
+        metavar="REDIS_URL",
+        help="share the symbols with the other processes given the same list and REDIS_URL",
+    )
+    cluster.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="shards the series are dealt into (default: one per series, at most 64)",
+    )
+    cluster.add_argument(
+        "--lease",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="lease length; a dead process's shards are taken over after about 4/3 of it "
+        "(default 10)",
+    )
+    cluster.add_argument(
+        "--cluster-name",
+        default="tvfeed:cluster",
+        metavar="PREFIX",
+        help="prefix of the Redis keys",
+    )
 
 
 def _sink(args: argparse.Namespace) -> Sink:
@@ -95,6 +131,26 @@ def _sink(args: argparse.Namespace) -> Sink:
         return sink_from_url(args.to)
     except (ValueError, ImportError) as error:
         raise InvalidRequest(str(error)) from None
+
+
+def _feed(args: argparse.Namespace, endpoints: Endpoints) -> TvFeed | FeedPool:
+    from .feed import TvFeed
+    from .pool import FeedPool
+
+    if args.series_per_socket is None:
+        return TvFeed(endpoints=endpoints)
+    return FeedPool(series_per_socket=args.series_per_socket, endpoints=endpoints)
+
+
+def _open_log_gate() -> None:
+    """The feed is open: let the library's log records through, as ``hist`` does (cli.py's
+    ``_LogGate`` on the root handler holds them back until then, so that a failure to start is
+    reported once). Found on the handler, not imported: under ``python -m tvfeed_async.cli``
+    the running module is ``__main__``, and ``tvfeed_async.cli`` would be another copy."""
+    for handler in logging.getLogger().handlers:
+        for gate in handler.filters:
+            if type(gate).__name__ == "_LogGate":
+                setattr(gate, "open", True)  # noqa: B010 (a filter of cli.py's own type)
 
 
 def _since(text: str | None) -> datetime | None:
@@ -138,12 +194,14 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
         logging.getLogger("tvfeed_async.recorder").setLevel(logging.INFO)
     import anyio
 
-    from .feed import TvFeed
     from .recorder import Recorder
 
     since = _since(args.since)
+    if args.cluster is not None:
+        return await _run_cluster(args, endpoints, since)
     sink = _sink(args)
-    async with sink, TvFeed(endpoints=endpoints) as feed:
+    async with sink, _feed(args, endpoints) as feed:
+        _open_log_gate()
         recorder = Recorder(
             feed,
             [(symbol, args.interval) for symbol in args.symbols],
@@ -180,3 +238,68 @@ async def _stats_loop(recorder: Recorder, every: float) -> None:
     while True:
         await anyio.sleep(every)
         _print_stats(recorder)
+
+
+async def _run_cluster(
+    args: argparse.Namespace, endpoints: Endpoints, since: datetime | None
+) -> int:
+    """``record --cluster``: this process records the shards it holds a lease on."""
+    import anyio
+
+    try:
+        from .cluster import ClusterRecorder
+    except ImportError as error:
+        raise InvalidRequest(f'{error}: pip install "tvfeed-async[redis]"') from None
+    _sink(args)  # a bad --to fails now, not when a shard is first claimed
+    if not args.verbose:
+        # Claims, hand-overs and take-overs are worth seeing without --verbose.
+        logging.getLogger("tvfeed_async.cluster").setLevel(logging.INFO)
+    async with _feed(args, endpoints) as feed:
+        _open_log_gate()
+        cluster = ClusterRecorder(
+            feed,
+            [(symbol, args.interval) for symbol in args.symbols],
+            lambda: _sink(args),
+            args.cluster,
+            shards=args.shards,
+            lease=args.lease,
+            name=args.cluster_name,
+            initial_bars=args.backfill,
+            since=since,
+            max_pending=args.max_pending,
+            batch_size=args.batch_size,
+            forming=args.forming,
+            extended_session=args.extended,
+            adjustment=args.adjustment,
+            on_gap=_report_gap,
+        )
+        async with anyio.create_task_group() as tasks:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, tasks.cancel_scope.cancel)
+            try:
+                if args.stats_every > 0:
+                    tasks.start_soon(_cluster_stats_loop, cluster, args.stats_every)
+                await cluster.run()
+                tasks.cancel_scope.cancel()
+            finally:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+    return 0
+
+
+async def _cluster_stats_loop(cluster: Any, every: float) -> None:
+    import anyio
+
+    while True:
+        await anyio.sleep(every)
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "member": cluster.member,
+            "members": cluster.members,
+            "shards": {
+                str(shard): [metrics.as_dict() for metrics in sinks]
+                for shard, sinks in cluster.metrics.items()
+            },
+        }
+        print(json.dumps(line), file=sys.stderr, flush=True)

@@ -132,6 +132,11 @@ class ConsumerTooSlow(TvFeedError):
 
     The stream ends with this error instead of losing bars; consume faster, or use a larger
     ``queue_size``.
+
+    Raised by the stream's ``async for`` once the ``queue_size`` closed items (bars, study
+    rows) queued before the overflow were taken; other streams go on. Forming updates and
+    quotes are coalesced instead (only the latest value per series or symbol waits), so they
+    never cause it (see ``tvfeed_async.delivery``).
     """
 
 

@@ -35,7 +35,7 @@ from .history import (
     HistoryRequest,
     HistoryResult,
     SymbolInfo,
-    fetch_history,
+    collect_history,
     fetch_symbol_info,
 )
 from .protocol.bars import Bar
@@ -515,13 +515,14 @@ class TvFeed:
                     attempts = max(1, self.retry.history_attempts)
                     for attempt in range(attempts):
                         try:
-                            return await fetch_history(
+                            collected = await collect_history(
                                 self._supervisor,
                                 request,
                                 self.bar_limit,
                                 page_quiet=self.timeouts.page,
                                 after=failed,
                             )
+                            break
                         except FailedLink as error:
                             if attempt == attempts - 1 or self._state != "open":
                                 raise ConnectionLost(str(error)) from error
@@ -535,7 +536,9 @@ class TvFeed:
                 f"{self.timeouts.request:g} s (the server went quiet); try again or raise "
                 "Timeouts.request"
             ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        # The frame is built after the in-flight slot is released: the next request is on
+        # its way meanwhile.
+        return collected.result()
 
     async def get_hist_many(
         self,

@@ -5,11 +5,14 @@ group) creates the session on every socket the supervisor opens, so a reconnect 
 every watched symbol; the supervisor's reader hands it the session's ``qsd`` and
 ``quote_completed`` messages, routed by session id, and the pure core merges the deltas.
 
-Delivery coalesces per symbol: the reader only notes *which* symbols changed (each at most once,
-in the order they first changed) and wakes the one consumer; the consumer builds the
-:class:`Quote` of a symbol from its merged state when it takes it. A consumer that lags
-therefore gets the latest state of each symbol, and what waits for it is bounded by the number
-of symbols watched, never by the number of updates.
+Delivery is the one of bars (:class:`~tvfeed_async.delivery.Consumer`), with every quote
+update a forming item keyed by its symbol: the reader pushes the symbol's merged
+:class:`~tvfeed_async.protocol.quotes.QuoteState`, which replaces the pending one of that
+symbol, and the consumer builds the :class:`Quote` from it when it takes it. A consumer that
+lags therefore gets the latest state of each symbol, once, in the order the symbols first
+changed; what waits for it is bounded by the number of symbols watched, never by the number of
+updates. Quotes have no closed items, so a slow consumer is never ended with
+:class:`~tvfeed_async.errors.ConsumerTooSlow`: it only sees fewer, later values.
 
 Quote sessions are not counted against the socket's chart-session budget
 (``Limits.max_chart_sessions``): the bundled simulator counts only chart sessions, and no
@@ -20,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from types import MappingProxyType, TracebackType
 from typing import Any
 
@@ -32,6 +35,7 @@ import polars as pl
 from anyio.abc import TaskGroup
 
 from .connection import Link, Supervisor
+from .delivery import Consumer, ItemKind
 from .errors import ConnectionLost, InvalidRequest, ProtocolError, TvFeedError
 from .protocol.connection import new_session_id
 from .protocol.messages import ClientMessage, CriticalError, QuoteCompleted, QuoteData
@@ -50,6 +54,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tvfeed_async.quotes")
+
+# asyncio.Future itself: what Consumer.step() returns to wait on.
+_Future = asyncio.Future
+
+#: Quote updates: keyed by their symbol's key, never closed (only the latest state matters).
+QUOTE_STATES: ItemKind[QuoteState] = ItemKind(
+    key=attrgetter("key"), closed=lambda state: False, name="quote updates"
+)
 
 #: Seconds an add/remove may take to reach a socket that does not take writes.
 _SEND_PATIENCE = 5.0
@@ -230,10 +242,10 @@ class QuoteSubscription:
         self.session = QuoteSession(new_session_id("qs"), fields)
         #: key -> EXCHANGE:TICKER
         self._names: dict[str, str] = {}
-        self._queue: deque[str] = deque()
-        self._queued: set[str] = set()
-        self._waiter: asyncio.Future[None] | None = None
+        # Bounded by the symbols watched: every item is a forming one (coalesced per key).
+        self._consumer: Consumer[QuoteState] = Consumer(1, True, "raise", QUOTE_STATES)
         self._progress = anyio.Event()
+        self._snapshot_waiters = 0
         self._lost = anyio.Event()
         self._link: Link | None = None
         self._route: str | None = None
@@ -289,7 +301,7 @@ class QuoteSubscription:
             messages = self.session.remove(keys)
             for key in keys:
                 self._names.pop(key, None)
-                self._queued.discard(key)
+                self._consumer.discard(key)
             await self._send(messages)
 
     async def _send(self, messages: list[ClientMessage]) -> None:
@@ -315,15 +327,7 @@ class QuoteSubscription:
             if state is None:
                 return
             self.updates += 1
-            key = state.key
-            if key not in self._queued:
-                self._queued.add(key)
-                self._queue.append(key)
-            waiter = self._waiter
-            if waiter is not None:
-                self._waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._consumer.push_forming(state)
             if state.completed:
                 self._notify()
         elif cls is QuoteCompleted:
@@ -342,24 +346,23 @@ class QuoteSubscription:
         self._notify()
 
     def _notify(self) -> None:
+        """Wake every snapshot() waiting for progress (none waits: nothing to do; a new
+        anyio.Event per quote update cost more than the rest of its delivery)."""
+        if not self._snapshot_waiters:
+            return
         progress, self._progress = self._progress, anyio.Event()
         progress.set()
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _fail(self, error: TvFeedError) -> None:
         if self._error is None and not self._finished:
             self._error = error
-        self._wake()
+            self._consumer.fail(error)
         self._notify()
         self._scope.cancel()
 
     def _finish(self) -> None:
         self._finished = True
-        self._wake()
+        self._consumer.finish()
         self._notify()
 
     # ------------------------------------------------------------------ the session task
@@ -410,35 +413,42 @@ class QuoteSubscription:
 
     # ------------------------------------------------------------------ consumer side
 
-    def _take(self) -> Quote | None:
-        """The next changed symbol's quote, or None when none is waiting."""
-        queue, queued, states = self._queue, self._queued, self.session.states
-        while queue:
-            key = queue.popleft()
-            if key not in queued:
-                continue  # removed meanwhile
-            queued.discard(key)
-            state = states.get(key)
-            if state is not None:
-                return quote_from_state(self._names[key], self._session_name, state)
-        return None
-
     async def next(self) -> Quote:
-        """The next changed symbol's quote (see :class:`QuoteStream`)."""
+        """The next changed symbol's quote (see :class:`QuoteStream`).
+
+        Raises:
+            StopAsyncIteration: the stream ended (closed, or the feed closed).
+            TvFeedError: the stream's error (the feed gave up reconnecting).
+        """
+        consumer = self._consumer
+        step = consumer.step
+        state: QuoteState
         while True:
-            quote = self._take()
-            if quote is not None:
-                return quote
-            if self._error is not None:
-                raise self._error
-            if self._finished:
+            # Consumer.get() without its coroutine: the future is awaited here (one coroutine
+            # less per quote), and given back if the wait is cancelled after a hand-over.
+            item = step()
+            if item.__class__ is _Future:
+                waiter: asyncio.Future[QuoteState | None] = item
+                try:
+                    got = await waiter
+                except asyncio.CancelledError:
+                    consumer._give_back(waiter)
+                    raise
+                if got is None:
+                    continue  # ended: step() says how
+                state = got
+                # The quote is built from the latest state: a newer update of the symbol
+                # that queued after this state was handed over is in it already.
+                consumer.discard(state.key)
+            elif item is None:
                 raise StopAsyncIteration
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                if self._waiter is waiter:
-                    self._waiter = None
+            else:
+                state = item  # type: ignore[assignment]
+            key = state.key
+            name = self._names.get(key)
+            if name is None or self.session.states.get(key) is not state:
+                continue  # removed meanwhile
+            return quote_from_state(name, self._session_name, state)
 
     async def snapshot(self) -> list[Quote]:
         """Wait until every watched symbol has its snapshot (or error) on the current
@@ -461,12 +471,16 @@ class QuoteSubscription:
                     quote_from_state(self._names[key], self._session_name, state)
                     for key, state in self.session.states.items()
                 ]
-            await progress.wait()
+            self._snapshot_waiters += 1
+            try:
+                await progress.wait()
+            finally:
+                self._snapshot_waiters -= 1
 
     @property
     def pending(self) -> int:
         """Symbols whose latest quote waits for the consumer."""
-        return len(self._queued)
+        return self._consumer.pending
 
     @property
     def connected(self) -> bool:
@@ -476,7 +490,7 @@ class QuoteSubscription:
     def close(self) -> None:
         """End the stream now (synchronous; the session task deletes the server session)."""
         self._finished = True
-        self._wake()
+        self._consumer.finish()
         self._notify()
         self._scope.cancel()
 

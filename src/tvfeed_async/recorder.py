@@ -51,7 +51,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 import polars as pl
@@ -69,6 +69,9 @@ from .protocol.bars import Bar, Gap
 from .protocol.intervals import Interval, IntervalLike
 from .protocol.symbols import SymbolLike, parse_symbol
 from .sinks._base import SeriesKey, Sink, SinkError
+
+if TYPE_CHECKING:
+    from .pool import FeedPool
 
 __all__ = ["RecordedGap", "Recorder", "SinkMetrics"]
 
@@ -632,7 +635,8 @@ class Recorder:
     """Record the closed bars of some series into one or more sinks, exactly once.
 
     Args:
-        feed: an open :class:`~tvfeed_async.TvFeed`.
+        feed: an open :class:`~tvfeed_async.TvFeed`, or a :class:`~tvfeed_async.FeedPool` to
+            spread the series over several sockets.
         keys: the series: :class:`~tvfeed_async.sinks.SeriesKey` or ``(symbol, interval)``
             pairs (``("BINANCE:BTCUSDT", "1")``).
         sinks: one opened sink or several; each gets its own checkpoints, queue and writer.
@@ -656,7 +660,7 @@ class Recorder:
 
     def __init__(
         self,
-        feed: TvFeed,
+        feed: TvFeed | FeedPool,
         keys: Iterable[KeyLike],
         sinks: Sink | Sequence[Sink],
         *,

@@ -26,19 +26,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
 from msgspec.structs import astuple
 
-from .chart import SERIES_ID, SYMBOL_REF, chart_error, open_chart
+from .chart import SERIES_ID, SYMBOL_REF, open_chart
 from .connection import Link, Supervisor
+from .delivery import BarConsumer as Consumer
+from .delivery import BarStream, GapPolicy
 from .errors import (
     ConnectionLost,
-    ConsumerTooSlow,
     EntitlementError,
-    GapError,
     InvalidRequest,
     ProtocolError,
     SymbolNotFound,
@@ -46,35 +45,21 @@ from .errors import (
 )
 from .events import EventKind, StreamHealth, utc
 from .protocol.bars import Bar, BarMerger, Gap, MergeResult
+from .protocol.chart_session import Answered, Backfill, ChartFailed, ChartSession
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
 from .protocol.messages import (
     LiveData,
-    SeriesCompleted,
     SeriesData,
     ServerMessage,
-    chart_delete_session,
-    create_series,
-    remove_series,
-    request_more_data,
 )
 from .protocol.symbols import Symbol
-from .wakeups import DIRECT, DirectWaker, Waker, waker_for
 
 __all__ = ["BarStream", "Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"]
 
 logger = logging.getLogger("tvfeed_async.stream")
 
 _new_tuple = tuple.__new__  # Bar._make without its Python-level call (see protocol.bars)
-
-#: What to do when an outage was longer than the server can backfill: ``"raise"`` ends the
-#: stream with :class:`GapError`; a callable is called with the :class:`Gap` and the stream
-#: goes on with the bars after it.
-GapPolicy = Literal["raise"] | Callable[[Gap], None]
-
-# asyncio.Future itself (the C class): loop.create_future() is a Python-level method that
-# does only this, and a consumer creates one per live update it waits for.
-_Future = asyncio.Future
 
 #: Seconds a backfill waits for a full consumer queue to drain before ending that consumer.
 BACKFILL_PATIENCE = 10.0
@@ -96,304 +81,6 @@ class StreamKey:
     session: str = "regular"
     adjustment: str = "splits"
     back_adjusted: bool = False
-
-
-def _release(waiter: asyncio.Future[Bar | None] | asyncio.Future[None] | None) -> None:
-    """Complete ``waiter`` with None if it is still pending (it may have been cancelled)."""
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
-
-
-class Consumer:
-    """One consumer's bounded queue (may be fed by several subscriptions: ``stream_many``).
-
-    Closed bars queue up to ``max_closed``; forming bars are coalesced per series.
-
-    Pushing never blocks and never yields (it runs in the socket reader). The consumer waits
-    on a bare asyncio future, created only while its queue is empty, and the first bar pushed
-    while it waits is handed over as that future's result, without queueing: a live update
-    then costs one task wake-up and nothing more. (A fresh ``anyio.Event`` per wait took about
-    2 us just to create, and the whole hand-over about twice what it costs now; at 1,000
-    streams that was most of the client's CPU.) The wake-ups of one burst are batched into one
-    loop callback by the loop's :class:`~tvfeed_async.wakeups.Waker`. Bars pushed after the
-    hand-over, before the consumer runs, queue as usual, so a consumer that lags still has its
-    forming bars coalesced.
-    """
-
-    __slots__ = (
-        "_closed",
-        "_error",
-        "_finished",
-        "_forming",
-        "_loop",
-        "_no_forming",
-        "_room",
-        "_waiter",
-        "_waker",
-        "max_closed",
-        "on_gap",
-        "partial",
-    )
-
-    def __init__(self, max_closed: int, partial: bool, on_gap: GapPolicy) -> None:
-        self.max_closed = max_closed
-        self.partial = partial
-        self.on_gap = on_gap
-        self._closed: deque[Bar] = deque()
-        self._forming: dict[tuple[str, str], Bar] = {}
-        self._error: BaseException | None = None
-        self._finished = False
-        # While set, the queue is empty and the consumer waits for this future; its result is
-        # the next bar (handed over by a push) or None (ended: ask step() again).
-        self._waiter: asyncio.Future[Bar | None] | None = None
-        self._room: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # Completes the waiter: the loop's batching Waker, once the consumer first waits.
-        self._waker: Waker | DirectWaker = DIRECT
-        # True when forming bars are not wanted: not partial, or the consumer was ended.
-        self._no_forming = not partial
-
-    @property
-    def full(self) -> bool:
-        """True while ``max_closed`` closed bars are waiting (the next one would overflow)."""
-        return len(self._closed) >= self.max_closed and not self.done
-
-    async def wait_for_room(self) -> None:
-        """Wait until the consumer takes a closed bar (or ends)."""
-        while self.full:
-            room = self._room = asyncio.get_running_loop().create_future()
-            try:
-                await room
-            finally:
-                self._room = None
-
-    @property
-    def done(self) -> bool:
-        """True once the consumer was ended (error, feed closed, or left)."""
-        return self._finished or self._error is not None
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        _release(waiter)
-
-    def _make_room(self) -> None:
-        room, self._room = self._room, None
-        _release(room)
-
-    def push_closed(self, bar: Bar) -> None:
-        """Queue a closed bar; end the consumer with ConsumerTooSlow when the queue is full."""
-        if self.done:
-            return
-        if len(self._closed) >= self.max_closed:
-            self.fail(
-                ConsumerTooSlow(
-                    f"{bar.symbol} {bar.interval}: {len(self._closed)} closed bars were waiting "
-                    "for this consumer; it is ended rather than lose one (consume faster or "
-                    "raise queue_size)"
-                )
-            )
-            return
-        if self._forming:
-            self._forming.pop((bar.symbol, bar.interval), None)
-        if not self._hand_over(bar):
-            self._closed.append(bar)
-
-    def _hand_over(self, bar: Bar) -> bool:
-        """Give ``bar`` to the consumer if it is waiting (then nothing is queued); True if so."""
-        waiter = self._waiter
-        if waiter is None:
-            return False
-        self._waiter = None
-        if waiter.done():  # cancelled
-            return False
-        self._waker.set_result(waiter, bar)
-        return True
-
-    def push_forming(self, bar: Bar) -> None:
-        """Replace the pending forming bar of this series (coalescing)."""
-        if self._no_forming:
-            return
-        waiter = self._waiter
-        if waiter is not None:  # _hand_over(), inlined: this runs for every live update
-            self._waiter = None
-            if not waiter.done():
-                self._waker.set_result(waiter, bar)
-                return
-        self._forming[(bar.symbol, bar.interval)] = bar
-
-    def report_gap(self, gap: Gap, key: StreamKey) -> None:
-        """Apply the gap policy."""
-        if self.on_gap == "raise":
-            self.fail(
-                GapError(
-                    f"{key.symbol.full} {key.interval.code}: the connection was down longer than "
-                    f"the server can backfill; bars between {gap.after} and {gap.before} may be "
-                    "missing",
-                    gap.after,
-                    gap.before,
-                )
-            )
-        elif callable(self.on_gap):
-            self.on_gap(gap)
-
-    def fail(self, error: BaseException) -> None:
-        """End the consumer with ``error`` (raised by its next ``get``)."""
-        if self._error is None and not self._finished:
-            self._error = error
-            self._no_forming = True
-            self._wake()
-            self._make_room()
-
-    def finish(self) -> None:
-        """End the consumer normally (its iterator stops)."""
-        self._finished = True
-        self._no_forming = True
-        self._wake()
-        self._make_room()
-
-    def step(self) -> Bar | asyncio.Future[Bar | None] | None:
-        """The next pending bar; if none is pending, a future to await (its result is the next
-        bar, or None: then ask again); None once the consumer was finished.
-
-        Closed bars come first (oldest first), then the latest forming bar of each series.
-        One call per bar and one per wait, so that the stream's generator (which awaits the
-        future itself, without a coroutine in between) costs as little as possible per live
-        update.
-
-        Raises:
-            The error the consumer was ended with, once its closed bars were taken.
-        """
-        if self._closed:
-            if self._room is not None:
-                self._make_room()
-            return self._closed.popleft()
-        forming = self._forming
-        if forming:
-            if len(forming) == 1:
-                return forming.popitem()[1]
-            return forming.pop(next(iter(forming)))
-        if self._error is not None:
-            raise self._error
-        if self._finished:
-            return None
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-            self._waker = waker_for(loop) or DIRECT
-        waiter = self._waiter = _Future(loop=loop)
-        return waiter
-
-    async def get(self) -> Bar | None:
-        """The next bar, or None when the consumer was finished.
-
-        Closed bars queued before an error are delivered first; then the error is raised.
-        """
-        while True:
-            item = self.step()
-            if item is None or isinstance(item, Bar):
-                return item
-            try:
-                bar = await item
-            except asyncio.CancelledError:
-                self._give_back(item)
-                raise
-            if bar is not None:
-                return bar
-
-    def _give_back(self, waiter: asyncio.Future[Bar | None]) -> None:
-        """Requeue the bar handed over through ``waiter`` when the wait for it was cancelled
-        after the hand-over (the task was cancelled before it could run), so that a consumer
-        that goes on after a cancelled wait (``asyncio.timeout`` around ``get()``) loses no
-        bar. A forming bar that a newer one of its series already superseded is dropped."""
-        if not waiter.done() or waiter.cancelled():
-            return
-        bar = waiter.result()
-        if bar is None:
-            return
-        if bar.closed:
-            self._closed.appendleft(bar)
-            return
-        key = (bar.symbol, bar.interval)
-        if key in self._forming or any(
-            (queued.symbol, queued.interval) == key for queued in self._closed
-        ):
-            return
-        self._forming[key] = bar
-
-
-class BarStream:
-    """The live bars of one consumer: what ``TvFeed.stream`` and ``stream_many`` return.
-
-    An async iterator (``async for bar in feed.stream(...)``) that is also an async context
-    manager and has ``aclose()``. Unlike an async generator, a cancelled ``__anext__`` does
-    not end it: ``asyncio.wait_for(anext(stream), 0.5)`` timing out leaves the stream
-    subscribed, and a bar handed over just before the cancellation is kept for the next
-    call. It ends (StopAsyncIteration) when the feed closes or after ``aclose()``; an error
-    of the stream is raised once its closed bars were taken, and ends it too.
-    """
-
-    __slots__ = ("__weakref__", "_consumer", "_done", "_manager", "_step", "_subscriptions")
-
-    def __init__(
-        self, manager: StreamManager, subscriptions: list[Subscription], consumer: Consumer
-    ) -> None:
-        self._manager = manager
-        self._subscriptions = subscriptions
-        self._consumer = consumer
-        self._step = consumer.step
-        self._done = False
-
-    def __aiter__(self) -> BarStream:
-        return self
-
-    async def __anext__(self) -> Bar:
-        try:
-            item = self._step()
-            while item.__class__ is not Bar:
-                if item is None:
-                    raise StopAsyncIteration
-                assert isinstance(item, asyncio.Future)
-                try:
-                    # The reader hands the next bar over as the future's result (None: ask
-                    # again).
-                    bar = await item
-                except asyncio.CancelledError:
-                    self._consumer._give_back(item)
-                    raise
-                if bar is not None:
-                    return bar
-                item = self._step()
-            return item
-        except (StopAsyncIteration, TvFeedError):
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Detach from the stream now (synchronous; idempotent)."""
-        if self._done:
-            return
-        self._done = True
-        for subscription in self._subscriptions:
-            self._manager.unsubscribe(subscription, self._consumer)
-
-    async def aclose(self) -> None:
-        """Detach from the stream (the last consumer out removes the server series)."""
-        self.close()
-
-    async def __aenter__(self) -> BarStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # An abandoned stream (a loop left by break, never closed) detaches when collected,
-        # as an async generator's finally did.
-        if not self._done:
-            try:
-                self.close()
-            except Exception:
-                logger.debug("could not detach an abandoned stream", exc_info=True)
 
 
 class Subscription:
@@ -424,8 +111,16 @@ class Subscription:
         self._scope = anyio.CancelScope()
         self._session: str | None = None
         self._link: Link | None = None
+        # The chart session's state (ids, matching); a new one per socket. Data messages
+        # take the fast path in handle() and only read its series id and turnaround.
+        self._chart = ChartSession("", self._symbol, self._name)
+        self._series = self._chart.new_series(SYMBOL_REF, self._interval)
+        self._series.collect = False
         self._live = False
         self._pending: list[Bar] = []
+        # The most bars _pending may hold before the consumers holding up a backfill's
+        # delivery are ended (see _bound_pending); no bound while the history loads.
+        self._pending_bound = _NO_COMPLETION
         self._history_end = 0
         self._completed = anyio.Event()
         self._lost = anyio.Event()
@@ -461,6 +156,9 @@ class Subscription:
     def handle(self, message: ServerMessage) -> None:
         # LiveData first: isinstance() on a struct subclass takes a slow path, once per update.
         if message.__class__ is LiveData or isinstance(message, SeriesData):
+            # The subscription's series is the first of its chart session, created under
+            # turnaround s1 and never modified (checked in _attach_to): constants here cost
+            # less than reading them from the session, once per live update.
             payload = message.p.series.get(SERIES_ID)
             if payload is None or not payload.rows:
                 return
@@ -481,6 +179,8 @@ class Subscription:
                         pending[-1] = bar
                     else:
                         pending.append(bar)
+                        if len(pending) > self._pending_bound:
+                            self._pending_overflow()
                 return
             # The live path: one call per update, no intermediate lists. Each row's values
             # become a Bar of this series as SeriesPayload.bars() makes them (tuple.__new__
@@ -499,17 +199,20 @@ class Subscription:
                         consumer.push_forming(forming)
             if self._grace and self.merger.closing is not None and self._release_timer is None:
                 self._schedule_release()
-        elif isinstance(message, SeriesCompleted):
-            if message.series_id == SERIES_ID and message.turnaround in ("s1", ""):
-                # Bars queued after this point are live updates, not history (see _attach_to).
-                self._history_end = len(self._pending)
-                self._completed.set()
         else:
+            chart = self._chart
+            chart.receive(message)
             # symbol_resolved is not kept: ~6 KB per stream that streams do not need
             # (feed.resolve() returns it on demand).
-            error = chart_error(message, self._symbol, self._name)
-            if error is not None:
-                self._fail(error)
+            chart.resolved.clear()
+            for event in chart.take_events():
+                if isinstance(event, Answered):
+                    # Bars queued after this point are live updates, not history (see
+                    # _attach_to).
+                    self._history_end = len(self._pending)
+                    self._completed.set()
+                elif isinstance(event, ChartFailed):
+                    self._fail(event.error)
 
     def connection_lost(self, error: TvFeedError) -> None:
         self._live = False
@@ -652,9 +355,10 @@ class Subscription:
         try:
             if link.closed or self.manager.closed:
                 return  # the socket (or the whole feed) is going away: nothing to tidy up
+            chart = self._chart
             try:
-                await link.send(remove_series(session, SERIES_ID))
-                await link.send(chart_delete_session(session))
+                for message in (*chart.remove_series(self._series), *chart.close()):
+                    await link.send(message)
             except ConnectionLost:
                 logger.debug("socket closed before %s could be removed", session)
         finally:
@@ -674,10 +378,15 @@ class Subscription:
         self._completed = anyio.Event()
         self._live = False
         self._pending = []
+        self._pending_bound = _NO_COMPLETION
         self._history_end = _NO_COMPLETION
+        chart = self._chart = ChartSession(session, self._symbol, self._name)
+        series = self._series = chart.new_series(SYMBOL_REF, self._interval)
+        series.collect = False  # the bars go to self._pending, as Bars (see handle)
         supervisor.add_route(session, self)
         key = self.key
-        resuming = self.merger.newest_time is not None
+        newest = self.merger.newest_time
+        resuming = newest is not None
         count = self.manager.backfill_count(self) if resuming else self.history + 1
         await open_chart(
             link,
@@ -686,10 +395,13 @@ class Subscription:
             adjustment=key.adjustment,
             trading_session=key.session,
             back_adjusted=key.back_adjusted,
+            chart=chart,
         )
-        await link.send(
-            create_series(session, SERIES_ID, "s1", SYMBOL_REF, key.interval.code, count)
-        )
+        create = chart.create_series(series, count)
+        assert series.series_id == SERIES_ID  # see handle()
+        assert series.turnaround == "s1"
+        for message in create:
+            await link.send(message)
         if not await self._wait_completed(self.manager.request_timeout):
             if not self._pending:
                 raise ProtocolError(
@@ -697,37 +409,29 @@ class Subscription:
                     f"{self.manager.request_timeout:g} s"
                 )
             logger.warning("%s: the series never completed; going on with its bars", self._name)
-        newest = self.merger.newest_time
-        if resuming and newest is not None:
+        backfill = None
+        if newest is not None:
             # Page back until the history reaches the last bar we knew, or runs out.
-            while len(self._pending) < self.manager.max_backfill_bars:
-                oldest = min((bar.timestamp for bar in self._pending), default=None)
-                if oldest is not None and oldest <= newest:
-                    break
-                before = len(self._pending)
-                await link.send(request_more_data(session, SERIES_ID, self.manager.bar_limit()))
+            backfill = Backfill(newest, self.manager.max_backfill_bars, self.manager.bar_limit())
+            while (page := backfill.next_page(self._pending)) is not None:
+                for message in chart.request_more(series, page):
+                    await link.send(message)
                 if not await self._wait_completed(self.manager.page_timeout):
                     # A server that answers request_more_data with silence: the backfill
                     # ends with what came (a hole it leaves is reported as a gap below).
                     logger.warning("%s: no answer to request_more_data; backfill ends", self._name)
                     break
-                older = [
-                    bar
-                    for bar in self._pending[before:]
-                    if oldest is None or bar.timestamp < oldest
-                ]
-                if not older:
-                    break
         pending, self._pending = self._pending, []
-        if resuming:
-            oldest = min((bar.timestamp for bar in pending), default=None)
-            if newest is not None and oldest is not None and oldest > newest:
+        if backfill is not None:
+            self._bound_pending()
+            gap = backfill.gap(pending, self.merger.last_closed)
+            if gap is not None:
                 # The history does not reach the bar we last knew: the bars in between, and
                 # the final values of the bar that was forming, are unknown. Report the hole
                 # and do not pass that bar off as closed.
                 self.merger.discard_forming()
-                after = self.merger.last_closed
-                gap = Gap(after=newest if after is None else after, before=oldest)
+                gap = backfill.gap(pending, self.merger.last_closed)
+                assert gap is not None
                 self.gaps += 1
                 self._emit("gap", f"bars between {gap.after} and {gap.before} may be missing")
                 for consumer in list(self.consumers):
@@ -742,6 +446,7 @@ class Subscription:
                 result = self.merger.apply_many(more)
                 forming = result.forming or forming
                 await self._deliver_paced(result.closed)
+            self._pending_bound = _NO_COMPLETION
             self._push_forming(forming)
         else:
             # History first (its closed bars are the past: retained, not delivered); then the
@@ -763,6 +468,27 @@ class Subscription:
         if self._grace and self.merger.closing is not None and self._release_timer is None:
             self._schedule_release()
         self.ready.set()
+
+    def _bound_pending(self) -> None:
+        """From now until the series is live, bars that arrive wait in ``_pending`` while
+        the backfill is delivered at the pace of the slowest consumer: bound them by the
+        largest consumer queue (a consumer that far behind is ended, never a bar dropped)."""
+        self._pending_bound = max((c.max_closed for c in self.consumers), default=1)
+
+    def _pending_overflow(self) -> None:
+        """More bars arrived during a backfill's delivery than a consumer queue holds: end
+        the consumers the delivery waits for (all of them if none is full) with
+        ConsumerTooSlow; the delivery then goes on for the others."""
+        slow = [c for c in self.consumers if c.full] or list(self.consumers)
+        for consumer in slow:
+            consumer.fail(
+                ConsumerTooSlow(
+                    f"{self._name}: {len(self._pending)} bars arrived while a backfill waited "
+                    "for this consumer to take the bars that closed during an outage; it is "
+                    "ended rather than lose one (consume faster or raise queue_size)"
+                )
+            )
+        self._pending_bound = len(self._pending) + self._pending_bound
 
     def _apply_history(self, bars: list[Bar]) -> MergeResult:
         """Merge a history batch. Its bars are the server's final values, so the close grace

@@ -19,7 +19,6 @@ import anyio
 import polars as pl
 
 from .auth import _jwt_claims
-from .chart import SERIES_ID
 from .config import Endpoints
 from .connection import Link, Supervisor
 from .errors import (
@@ -37,17 +36,16 @@ from .history import (
     _close_chart,
     _open_chart,
     _Quiet,
-    _run_count,
+    history_job,
 )
 from .http_common import http_errors
-from .protocol.messages import SeriesData, ServerMessage, StudyRow, UnknownMessage
+from .protocol.chart_session import ChartFailed, Event, StudyFailed
+from .protocol.messages import ClientMessage
 from .protocol.studies import (
     ScriptMetadata,
     ScriptSummary,
-    create_study,
     parse_script_list,
     parse_translate,
-    study_error,
     study_values,
 )
 
@@ -61,7 +59,7 @@ __all__ = [
 ]
 
 #: Studies per chart session when the token does not say (anonymous): the ``max_studies``
-#: claim of a pro_premium token (PROTOCOL.md §7.4). More are spread over further chart
+#: claim of a pro_premium token (25). More are spread over further chart
 #: sessions (TVAPI#269: "maximum number of studies per chart").
 MAX_STUDIES_PER_CHART = 25
 
@@ -166,41 +164,32 @@ async def _pine_get(
 
 
 class _StudyRoute(_ChartRoute):
-    """A history route that also collects the messages of its studies (``st1``...)."""
+    """A history route whose chart session also runs studies on its series (``st1``...)."""
 
-    def __init__(self, symbol: str, request_name: str, study_ids: list[str]) -> None:
+    def __init__(self, symbol: str, request_name: str, study_count: int) -> None:
         super().__init__(symbol, request_name)
-        self.study_rows: dict[str, list[StudyRow]] = {study: [] for study in study_ids}
-        self.waiting = set(study_ids)
-        self.study_failure: TvFeedError | None = None
+        self.study_count = study_count
         self.study_done = anyio.Event()
 
-    def handle(self, message: ServerMessage) -> None:
-        if isinstance(message, UnknownMessage) and message.method.startswith("study_"):
-            params = message.params
-            if len(params) < 2 or params[1] not in self.study_rows:
-                return
-            if message.method == "study_error":
-                if self.study_failure is None:
-                    self.study_failure = study_error(params, self.request_name)
-                self.study_done.set()
-            elif message.method == "study_completed":
-                self.waiting.discard(params[1])
-                if not self.waiting:
-                    self.study_done.set()
-            return
-        if isinstance(message, SeriesData):
-            for study, rows in self.study_rows.items():
-                payload = message.series.get(study)
-                if payload is not None:
-                    rows += payload.study_rows
-            if SERIES_ID not in message.series:
-                return
-        super().handle(message)
+    @property
+    def study_failure(self) -> TvFeedError | None:
+        return next((s.error for s in self.chart.studies.values() if s.error), None)
 
-    def _fail(self, error: TvFeedError) -> None:
-        super()._fail(error)
-        self.study_done.set()
+    def add_studies(self, inputs: list[dict[str, object]]) -> list[ClientMessage]:
+        """``create_study`` of each inputs object, on the route's series."""
+        messages: list[ClientMessage] = []
+        for study_inputs in inputs:
+            _, create = self.chart.add_study(self.series, study_inputs)
+            messages += create
+        return messages
+
+    def _events(self, events: list[Event]) -> None:
+        super()._events(events)
+        studies = self.chart.studies
+        if any(isinstance(event, StudyFailed | ChartFailed) for event in events) or (
+            len(studies) == self.study_count and all(s.completed for s in studies.values())
+        ):
+            self.study_done.set()
 
 
 #: One study to run: its metadata and the ``create_study`` inputs object.
@@ -233,16 +222,15 @@ async def fetch_studies(
     if request.start is not None:
         raise InvalidRequest("studies support n_bars (count mode) only, not start/end")
     link = await supervisor.wait_link(after)
-    study_ids = [f"st{n}" for n in range(1, len(studies) + 1)]
     names = ", ".join(meta.pine_id for meta, _ in studies)
-    route = _StudyRoute(request.symbol.full, f"{names} on {request.describe()}", study_ids)
+    route = _StudyRoute(request.symbol.full, f"{names} on {request.describe()}", len(studies))
     try:
         session = await _open_chart(link, supervisor, request, route)
         try:
             with contextlib.suppress(_Quiet):  # the bars that came are kept, as in get_hist
-                await _run_count(link, session, request, route, bar_limit, page_quiet)
-            for study_id, (_, inputs) in zip(study_ids, studies, strict=True):
-                await link.send(create_study(session, study_id, study_id, SERIES_ID, inputs))
+                await route.run(link, history_job(request, bar_limit), page_quiet)
+            for message in route.add_studies([inputs for _, inputs in studies]):
+                await link.send(message)
             await route.study_done.wait()
         finally:
             route.accepting = False
@@ -265,8 +253,8 @@ async def fetch_studies(
         include_partial=request.include_partial,
     )
     values = [
-        study_values(route.study_rows[study_id], len(meta.plots))
-        for study_id, (meta, _) in zip(study_ids, studies, strict=True)
+        study_values(study.rows, len(meta.plots))
+        for study, (meta, _) in zip(route.chart.studies.values(), studies, strict=True)
     ]
     return _build_frame(utc_request, route), values
 

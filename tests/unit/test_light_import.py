@@ -15,7 +15,15 @@ import tvfeed_async
 
 HEAVY = ("aiohttp", "polars", "anyio", "pyotp", "websockets", "asyncio")
 # The public names whose modules need the heavy dependencies.
-LAZY = ("TvFeed", "SessionCache", "HistoryResult", "SymbolInfo", "SearchResult", "Quote")
+LAZY = (
+    "TvFeed",
+    "SessionCache",
+    "HistoryResult",
+    "SymbolInfo",
+    "SearchResult",
+    "Quote",
+    "FeedPool",
+)
 
 
 def run_python(code: str) -> dict[str, object]:

@@ -13,6 +13,7 @@ from tvfeed_async import errors
 EXPECTED = {
     # the session manager
     "TvFeed",
+    "FeedPool",
     # values
     "Bar",
     "Event",

@@ -7,6 +7,7 @@ package imports none of asyncio, aiohttp, websockets, anyio or polars.
 from __future__ import annotations
 
 from .bars import Bar, BarMerger, Gap, MergeResult
+from .chart_session import Backfill, ChartSession, CountJob, RangeJob
 from .connection import ClientProtocol, new_session_id
 from .framing import (
     FrameDecoder,
@@ -51,8 +52,12 @@ from .symbols import Symbol, SymbolLike, parse_symbol
 
 __all__ = [
     "ANONYMOUS_TOKEN",
+    "Backfill",
     "Bar",
     "BarMerger",
+    "ChartSession",
+    "CountJob",
+    "RangeJob",
     "ClientMessage",
     "ClientProtocol",
     "CriticalError",
