@@ -37,6 +37,7 @@ from .delivery import BarConsumer as Consumer
 from .delivery import BarStream, GapPolicy
 from .errors import (
     ConnectionLost,
+    ConsumerTooSlow,
     EntitlementError,
     InvalidRequest,
     ProtocolError,
@@ -44,7 +45,7 @@ from .errors import (
     TvFeedError,
 )
 from .events import EventKind, StreamHealth, utc
-from .protocol.bars import Bar, BarMerger, Gap, MergeResult
+from .protocol.bars import Bar, BarMerger, MergeResult
 from .protocol.chart_session import Answered, Backfill, ChartFailed, ChartSession
 from .protocol.connection import new_session_id
 from .protocol.intervals import Interval
