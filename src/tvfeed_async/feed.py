@@ -26,7 +26,6 @@ import anyio
 import polars as pl
 
 from .config import Endpoints, Limits, RetryPolicy, Timeouts
-from .connection import Link, Supervisor
 from .errors import ConnectionLost, InvalidRequest, RequestTimeout, TvFeedError
 from .events import EventStream, FeedHealth, age
 from .frames import frame_from_bars
@@ -45,7 +44,7 @@ from .protocol.symbols import Symbol, SymbolLike, parse_symbol
 from .quotes import Quote, QuoteStream, QuoteSubscription, check_fields, quote_fields, quotes_frame
 from .stats import FeedStats
 from .stream import BarStream, Consumer, GapPolicy, StreamKey, StreamManager
-from .transport import http_connector
+from .supervisor import Link, Supervisor
 from .validation import (
     check_credential_fields,
     check_exchange,
@@ -54,6 +53,7 @@ from .validation import (
     stream_specs,
     symbol_list,
 )
+from .websocket import http_connector
 
 if TYPE_CHECKING:
     from .auth import AuthSession, SessionCache

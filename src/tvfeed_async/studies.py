@@ -20,7 +20,6 @@ import polars as pl
 
 from .auth import _jwt_claims
 from .config import Endpoints
-from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
     EntitlementError,
@@ -48,6 +47,7 @@ from .protocol.studies import (
     parse_translate,
     study_values,
 )
+from .supervisor import Link, Supervisor
 
 __all__ = [
     "fetch_script",
