@@ -44,7 +44,7 @@ from .protocol.symbols import Symbol, parse_symbol
 from .stats import FeedStats
 
 if typing.TYPE_CHECKING:
-    from .auth import SessionCache
+    from .auth.cache import SessionCache
     from .feed import TvFeed
     from .history import HistoryResult, SymbolInfo
     from .pool import FeedPool
@@ -54,7 +54,7 @@ if typing.TYPE_CHECKING:
 # Public name -> the submodule that defines it, imported when the name is first looked up.
 _LAZY_NAMES = {
     "TvFeed": ".feed",
-    "SessionCache": ".auth",
+    "SessionCache": ".auth.cache",
     "HistoryResult": ".history",
     "SymbolInfo": ".history",
     "SearchResult": ".search",

@@ -9,7 +9,6 @@ this module is the part that sends.
 
 from __future__ import annotations
 
-from .connection import Link
 from .protocol.chart_session import (
     ENTITLEMENT_REASONS,
     PERMISSION_REASONS,
@@ -18,6 +17,7 @@ from .protocol.chart_session import (
     ChartSession,
     chart_error,
 )
+from .supervisor import Link
 
 __all__ = [
     "ENTITLEMENT_REASONS",

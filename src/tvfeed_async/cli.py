@@ -26,19 +26,22 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import anyio
-import polars as pl
-import pyotp
 
 from . import __version__
 from .config import Endpoints
 from .errors import ConnectionLost, InvalidRequest, TvFeedError
-from .feed import TvFeed
-from .history import HistoryResult
-from .protocol.bars import Bar
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .history import HistoryResult
+    from .protocol.bars import Bar
+
+# polars, anyio, pyotp and the feed are imported inside the commands that use them, so that
+# ``tvfeed-async --help``, ``--version`` and argument errors load none of them
+# (tests/integration/test_cli.py checks the modules ``--help`` loads).
 
 __all__ = ["main"]
 
@@ -93,6 +96,8 @@ def _account(text: str) -> tuple[str, str, str | None]:
     if not username or not password:
         raise argparse.ArgumentTypeError("give USER:PASSWORD or USER:PASSWORD:TOTP_SECRET")
     if secret:
+        import pyotp
+
         try:
             pyotp.TOTP(secret.upper()).now()
         except (ValueError, binascii.Error, TypeError):
@@ -271,6 +276,8 @@ def _for_text(frame: pl.DataFrame, decimals: int | None) -> pl.DataFrame:
     """Prices rounded to the symbol's pricescale, for CSV, NDJSON and the table."""
     if decimals is None or frame.is_empty():
         return frame
+    import polars as pl
+
     return frame.with_columns(pl.col(name).round(decimals) for name in _PRICES)
 
 
@@ -279,6 +286,8 @@ def _iso_times(frame: pl.DataFrame) -> pl.DataFrame:
     and ``stream --ndjson`` carry one time format (Polars writes another in each)."""
     if "time" not in frame.columns or frame.is_empty():
         return frame
+    import polars as pl
+
     return frame.with_columns(pl.col("time").dt.strftime("%Y-%m-%dT%H:%M:%S%:z"))
 
 
@@ -340,6 +349,8 @@ class _Progress:
         sys.stderr.flush()
 
     async def animate(self) -> None:
+        import anyio
+
         while True:
             self.redraw()
             await anyio.sleep(0.2)
@@ -364,6 +375,11 @@ def _cut_short_warning(symbol: str, result: HistoryResult, args: argparse.Namesp
 
 
 async def _hist(args: argparse.Namespace) -> int:
+    import anyio
+    import polars as pl
+
+    from .feed import TvFeed
+
     start = _parse_time(args.start, "start")
     end = _parse_time(args.end, "end")
     # Checked before any network work, so a typo or an unwritable path costs nothing.
@@ -473,6 +489,8 @@ def _bar_line(bar: Bar, decimals: int | None) -> str:
 
 
 async def _stream(args: argparse.Namespace) -> int:
+    from .feed import TvFeed
+
     async with TvFeed(endpoints=_endpoints(args)) as feed:
         _LOG_GATE.open = True
         decimals: dict[str, int | None] = {}
@@ -488,6 +506,8 @@ async def _stream(args: argparse.Namespace) -> int:
 
 
 async def _search(args: argparse.Namespace) -> int:
+    from .feed import TvFeed
+
     async with TvFeed(endpoints=_endpoints(args), use_env=False) as feed:
         results = await feed.search_symbol(
             args.text, exchange=args.exchange, type=args.type, limit=args.limit
@@ -500,6 +520,8 @@ async def _search(args: argparse.Namespace) -> int:
 
 
 async def _login(args: argparse.Namespace, password: str, totp_code: str | None) -> int:
+    from .feed import TvFeed
+
     async with TvFeed(
         endpoints=_endpoints(args),
         username=args.username,

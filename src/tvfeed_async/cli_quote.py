@@ -14,13 +14,12 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any, TextIO
-
-import anyio
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .config import Endpoints
-from .feed import TvFeed
-from .quotes import Quote, QuoteStream
+
+if TYPE_CHECKING:
+    from .quotes import Quote, QuoteStream
 
 __all__ = ["add_quote_parser", "quote_json", "quote_table", "run_quote"]
 
@@ -105,6 +104,10 @@ def quote_table(quotes: Iterable[Quote]) -> str:
 
 async def run_quote(args: argparse.Namespace, endpoints: Endpoints) -> int:
     """Run ``quote`` (see the module docstring); returns the exit status."""
+    import anyio
+
+    from .feed import TvFeed  # here, not at the top: ``--help`` loads no feed
+
     out: TextIO = sys.stdout
     ndjson = args.ndjson or not out.isatty()
     fields = [name.strip() for name in args.fields.split(",") if name.strip()]

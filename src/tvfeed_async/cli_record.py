@@ -19,16 +19,16 @@ import logging
 import signal
 import sys
 from datetime import UTC, datetime
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from .config import Endpoints
 from .errors import InvalidRequest
-from .feed import TvFeed
-from .pool import FeedPool
-from .recorder import RecordedGap, Recorder
-from .sinks import Sink, sink_from_url
+
+if TYPE_CHECKING:  # imported inside the commands: ``--help`` loads no feed, recorder or sink
+    from .feed import TvFeed
+    from .pool import FeedPool
+    from .recorder import RecordedGap, Recorder
+    from .sinks import Sink
 
 __all__ = ["add_record_parser", "run_record"]
 
@@ -126,12 +126,17 @@ def _sink(args: argparse.Namespace) -> Sink:
             raise InvalidRequest(f'{error}: pip install "tvfeed-async[redis]"') from None
         return RedisSink(args.to, maxlen=args.maxlen)
     try:
+        from .sinks import sink_from_url
+
         return sink_from_url(args.to)
     except (ValueError, ImportError) as error:
         raise InvalidRequest(str(error)) from None
 
 
 def _feed(args: argparse.Namespace, endpoints: Endpoints) -> TvFeed | FeedPool:
+    from .feed import TvFeed
+    from .pool import FeedPool
+
     if args.series_per_socket is None:
         return TvFeed(endpoints=endpoints)
     return FeedPool(series_per_socket=args.series_per_socket, endpoints=endpoints)
@@ -187,6 +192,10 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
     if not args.verbose:
         # Resynchronisations and gaps are worth seeing without --verbose.
         logging.getLogger("tvfeed_async.recorder").setLevel(logging.INFO)
+    import anyio
+
+    from .recorder import Recorder
+
     since = _since(args.since)
     if args.cluster is not None:
         return await _run_cluster(args, endpoints, since)
@@ -224,6 +233,8 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
 
 
 async def _stats_loop(recorder: Recorder, every: float) -> None:
+    import anyio
+
     while True:
         await anyio.sleep(every)
         _print_stats(recorder)
@@ -233,6 +244,8 @@ async def _run_cluster(
     args: argparse.Namespace, endpoints: Endpoints, since: datetime | None
 ) -> int:
     """``record --cluster``: this process records the shards it holds a lease on."""
+    import anyio
+
     try:
         from .cluster import ClusterRecorder
     except ImportError as error:
@@ -276,6 +289,8 @@ async def _run_cluster(
 
 
 async def _cluster_stats_loop(cluster: Any, every: float) -> None:
+    import anyio
+
     while True:
         await anyio.sleep(every)
         line = {

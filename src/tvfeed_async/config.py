@@ -62,6 +62,9 @@ class Timeouts:
         close: how long the shutdown may wait for the closing handshake.
         http: one HTTP request (sign-in, search).
         token_refresh_margin: refresh the auth token this long before it lapses.
+        token_min_validity: a token (given, cached or current) that lapses within this long
+            is renewed before it is used: connecting with it would only cost a reconnect a
+            moment later.
     """
 
     connect: float = 15.0
@@ -71,6 +74,7 @@ class Timeouts:
     close: float = 5.0
     http: float = 30.0
     token_refresh_margin: float = 300.0
+    token_min_validity: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

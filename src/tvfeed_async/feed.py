@@ -19,14 +19,13 @@ from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 from datetime import UTC, date, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import aiohttp
 import anyio
 import polars as pl
 
 from .config import Endpoints, Limits, RetryPolicy, Timeouts
-from .connection import Link, Supervisor
 from .errors import ConnectionLost, InvalidRequest, RequestTimeout, TvFeedError
 from .events import EventStream, FeedHealth, age
 from .frames import frame_from_bars
@@ -45,8 +44,10 @@ from .protocol.symbols import Symbol, SymbolLike, parse_symbol
 from .quotes import Quote, QuoteStream, QuoteSubscription, check_fields, quote_fields, quotes_frame
 from .stats import FeedStats
 from .stream import BarStream, Consumer, GapPolicy, StreamKey, StreamManager
-from .transport import http_connector
+from .supervisor import Link, Supervisor
 from .validation import (
+    HistoryOptions,
+    TimeLike,
     check_credential_fields,
     check_exchange,
     check_history_arguments,
@@ -54,6 +55,7 @@ from .validation import (
     stream_specs,
     symbol_list,
 )
+from .websocket import http_connector
 
 if TYPE_CHECKING:
     from .auth import AuthSession, SessionCache
@@ -61,11 +63,10 @@ if TYPE_CHECKING:
     from .search import SearchResult
     from .studies import StudyJob, StudyValues
 
-__all__ = ["StreamSpec", "TimeLike", "TvFeed"]
+__all__ = ["HistoryOptions", "StreamSpec", "TimeLike", "TvFeed"]
 
 logger = logging.getLogger("tvfeed_async.feed")
 
-TimeLike = datetime | date | int | float
 #: One entry of ``stream_many``: ``(ticker, exchange, interval)`` or
 #: ``("EXCHANGE:TICKER", interval)``.
 StreamSpec = tuple[str, str, IntervalLike] | tuple[str, IntervalLike]
@@ -277,14 +278,20 @@ class TvFeed:
             cache = self._session_cache
         assert self._http is not None
         self._authenticator = Authenticator(
-            self._http, self.endpoints, credentials, cache=cache, timeout=self.timeouts.http
+            self._http,
+            self.endpoints,
+            credentials,
+            cache=cache,
+            timeout=self.timeouts.http,
+            min_validity=self.timeouts.token_min_validity,
         )
         self._auth = await self._authenticator.authenticate()
 
     async def _token(self, refresh: bool) -> str:
         if self._authenticator is None:
             return ANONYMOUS_TOKEN
-        if refresh or self._auth is None or self._auth.expires_within(60.0):
+        lapsing = self._auth is None or self._auth.expires_within(self.timeouts.token_min_validity)
+        if refresh or lapsing:
             self._auth = await self._authenticator.refresh()
         assert self._auth is not None
         token: str = self._auth.token
@@ -395,15 +402,8 @@ class TvFeed:
         interval: IntervalLike = Interval.in_daily,
         n_bars: int | None = None,
         *,
-        fut_contract: int | None = None,
-        extended_session: bool = False,
-        start: TimeLike | None = None,
-        end: TimeLike | None = None,
-        adjustment: str = "splits",
-        back_adjusted: bool = False,
-        timezone: str | None = None,
-        include_partial: bool = False,
         studies: list[str | tuple[str, dict[str, object]]] | None = None,
+        **options: Unpack[HistoryOptions],
     ) -> pl.DataFrame:
         """Historical bars as a Polars frame (tvdatafeed's ``get_hist``, asynchronous).
 
@@ -440,20 +440,7 @@ class TvFeed:
 
         Cancelling the call deletes its chart session on the server (best effort).
         """
-        request = self._history_request(
-            symbol,
-            exchange,
-            interval,
-            n_bars,
-            fut_contract=fut_contract,
-            extended_session=extended_session,
-            start=start,
-            end=end,
-            adjustment=adjustment,
-            back_adjusted=back_adjusted,
-            timezone=timezone,
-            include_partial=include_partial,
-        )
+        request = self._history_request(symbol, exchange, interval, n_bars, options)
         self._check_open()
         if studies:
             return await self._study_frame(request, list(studies), with_bars=True)
@@ -465,15 +452,7 @@ class TvFeed:
         exchange: str | None = None,
         interval: IntervalLike = Interval.in_daily,
         n_bars: int | None = None,
-        *,
-        fut_contract: int | None = None,
-        extended_session: bool = False,
-        start: TimeLike | None = None,
-        end: TimeLike | None = None,
-        adjustment: str = "splits",
-        back_adjusted: bool = False,
-        timezone: str | None = None,
-        include_partial: bool = False,
+        **options: Unpack[HistoryOptions],
     ) -> HistoryResult:
         """Like :meth:`get_hist`, but also says whether history ran out and what the symbol is.
 
@@ -484,20 +463,7 @@ class TvFeed:
         Raises:
             The same errors as :meth:`get_hist`.
         """
-        request = self._history_request(
-            symbol,
-            exchange,
-            interval,
-            n_bars,
-            fut_contract=fut_contract,
-            extended_session=extended_session,
-            start=start,
-            end=end,
-            adjustment=adjustment,
-            back_adjusted=back_adjusted,
-            timezone=timezone,
-            include_partial=include_partial,
-        )
+        request = self._history_request(symbol, exchange, interval, n_bars, options)
         self._check_open()
         return await self._run_history(request)
 
@@ -539,7 +505,9 @@ class TvFeed:
         symbols: Iterable[SymbolLike],
         interval: IntervalLike = Interval.in_daily,
         n_bars: int | None = None,
-        **options: Any,
+        *,
+        exchange: str | None = None,
+        **options: Unpack[HistoryOptions],
     ) -> dict[str, pl.DataFrame | TvFeedError]:
         """Fetch several symbols at once on the one socket, failures isolated per symbol.
 
@@ -548,26 +516,30 @@ class TvFeed:
         Args:
             symbols: anything :meth:`get_hist` accepts as ``symbol`` (tuples are
                 ``(ticker, exchange)``); one string is one symbol.
-            options: the keyword options of :meth:`get_hist` (``exchange`` applies to bare
-                tickers); another keyword raises ``InvalidRequest`` before any request.
+            exchange: the exchange of bare tickers.
+            options: the keyword options of :meth:`get_hist` (:class:`HistoryOptions`);
+                another keyword raises ``InvalidRequest`` before any request.
 
         Returns:
             ``EXCHANGE:TICKER`` (or the input as text, if it could not be parsed) -> the frame,
             or the :class:`TvFeedError` that symbol failed with. Order follows the input.
         """
         items = symbol_list(symbols, "get_hist_many")
-        check_history_options(options)
+        check_history_options({**options, "exchange": exchange})
         self._check_open()
         results: dict[str, pl.DataFrame | TvFeedError] = {}
         jobs: list[tuple[str, Symbol]] = []
         for item in items:
             try:
-                parsed = parse_symbol(item, options.get("exchange"), options.get("fut_contract"))
+                parsed = parse_symbol(item, exchange, options.get("fut_contract"))
             except TvFeedError as error:
                 results[str(item)] = error
                 continue
             results[parsed.full] = pl.DataFrame()  # placeholder keeps the input order
             jobs.append((parsed.full, parsed))
+
+        passed = options.copy()
+        passed.pop("fut_contract", None)  # already applied by parse_symbol
 
         async def one(key: str, parsed: Symbol) -> None:
             try:
@@ -575,7 +547,7 @@ class TvFeed:
                     parsed,
                     interval=interval,
                     n_bars=n_bars,
-                    **{k: v for k, v in options.items() if k not in ("exchange", "fut_contract")},
+                    **passed,
                 )
             except TvFeedError as error:
                 results[key] = error
@@ -826,17 +798,15 @@ class TvFeed:
         exchange: str | None,
         interval: IntervalLike,
         n_bars: int | None,
-        *,
-        fut_contract: int | None,
-        extended_session: bool,
-        start: TimeLike | None,
-        end: TimeLike | None,
-        adjustment: str,
-        back_adjusted: bool,
-        timezone: str | None,
-        include_partial: bool,
+        options: HistoryOptions,
     ) -> HistoryRequest:
         """Validate the arguments of every history-shaped call once, into a request."""
+        check_history_options(options)
+        fut_contract = options.get("fut_contract")
+        start = options.get("start")
+        end = options.get("end")
+        adjustment = options.get("adjustment", "splits")
+        timezone = options.get("timezone")
         check_history_arguments(exchange=exchange, start=start, end=end, timezone=timezone)
         parsed = parse_symbol(symbol, exchange, fut_contract)
         parsed_interval = Interval.parse(interval)
@@ -872,10 +842,10 @@ class TvFeed:
             n_bars=n_bars,
             start=start_s,
             end=end_s,
-            session="extended" if extended_session else "regular",
+            session="extended" if options.get("extended_session", False) else "regular",
             adjustment=adjustment,
-            back_adjusted=back_adjusted,
-            include_partial=include_partial,
+            back_adjusted=options.get("back_adjusted", False),
+            include_partial=options.get("include_partial", False),
             timezone=timezone,
         )
 
@@ -1058,14 +1028,14 @@ class TvFeed:
             exchange,
             interval,
             n_bars,
-            fut_contract=fut_contract,
-            extended_session=extended_session,
-            start=None,
-            end=None,
-            adjustment=adjustment,
-            back_adjusted=back_adjusted,
-            timezone=timezone,
-            include_partial=include_partial,
+            {
+                "fut_contract": fut_contract,
+                "extended_session": extended_session,
+                "adjustment": adjustment,
+                "back_adjusted": back_adjusted,
+                "timezone": timezone,
+                "include_partial": include_partial,
+            },
         )
         self._check_open()
         return await self._study_frame(

@@ -37,7 +37,6 @@ import anyio
 import polars as pl
 
 from .chart import open_chart
-from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
     TvFeedError,
@@ -54,7 +53,7 @@ from .protocol.chart_session import (
     Resolved,
     Series,
 )
-from .protocol.connection import new_session_id
+from .protocol.client import new_session_id
 from .protocol.intervals import Interval
 from .protocol.messages import (
     BarValues,
@@ -64,6 +63,7 @@ from .protocol.messages import (
     chart_delete_session,
 )
 from .protocol.symbols import Symbol
+from .supervisor import Link, Supervisor
 
 __all__ = [
     "CollectedHistory",

@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from .config import Endpoints, Limits, RetryPolicy, Timeouts
 from .errors import InvalidRequest, TvFeedError
@@ -36,7 +36,7 @@ from .protocol.bars import Bar
 from .protocol.intervals import Interval, IntervalLike
 from .protocol.symbols import Symbol, SymbolLike, parse_symbol
 from .stats import FeedStats
-from .validation import stream_specs, symbol_list
+from .validation import HistoryOptions, stream_specs, symbol_list
 
 if TYPE_CHECKING:
     import polars as pl
@@ -499,10 +499,13 @@ class FeedPool:
         exchange: str | None = None,
         interval: IntervalLike = Interval.in_daily,
         n_bars: int | None = None,
-        **options: Any,
+        *,
+        studies: list[str | tuple[str, dict[str, object]]] | None = None,
+        **options: Unpack[HistoryOptions],
     ) -> pl.DataFrame:
         """:meth:`TvFeed.get_hist` on the open socket with the fewest series."""
-        return await self._history_socket().get_hist(symbol, exchange, interval, n_bars, **options)
+        feed = self._history_socket()
+        return await feed.get_hist(symbol, exchange, interval, n_bars, studies=studies, **options)
 
     async def fetch_history(
         self,
@@ -510,7 +513,7 @@ class FeedPool:
         exchange: str | None = None,
         interval: IntervalLike = Interval.in_daily,
         n_bars: int | None = None,
-        **options: Any,
+        **options: Unpack[HistoryOptions],
     ) -> HistoryResult:
         """:meth:`TvFeed.fetch_history` on the open socket with the fewest series."""
         feed = self._history_socket()
@@ -521,7 +524,9 @@ class FeedPool:
         symbols: Iterable[SymbolLike],
         interval: IntervalLike = Interval.in_daily,
         n_bars: int | None = None,
-        **options: Any,
+        *,
+        exchange: str | None = None,
+        **options: Unpack[HistoryOptions],
     ) -> dict[str, pl.DataFrame | TvFeedError]:
         """:meth:`TvFeed.get_hist_many`, the symbols dealt over every open socket (each runs
         up to ``limits.max_in_flight`` at once); same keys, same order."""
@@ -533,7 +538,7 @@ class FeedPool:
         shares: list[list[SymbolLike]] = [items[i :: len(feeds)] for i in range(len(feeds))]
         parts = await asyncio.gather(
             *(
-                feed.get_hist_many(share, interval, n_bars, **options)
+                feed.get_hist_many(share, interval, n_bars, exchange=exchange, **options)
                 for feed, share in zip(feeds, shares, strict=True)
                 if share
             )
@@ -544,7 +549,7 @@ class FeedPool:
         ordered: dict[str, pl.DataFrame | TvFeedError] = {}
         for item in items:
             try:
-                key = parse_symbol(item, options.get("exchange"), options.get("fut_contract")).full
+                key = parse_symbol(item, exchange, options.get("fut_contract")).full
             except TvFeedError:
                 key = str(item)
             if key in merged:

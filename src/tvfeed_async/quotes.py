@@ -34,13 +34,13 @@ import anyio
 import polars as pl
 from anyio.abc import TaskGroup
 
-from .connection import Link, Supervisor
 from .delivery import Consumer, ItemKind
 from .errors import ConnectionLost, InvalidRequest, ProtocolError, TvFeedError
-from .protocol.connection import new_session_id
+from .protocol.client import new_session_id
 from .protocol.messages import ClientMessage, CriticalError, QuoteCompleted, QuoteData
 from .protocol.quotes import QuoteSession, QuoteState, delay_seconds, quote_fields, quote_key
 from .protocol.symbols import SymbolLike, parse_symbol
+from .supervisor import Link, Supervisor
 
 __all__ = [
     "QUOTE_SCHEMA",

@@ -1,4 +1,4 @@
-"""Symbol search over TradingView's v3 endpoint (PROTOCOL.md §7.5, USERS.md item 14).
+"""Symbol search over TradingView's v3 endpoint, page by page.
 
 The endpoint wants an ``Origin`` header (clients without it are refused), answers one page at a
 time as ``{"symbols_remaining": n, "symbols": [...]}``, and wraps the matched text in
@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 
 from .config import Endpoints
-from .errors import ConnectionLost, InvalidRequest, RateLimited, RequestTimeout, TvFeedError
-from .transport import USER_AGENT, _parse_retry_after
+from .errors import InvalidRequest, RateLimited, TvFeedError
+from .http_common import USER_AGENT, http_errors, parse_retry_after
 
 __all__ = ["SearchResult", "search_symbols"]
 
@@ -137,23 +137,17 @@ async def _get_page(
     headers: dict[str, str],
     client_timeout: aiohttp.ClientTimeout,
 ) -> object:
-    try:
+    with http_errors("symbol search", client_timeout.total or 0.0):
         async with http.get(
             url, params=params, headers=headers, timeout=client_timeout, raise_for_status=False
         ) as response:
             body = await response.text(errors="replace")
             status = response.status
             retry_after = response.headers.get("Retry-After")
-    except TimeoutError:
-        raise RequestTimeout(
-            f"symbol search did not answer within {client_timeout.total} s"
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise ConnectionLost(f"could not reach symbol search: {exc}") from exc
     if status == 429:
         raise RateLimited(
             "symbol search answered HTTP 429 (too many requests); wait before searching again",
-            retry_after=_parse_retry_after(retry_after),
+            retry_after=parse_retry_after(retry_after),
         )
     if status >= 400:
         raise TvFeedError(f"symbol search failed with HTTP {status}: {body[:200]}")

@@ -32,7 +32,6 @@ from anyio.abc import TaskGroup
 from msgspec.structs import astuple
 
 from .chart import SERIES_ID, SYMBOL_REF, open_chart
-from .connection import Link, Supervisor
 from .delivery import BarConsumer as Consumer
 from .delivery import BarStream, GapPolicy
 from .errors import (
@@ -47,7 +46,7 @@ from .errors import (
 from .events import EventKind, StreamHealth, utc
 from .protocol.bars import Bar, BarMerger, MergeResult
 from .protocol.chart_session import Answered, Backfill, ChartFailed, ChartSession
-from .protocol.connection import new_session_id
+from .protocol.client import new_session_id
 from .protocol.intervals import Interval
 from .protocol.messages import (
     LiveData,
@@ -55,6 +54,7 @@ from .protocol.messages import (
     ServerMessage,
 )
 from .protocol.symbols import Symbol
+from .supervisor import Link, Supervisor
 
 __all__ = ["BarStream", "Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"]
 

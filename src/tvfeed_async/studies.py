@@ -20,13 +20,11 @@ import polars as pl
 
 from .auth import _jwt_claims
 from .config import Endpoints
-from .connection import Link, Supervisor
 from .errors import (
     ConnectionLost,
     EntitlementError,
     InvalidRequest,
     RateLimited,
-    RequestTimeout,
     TvFeedError,
 )
 from .history import (
@@ -39,6 +37,7 @@ from .history import (
     _Quiet,
     history_job,
 )
+from .http_common import http_errors
 from .protocol.chart_session import ChartFailed, Event, StudyFailed
 from .protocol.messages import ClientMessage
 from .protocol.studies import (
@@ -48,6 +47,7 @@ from .protocol.studies import (
     parse_translate,
     study_values,
 )
+from .supervisor import Link, Supervisor
 
 __all__ = [
     "fetch_script",
@@ -144,7 +144,7 @@ async def _pine_get(
         RateLimited: HTTP 429.
         RequestTimeout, ConnectionLost: the service did not answer.
     """
-    try:
+    with http_errors("pine-facade", http_timeout):
         async with http.get(
             url,
             params=params,
@@ -154,10 +154,6 @@ async def _pine_get(
         ) as response:
             status = response.status
             body = await response.text(errors="replace")
-    except TimeoutError:
-        raise RequestTimeout(f"pine-facade did not answer within {http_timeout:g} s") from None
-    except aiohttp.ClientError as exc:
-        raise ConnectionLost(f"could not reach pine-facade: {exc}") from exc
     if status == 429:
         raise RateLimited("pine-facade answered HTTP 429; wait before asking again")
     try:

@@ -11,8 +11,8 @@ import base64
 import binascii
 import math
 from collections.abc import Iterable, Mapping
-from datetime import date
-from typing import TYPE_CHECKING, cast
+from datetime import date, datetime
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from .errors import InvalidRequest, InvalidSymbol
 from .protocol.symbols import Symbol
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HISTORY_OPTIONS",
+    "HistoryOptions",
+    "TimeLike",
     "MIN_TOTP_SECRET_BITS",
     "check_credential_fields",
     "check_exchange",
@@ -34,6 +36,25 @@ __all__ = [
     "stream_specs",
     "symbol_list",
 ]
+
+#: A point in time the public API accepts: a datetime (UTC when naive), a date, or unix
+#: seconds.
+TimeLike = datetime | date | int | float
+
+
+class HistoryOptions(TypedDict, total=False):
+    """The keyword options every history call takes (``get_hist``, ``fetch_history``,
+    ``get_hist_many``), defined once; ``TvFeed.get_hist`` documents each."""
+
+    fut_contract: int | None
+    extended_session: bool
+    start: TimeLike | None
+    end: TimeLike | None
+    adjustment: str
+    back_adjusted: bool
+    timezone: str | None
+    include_partial: bool
+
 
 #: The keyword options of ``TvFeed.get_hist`` that ``get_hist_many`` passes on.
 HISTORY_OPTIONS = frozenset(

@@ -273,3 +273,29 @@ async def test_throttled_refresh_does_not_fall_back_to_a_password_sign_in(
         await authenticator.refresh()
     assert http_state.throttled_requests == 1
     assert http_state.signin_attempts == 1
+
+
+@pytest.mark.parametrize(("min_validity", "renewed"), [(60.0, False), (300.0, True)])
+async def test_a_cached_token_lapsing_within_min_validity_is_renewed(
+    http: aiohttp.ClientSession,
+    endpoints: Endpoints,
+    http_state: HttpState,
+    cache: SessionCache,
+    min_validity: float,
+    renewed: bool,
+) -> None:
+    """``Timeouts.token_min_validity`` (handed to the Authenticator as ``min_validity``) is
+    the one margin that decides whether a cached token is still worth connecting with."""
+    first = await _alice(http, endpoints, cache).authenticate()
+    lapsing = replace(first, expires_at=time.time() + 120)
+    cache.store("alice", lapsing)
+    credentials = Credentials(username="alice", password=ALICE.password)
+    authenticator = Authenticator(
+        http, endpoints, credentials, cache=cache, min_validity=min_validity
+    )
+    session = await authenticator.authenticate()
+    assert session.expires_at is not None
+    assert lapsing.expires_at is not None
+    # A renewed session carries its token's own expiry, hours away, not the 120 s stored.
+    assert (session.expires_at > lapsing.expires_at + 600) is renewed
+    assert http_state.home_requests == (1 if renewed else 0)

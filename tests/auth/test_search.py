@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 
 import aiohttp
 import pytest
 
 from tvfeed_async.config import Endpoints
-from tvfeed_async.errors import InvalidRequest, RateLimited, TvFeedError
+from tvfeed_async.errors import ConnectionLost, InvalidRequest, RateLimited, TvFeedError
 from tvfeed_async.search import SearchResult, search_symbols
 from tvfeed_async.testing.http_app import HttpState
 
@@ -184,3 +185,19 @@ async def test_wrong_types_are_invalid_requests_before_any_request(
     with pytest.raises(InvalidRequest):
         await search_symbols(http, endpoints, text, **options)  # type: ignore[arg-type]
     assert len(http_state.requests) == 0
+
+
+async def test_an_unreachable_search_is_connection_lost_without_the_aiohttp_chain():
+    """aiohttp's errors become the feed's in one place (http_common.http_errors): the
+    message names the request, and the aiohttp exception (which carries the request and
+    its headers) is not chained."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoints = Endpoints(symbol_search_url=f"http://127.0.0.1:{port}/symbol_search/v3/")
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(ConnectionLost) as caught:
+            await search_symbols(http, endpoints, "btc")
+    assert "symbol search" in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__

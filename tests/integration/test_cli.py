@@ -557,7 +557,7 @@ async def test_simulate_account_lets_login_be_tried_offline(tmp_path):
     command = [*CLI, "simulate", "--account", f"me:s3cret:{secret}", "--account", "you:pw"]
     async with await anyio.open_process(command, env=_env(tmp_path)) as process:
         assert process.stdout is not None
-        lines = await _read_lines(process.stdout, 6)
+        lines = await _read_lines(process.stdout, 8)  # accounts, endpoints, exports, clock
         found = re.search(
             r"TVFEED_WS_URL=(\S+) TVFEED_WWW_URL=(\S+) TVFEED_SYMBOL_SEARCH_URL=(\S+)",
             "\n".join(lines),

@@ -21,7 +21,7 @@ from tvfeed_async import transport as transport_module
 from tvfeed_async.errors import ConnectionLost, InvalidRequest, RateLimited
 from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.chaos import ChaosProxy
-from tvfeed_async.transport import USER_AGENT, WebSocketTransport, open_transport
+from tvfeed_async.websocket import USER_AGENT, WebSocketTransport, open_transport
 
 ORIGIN = "https://www.tradingview.com"
 PROXY_VARIABLES = ("http", "https", "ws", "wss", "all", "no", "socks")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tvfeed_async.errors import FramingError
 from tvfeed_async.history import _ChartRoute
-from tvfeed_async.protocol.connection import ClientProtocol
+from tvfeed_async.protocol.client import ClientProtocol
 from tvfeed_async.protocol.framing import encode_packet
 from tvfeed_async.protocol.intervals import Interval
 from tvfeed_async.protocol.symbols import parse_symbol

@@ -18,7 +18,7 @@ import pytest
 from tvfeed_async import TvFeed
 from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.http_app import Account
-from tvfeed_async.transport import (
+from tvfeed_async.websocket import (
     LoopbackAwareResolver,
     _dns_resolver,
     http_connector,

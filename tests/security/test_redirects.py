@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from tvfeed_async import AuthError, TvFeed, UnsafeRedirect
 from tvfeed_async.auth import Authenticator, Credentials
 from tvfeed_async.config import Endpoints
-from tvfeed_async.transport import open_transport, same_site
+from tvfeed_async.websocket import open_transport, same_site
 
 PASSWORD = "hunter2-Redirect-pw"
 SESSIONID = "sid-must-stay-home-7f3"

@@ -153,7 +153,7 @@ def test_a_huge_file_is_refused_without_being_parsed(
         parsed.append(len(text))
         return real_loads(text, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("tvfeed_async.auth.json.loads", counting_loads)
+    monkeypatch.setattr("tvfeed_async.auth.cache.json.loads", counting_loads)
     with caplog.at_level(logging.WARNING, logger="tvfeed_async.auth"):
         assert cache.load("alice") is None
     assert parsed == []

@@ -17,12 +17,12 @@ import pytest
 
 from tvfeed_async import connection as connection_module
 from tvfeed_async.config import Endpoints, RetryPolicy, Timeouts
-from tvfeed_async.connection import Link, Supervisor
 from tvfeed_async.errors import ConnectionLost, TvFeedError
 from tvfeed_async.protocol import ClientProtocol
 from tvfeed_async.protocol.framing import encode_packet
 from tvfeed_async.protocol.messages import ServerMessage
-from tvfeed_async.transport import WebSocketTransport
+from tvfeed_async.supervisor import Link, Supervisor
+from tvfeed_async.websocket import WebSocketTransport
 
 
 def du(minute: int) -> str:

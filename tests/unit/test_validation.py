@@ -236,3 +236,29 @@ def test_feed_construction_refuses_credentials_of_the_wrong_type() -> None:
         TvFeed(username=5, password="pw", use_env=False)  # type: ignore[arg-type]
     # A datetime with a timezone is still fine (a real type the range check must not break).
     check_time(datetime(2024, 1, 1, tzinfo=UTC), "start")
+
+
+@pytest.mark.parametrize("method", ["get_hist", "fetch_history"])
+async def test_an_unknown_history_keyword_is_invalid_request_before_any_request(
+    tv_simulator: TvSimulator, method: str
+) -> None:
+    """The history options are one TypedDict (validation.HistoryOptions) taken as
+    ``**options``; a keyword it lacks is a typed error, not a TypeError."""
+    async with open_feed(tv_simulator) as feed:
+        before = _requests_sent(tv_simulator)
+        with pytest.raises(InvalidRequest, match="n_bar"):
+            await getattr(feed, method)("BINANCE:BTCUSDT", n_bar=10)
+        assert _requests_sent(tv_simulator) == before
+
+
+def test_public_history_signatures_name_their_options() -> None:
+    """No ``**options: Any`` in the facade's history calls: the options are typed once."""
+    import inspect
+
+    from tvfeed_async.feed import TvFeed
+    from tvfeed_async.pool import FeedPool
+
+    for owner in (TvFeed, FeedPool):
+        for name in ("get_hist", "fetch_history", "get_hist_many"):
+            options = inspect.signature(getattr(owner, name)).parameters["options"]
+            assert options.annotation == "Unpack[HistoryOptions]", (owner, name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .bars import Bar, BarMerger, Gap, MergeResult
 from .chart_session import Backfill, ChartSession, CountJob, RangeJob
-from .connection import ClientProtocol, new_session_id
+from .client import ClientProtocol, new_session_id
 from .framing import (
     FrameDecoder,
     Heartbeat,

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..auth import PLAN_BAR_LIMITS
+from ..protocol.plans import PLAN_BAR_LIMITS
 
 __all__ = ["PLAN_BAR_LIMITS", "TokenClaims", "TokenIssuer", "decode_claims"]
 
