@@ -297,7 +297,7 @@ class TvFeed:
     async def _keep_token_fresh(self) -> None:
         """Refresh the token before it lapses and move the socket onto the new one.
 
-        A feed can live for days while a token lives about 4 hours (PROTOCOL.md §7.4). The
+        A feed can live for days while a token lives about 4 hours. The
         refresh reads a new token from the session cookie when there is one (no new password
         sign-in); the reconnect is gap-free for streams.
         """

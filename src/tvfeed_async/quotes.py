@@ -15,8 +15,8 @@ updates. Quotes have no closed items, so a slow consumer is never ended with
 :class:`~tvfeed_async.errors.ConsumerTooSlow`: it only sees fewer, later values.
 
 Quote sessions are not counted against the socket's chart-session budget
-(``Limits.max_chart_sessions``): the bundled simulator counts only chart sessions, and no
-source in PROTOCOL.md §8 documents a quote-session cap.
+(``Limits.max_chart_sessions``): the bundled simulator counts only chart sessions, and none
+of the open clients or captures documents a quote-session cap.
 """
 
 from __future__ import annotations
