@@ -65,6 +65,12 @@ class Timeouts:
         token_min_validity: a token (given, cached or current) that lapses within this long
             is renewed before it is used: connecting with it would only cost a reconnect a
             moment later.
+        backfill_patience: after a reconnect, a stream consumer whose queue stays full of
+            backfilled bars for this long is ended with ``ConsumerTooSlow``.
+        send: adding or removing quote symbols is given this long to reach a socket that
+            does not take writes (shielded from the caller's cancellation).
+        session_delete: deleting a chart or quote session when a request or stream ends is
+            given this long (shielded; best effort: the session dies with the socket anyway).
     """
 
     connect: float = 15.0
@@ -75,6 +81,9 @@ class Timeouts:
     http: float = 30.0
     token_refresh_margin: float = 300.0
     token_min_validity: float = 60.0
+    backfill_patience: float = 10.0
+    send: float = 5.0
+    session_delete: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,13 @@ class RetryPolicy:
             retried: ``async with TvFeed()`` raises its error at once.
         history_attempts: tries of one historical request whose socket fails under it, each
             on the next socket, before it raises ``ConnectionLost`` (at least 1).
+        reopens_per_window, reopen_window: a live series the server ends with a chart error
+            it may recover from is re-opened up to ``reopens_per_window`` times per
+            ``reopen_window`` seconds, then its consumers get the error.
+        token_refreshes_per_window, token_refresh_window: ``bad auth token`` answers are
+            met with a token refresh up to this many times per window, then ``AuthError``.
+        token_retry_delay: after a failed background token refresh, wait this long before
+            the next try.
     """
 
     initial: float = 0.5
@@ -98,6 +114,11 @@ class RetryPolicy:
     multiplier: float = 2.0
     max_attempts: int | None = None
     history_attempts: int = 3
+    reopens_per_window: int = 3
+    reopen_window: float = 600.0
+    token_refreshes_per_window: int = 3
+    token_refresh_window: float = 600.0
+    token_retry_delay: float = 60.0
 
     def delay(self, attempt: int, random_fraction: float) -> float:
         """Delay before attempt number ``attempt`` (0-based), with ``random_fraction`` in [0, 1)."""

@@ -71,9 +71,6 @@ logger = logging.getLogger("tvfeed_async.feed")
 #: ``("EXCHANGE:TICKER", interval)``.
 StreamSpec = tuple[str, str, IntervalLike] | tuple[str, IntervalLike]
 _ADJUSTMENTS = ("splits", "dividends")
-#: Never refresh the auth token twice within this many seconds (and retry a failed refresh
-#: after as long).
-_TOKEN_RETRY_DELAY = 60.0
 _ENV_CREDENTIALS = (
     "TV_USERNAME",
     "TV_PASSWORD",
@@ -146,7 +143,7 @@ class TvFeed:
         self._runner: asyncio.Task[None] | None = None
         self._background_ready = anyio.Event()
         self._closed = anyio.Event()
-        self._last_refresh = -_TOKEN_RETRY_DELAY
+        self._last_refresh = -self.retry.token_retry_delay
         self._limiter = anyio.CapacityLimiter(self.limits.max_in_flight)
         self._supervisor = Supervisor(
             self.endpoints,
@@ -300,7 +297,7 @@ class TvFeed:
     async def _keep_token_fresh(self) -> None:
         """Refresh the token before it lapses and move the socket onto the new one.
 
-        A feed can live for days while a token lives about 4 hours (PROTOCOL.md §7.4). The
+        A feed can live for days while a token lives about 4 hours. The
         refresh reads a new token from the session cookie when there is one (no new password
         sign-in); the reconnect is gap-free for streams.
         """
@@ -312,11 +309,11 @@ class TvFeed:
             if wait > 0:
                 await anyio.sleep(wait)
                 continue
-            if time.monotonic() - self._last_refresh < _TOKEN_RETRY_DELAY:
+            if time.monotonic() - self._last_refresh < self.retry.token_retry_delay:
                 # A fresh token that already looks close to lapsing (clock skew between us and
                 # the server): do not hammer the sign-in endpoints; rely on the server saying
                 # "bad auth token", which refreshes and reconnects anyway.
-                await anyio.sleep(_TOKEN_RETRY_DELAY)
+                await anyio.sleep(self.retry.token_retry_delay)
                 continue
             self._last_refresh = time.monotonic()
             logger.info("auth token lapses soon; refreshing it")
@@ -324,7 +321,7 @@ class TvFeed:
                 self._auth = await self._authenticator.refresh()
             except TvFeedError as error:
                 logger.warning("could not refresh the auth token: %s", error)
-                await anyio.sleep(_TOKEN_RETRY_DELAY)
+                await anyio.sleep(self.retry.token_retry_delay)
                 continue
             await self._supervisor.reconnect()
 

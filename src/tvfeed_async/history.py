@@ -403,7 +403,7 @@ async def _close_chart(link: Link, supervisor: Supervisor, session: str) -> None
     try:
         if not link.closed:
             # Best effort: the session dies with the socket anyway.
-            with anyio.move_on_after(1.0, shield=True):
+            with anyio.move_on_after(supervisor.timeouts.session_delete, shield=True):
                 with contextlib.suppress(ConnectionLost):
                     await link.send(chart_delete_session(session))
     finally:

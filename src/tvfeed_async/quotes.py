@@ -15,8 +15,8 @@ updates. Quotes have no closed items, so a slow consumer is never ended with
 :class:`~tvfeed_async.errors.ConsumerTooSlow`: it only sees fewer, later values.
 
 Quote sessions are not counted against the socket's chart-session budget
-(``Limits.max_chart_sessions``): the bundled simulator counts only chart sessions, and no
-source in PROTOCOL.md §8 documents a quote-session cap.
+(``Limits.max_chart_sessions``): the bundled simulator counts only chart sessions, and none
+of the open clients or captures documents a quote-session cap.
 """
 
 from __future__ import annotations
@@ -63,8 +63,6 @@ QUOTE_STATES: ItemKind[QuoteState] = ItemKind(
     key=attrgetter("key"), closed=lambda state: False, name="quote updates"
 )
 
-#: Seconds an add/remove may take to reach a socket that does not take writes.
-_SEND_PATIENCE = 5.0
 
 #: The schema of :meth:`TvFeed.get_quotes` frames, one row per symbol asked for.
 QUOTE_SCHEMA: dict[str, pl.DataType] = {
@@ -310,7 +308,7 @@ class QuoteSubscription:
             return  # the next socket's session is opened with every watched symbol
         # Shielded (and bounded): the bookkeeping is done, so a cancelled caller must not
         # leave the server without the change until the next reconnect.
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_SEND_PATIENCE):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._supervisor.timeouts.send):
             try:
                 for message in messages:
                     await link.send(message)
@@ -390,7 +388,8 @@ class QuoteSubscription:
             except TvFeedError as error:
                 self._fail(error)
             finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                wait = self._supervisor.timeouts.session_delete
+                with anyio.CancelScope(shield=True), anyio.move_on_after(wait):
                     await self._delete_session()
                 self._finish()
 

@@ -62,15 +62,10 @@ logger = logging.getLogger("tvfeed_async.stream")
 
 _new_tuple = tuple.__new__  # Bar._make without its Python-level call (see protocol.bars)
 
-#: Seconds a backfill waits for a full consumer queue to drain before ending that consumer.
-BACKFILL_PATIENCE = 10.0
 #: Subscription._history_end until series_completed says where the history ends.
 _NO_COMPLETION = 1 << 62
 #: Server clocks later than this (unix seconds, year 2100) are not believed.
 _LATEST_CLOCK = 4_102_444_800
-#: A series that gets a passing chart error is re-opened at most this often per window.
-REOPENS_PER_WINDOW = 3
-REOPEN_WINDOW = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,12 +250,12 @@ class Subscription:
     async def _deliver_paced(self, closed: list[Bar]) -> None:
         """Deliver a backfill at the consumers' pace: an outage can close more bars than a
         queue holds, and a consumer that keeps up must not be ended for that. One that makes
-        no room within ``BACKFILL_PATIENCE`` seconds is ended as too slow."""
+        no room within ``Timeouts.backfill_patience`` seconds is ended as too slow."""
         for bar in closed:
             self.retained.append(bar)
             for consumer in list(self.consumers):
                 if consumer.full:
-                    with anyio.move_on_after(BACKFILL_PATIENCE):
+                    with anyio.move_on_after(self.manager.supervisor.timeouts.backfill_patience):
                         await consumer.wait_for_room()
                 consumer.push_closed(bar)
 
@@ -281,9 +276,10 @@ class Subscription:
         reopens = self._reopens
         if reopens is None:
             reopens = self._reopens = deque()
-        while reopens and now - reopens[0] > REOPEN_WINDOW:
+        retry = self.manager.supervisor.retry
+        while reopens and now - reopens[0] > retry.reopen_window:
             reopens.popleft()
-        if len(reopens) >= REOPENS_PER_WINDOW:
+        if len(reopens) >= retry.reopens_per_window:
             return False
         reopens.append(now)
         return True
@@ -333,13 +329,14 @@ class Subscription:
                 self._cancel_release()
                 self.manager.forget(self)
                 self.ready.set()
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                wait = self.manager.supervisor.timeouts.session_delete
+                with anyio.CancelScope(shield=True), anyio.move_on_after(wait):
                     await self._drop_session()
 
     async def _after_chart_error(self, error: TvFeedError) -> None:
         """Re-open the series after a chart error that may pass (a ``critical_error`` or an
-        unknown ``series_error``), at most REOPENS_PER_WINDOW times per REOPEN_WINDOW
-        seconds; otherwise raise it, which ends every consumer with it."""
+        unknown ``series_error``), at most ``RetryPolicy.reopens_per_window`` times per
+        ``reopen_window`` seconds; otherwise raise it, which ends every consumer with it."""
         if not self._may_reopen(error):
             raise error
         logger.warning("%s: %s; re-opening the series", self._name, error)

@@ -60,11 +60,6 @@ logger = logging.getLogger("tvfeed_async.connection")
 _YIELD_AFTER = 80
 
 
-#: ``bad auth token`` is answered with a token refresh at most this many times per window.
-TOKEN_REFRESHES_PER_WINDOW = 3
-TOKEN_REFRESH_WINDOW = 600.0
-
-
 @dataclass(slots=True)
 class SupervisorStats:
     """What the connection saw besides data (``TvFeed.stats`` reports it).
@@ -208,6 +203,9 @@ class Supervisor:
         self._endpoints = endpoints
         self._timeouts = timeouts
         self._retry = retry
+        #: The feed's settings, read by the sessions that run on this supervisor's sockets.
+        self.timeouts = timeouts
+        self.retry = retry
         self._token = token
         self._routes: dict[str, Route] = {}
         self._link: Link | None = None
@@ -358,15 +356,15 @@ class Supervisor:
     def _token_refused(self, error: _TokenRejected) -> AuthError | None:
         """The AuthError to give up with, or None to reconnect with a refreshed token.
 
-        ``bad auth token`` is refreshed up to :data:`TOKEN_REFRESHES_PER_WINDOW` times per
-        :data:`TOKEN_REFRESH_WINDOW` seconds, whatever connection it comes on (a token can
-        lapse twice within minutes when the server's and our clocks disagree). A
+        ``bad auth token`` is refreshed up to ``RetryPolicy.token_refreshes_per_window`` times
+        per ``RetryPolicy.token_refresh_window`` seconds, whatever connection it comes on (a
+        token can lapse twice within minutes when the server's and our clocks disagree). A
         ``critical_error`` saying ``unauthorized_access`` is refreshed once: a second one
         right after the refresh means the session itself is refused.
         """
         now = time.monotonic()
         rejections = self._token_rejections
-        while rejections and now - rejections[0] > TOKEN_REFRESH_WINDOW:
+        while rejections and now - rejections[0] > self._retry.token_refresh_window:
             rejections.popleft()
         rejections.append(now)
         self.stats.token_rejections += 1
@@ -375,11 +373,11 @@ class Supervisor:
                 "TradingView refused access (unauthorized_access) even after refreshing the "
                 "auth token; sign in again (the session may have been revoked)"
             )
-        if len(rejections) > TOKEN_REFRESHES_PER_WINDOW:
+        if len(rejections) > self._retry.token_refreshes_per_window:
             return AuthError(
                 f"TradingView rejected the auth token {len(rejections)} times within "
-                f"{TOKEN_REFRESH_WINDOW:g} s, refreshed each time; sign in again (the session "
-                "may have been revoked)"
+                f"{self._retry.token_refresh_window:g} s, refreshed each time; sign in again "
+                "(the session may have been revoked)"
             )
         return None
 

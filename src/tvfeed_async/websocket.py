@@ -196,7 +196,7 @@ class LoopbackAwareResolver(AbstractResolver):
     """Name lookups without a thread wherever that is possible.
 
     aiohttp's default resolver runs ``getaddrinfo`` in the loop's thread pool, which breaks
-    "no threads" (STYLE.md rule 1). Here literal IP addresses and ``localhost`` (RFC 6761:
+    "no threads" (the library starts none). Here literal IP addresses and ``localhost`` (RFC 6761:
     always the loopback addresses) are answered directly; other names go to aiodns (the
     ``dns`` extra: ``pip install "tvfeed-async[dns]"``) when it is installed, and only
     without it to aiohttp's threaded resolver. Neither avoids threads completely: pycares 5,

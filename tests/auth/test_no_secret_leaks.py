@@ -1,4 +1,4 @@
-"""No secret in any log record, repr, exception message or traceback (USERS.md, errors.py).
+"""No secret in any log record, repr, exception message or traceback (errors.py).
 
 Runs every flow, successful and failing, with DEBUG logging captured, then scans all the text
 a user could ever see for the password, TOTP secret and code, tokens and cookie values.

@@ -1,4 +1,4 @@
-"""Refreshing lapsed tokens and sharing sessions between processes (USERS.md item 5)."""
+"""Refreshing lapsed tokens and sharing sessions between processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Symbol search v3 against the simulator (PROTOCOL.md §7.5, USERS.md item 14)."""
+"""Symbol search v3 against the simulator."""
 
 from __future__ import annotations
 

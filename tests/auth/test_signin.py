@@ -1,4 +1,4 @@
-"""Every way in, against the simulator's HTTP app on a loopback port (PROTOCOL.md §7)."""
+"""Every way in, against the simulator's HTTP app on a loopback port."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 from tvfeed_async import RetryPolicy, Timeouts, TvFeed
 from tvfeed_async.testing.chaos import ChaosProxy
 
-from ..integration.test_streams import MINUTE, as_tuples, collect_closed, first_forming, truth_bars
+from ..support.streams import MINUTE, as_tuples, collect_closed, first_forming, truth_bars
 
 pytestmark = pytest.mark.chaos
 

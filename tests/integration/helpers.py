@@ -1,19 +1,7 @@
-"""Helpers for tests that run TvFeed against the bundled simulator."""
+"""Kept for existing imports: the helper lives in tests/support/feeds.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from ..support.feeds import open_feed
 
-from tvfeed_async import Timeouts, TvFeed
-
-
-@asynccontextmanager
-async def open_feed(simulator: Any, **options: Any) -> AsyncIterator[TvFeed]:
-    """A TvFeed on the simulator: no session cache, no credentials from the environment."""
-    options.setdefault("timeouts", Timeouts(request=60.0, idle=30.0))
-    options.setdefault("session_cache", False)
-    options.setdefault("use_env", False)
-    async with TvFeed(endpoints=simulator.endpoints, **options) as feed:
-        yield feed
+__all__ = ["open_feed"]

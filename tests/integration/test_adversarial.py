@@ -34,7 +34,7 @@ from ..scripted import (
     series_update,
     wait_for,
 )
-from .helpers import open_feed
+from ..support.feeds import open_feed
 
 pytestmark = pytest.mark.timeout(90)
 MINUTE = 60

@@ -24,8 +24,8 @@ from tvfeed_async import (
 from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.http_app import Account
 
-from .helpers import open_feed
-from .test_streams import FAST, MINUTE, as_tuples, collect_closed, first_forming, truth_bars
+from ..support.feeds import open_feed
+from ..support.streams import FAST, MINUTE, as_tuples, collect_closed, first_forming, truth_bars
 
 PASSWORD = "correct horse battery staple"
 TOTP_SECRET = pyotp.random_base32()

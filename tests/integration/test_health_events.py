@@ -12,7 +12,7 @@ from tvfeed_async import Limits, RetryPolicy, Timeouts
 from tvfeed_async.events import EVENT_QUEUE, Event, EventHub
 
 from ..scripted import wait_for
-from .helpers import open_feed
+from ..support.feeds import open_feed
 
 pytestmark = pytest.mark.timeout(60)
 MINUTE = 60

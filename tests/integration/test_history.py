@@ -22,7 +22,7 @@ from tvfeed_async import (
 )
 from tvfeed_async.frames import FRAME_SCHEMA
 
-from .helpers import open_feed
+from ..support.feeds import open_feed
 
 COLUMNS = ["time", "symbol", "open", "high", "low", "close", "volume"]
 

@@ -7,7 +7,7 @@ import polars as pl
 
 from tvfeed_async.frames import FRAME_SCHEMA
 
-from .helpers import open_feed
+from ..support.feeds import open_feed
 
 COLUMNS = ["time", "symbol", "open", "high", "low", "close", "volume"]
 CAP = 5_000  # bars per request, anonymously

@@ -22,7 +22,7 @@ from tvfeed_async.pool import FeedPool, PoolEvent
 from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.http_app import Account
 
-from .test_streams import as_tuples, first_forming, truth_bars
+from ..support.streams import as_tuples, first_forming, truth_bars
 
 MINUTE = 60
 FAST = {

@@ -15,7 +15,7 @@ from tvfeed_async.protocol.quotes import ALL_QUOTE_FIELDS, DEFAULT_QUOTE_FIELDS,
 from tvfeed_async.quotes import QUOTE_SCHEMA
 from tvfeed_async.testing import TvSimulator
 
-from .helpers import open_feed
+from ..support.feeds import open_feed
 
 BTC = "BINANCE:BTCUSDT"
 ETH = "BINANCE:ETHUSDT"

@@ -12,7 +12,7 @@ from tvfeed_async import EntitlementError, Limits, RetryPolicy, SymbolNotFound, 
 from tvfeed_async.testing import TvSimulator
 
 from ..scripted import wait_for
-from .helpers import open_feed
+from ..support.feeds import open_feed
 
 pytestmark = pytest.mark.timeout(90)
 MINUTE = 60

@@ -20,8 +20,8 @@ import anyio
 import polars as pl
 import pytest
 
-from tests.integration.helpers import open_feed
 from tests.simulator.helpers import RawClient, rows_of
+from tests.support.feeds import open_feed
 from tvfeed_async.errors import EntitlementError, InvalidRequest, SymbolNotFound
 from tvfeed_async.protocol.framing import decode_packets, encode_json
 from tvfeed_async.protocol.messages import UnknownMessage

@@ -1,4 +1,4 @@
-"""Hypothesis properties of the codec (STYLE.md "Tests"): round trip, any split, garbage."""
+"""Hypothesis properties of the codec: round trip, any split, garbage."""
 
 from __future__ import annotations
 

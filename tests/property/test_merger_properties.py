@@ -1,5 +1,5 @@
 """Hypothesis properties of BarMerger: any interleaving of revisions, duplicates and re-sent
-history yields exactly the reference bars, closed once each, in order (STYLE.md "Nothing lost").
+history yields exactly the reference bars, closed once each, in order.
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ async def test_redirects_within_the_configured_origin_are_still_followed() -> No
     ("target", "allowed"),
     [
         ("https://www.tradingview.com/accounts/signin/", True),
-        ("https://fr.tradingview.com/?lang=fr", True),  # regional site (PROTOCOL.md §7.3)
+        ("https://fr.tradingview.com/?lang=fr", True),  # regional site
         ("https://WWW.TradingView.com./", True),
         ("http://www.tradingview.com/", False),  # downgrade to plain text
         ("https://www.tradingview.com:8443/", False),

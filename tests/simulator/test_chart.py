@@ -1,4 +1,4 @@
-"""Chart sessions: resolve, the series forms, caps, paging, ranges, errors (PROTOCOL.md §3-§6)."""
+"""Chart sessions: resolve, the series forms, caps, paging, ranges, errors."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ async def test_unknown_symbols_get_symbol_error(client: RawClient, symbol: str) 
         create_series("cs_e", "s1", "s1", "ser_1", "1", 10),
     )
     assert await client.next() == SymbolError("cs_e", "ser_1", "invalid symbol")
-    # Nothing follows a symbol_error for that symbol (§10.7).
+    # Nothing follows a symbol_error for that symbol.
     assert await client.quiet(0.3) == []
 
 

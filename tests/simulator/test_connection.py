@@ -1,4 +1,4 @@
-"""Connection-level behaviour: hello, heartbeats, auth, incoming framing (PROTOCOL.md §1-§3.1)."""
+"""Connection-level behaviour: hello, heartbeats, auth, incoming framing."""
 
 from __future__ import annotations
 

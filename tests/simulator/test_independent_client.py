@@ -1,8 +1,8 @@
-"""A second, independent client written only from PROTOCOL.md gets the ground truth.
+"""A second, independent client, written from the protocol description alone, gets the truth.
 
 Nothing from tvfeed_async's protocol core is used here: framing, heartbeats and message
 handling are re-implemented in a few lines, the way another project would write them against
-the real service (§2.1-§2.5, §3.1-§3.8, §4).
+the real service (framing, heartbeats, auth, chart sessions and their messages).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def frame(payload: str) -> str:
 
 
 def unframe(text: str) -> list[str]:
-    """Length-driven split; lengths are UTF-16 code units (§2.3)."""
+    """Length-driven split; lengths are UTF-16 code units."""
     units = text.encode("utf-16-le")
     packets, position = [], 0
     while position < len(units):

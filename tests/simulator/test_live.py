@@ -1,4 +1,4 @@
-"""Live updates driven by the clock, and quote sessions (PROTOCOL.md §4, §6, §3.13-3.16)."""
+"""Live updates driven by the clock, and quote sessions."""
 
 from __future__ import annotations
 

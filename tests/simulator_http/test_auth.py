@@ -1,4 +1,4 @@
-"""Sign-in, two-factor and the home page of the simulator (PROTOCOL.md §7.1-7.3)."""
+"""Sign-in, two-factor and the home page of the simulator."""
 
 from __future__ import annotations
 

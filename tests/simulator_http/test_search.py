@@ -1,4 +1,4 @@
-"""Symbol search of the simulator (PROTOCOL.md §7.5)."""
+"""Symbol search of the simulator."""
 
 from __future__ import annotations
 

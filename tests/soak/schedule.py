@@ -17,8 +17,8 @@ from tvfeed_async import Bar, Limits, RetryPolicy, Timeouts
 from tvfeed_async.testing.faults import FaultScript
 from tvfeed_async.testing.simulator import TvSimulator
 
-from ..integration.helpers import open_feed
-from ..integration.test_streams import MINUTE, as_tuples, first_forming, truth_bars
+from ..support.feeds import open_feed
+from ..support.streams import MINUTE, as_tuples, first_forming, truth_bars
 
 KEYS = [
     ("BINANCE:BTCUSDT", "1"),

@@ -12,8 +12,8 @@ import pytest
 
 from tvfeed_async import Bar, RetryPolicy, Timeouts
 
-from ..integration.helpers import open_feed
-from ..integration.test_streams import MINUTE, as_tuples, first_forming, truth_bars
+from ..support.feeds import open_feed
+from ..support.streams import MINUTE, as_tuples, first_forming, truth_bars
 
 pytestmark = pytest.mark.soak
 

@@ -1,4 +1,4 @@
-"""Bar and BarMerger: forming vs closed bars, "nothing lost" (STYLE.md, PROTOCOL.md §6)."""
+"""Bar and BarMerger: forming vs closed bars, "nothing lost"."""
 
 from __future__ import annotations
 

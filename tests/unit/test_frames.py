@@ -1,4 +1,4 @@
-"""The Polars history frame: schema, builders, finalize (USERS.md 11, 12)."""
+"""The Polars history frame: schema, builders, finalize."""
 
 from __future__ import annotations
 

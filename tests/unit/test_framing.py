@@ -1,4 +1,4 @@
-"""The ``~m~<length>~m~`` codec (PROTOCOL.md §2, §10.1-10.3)."""
+"""The ``~m~<length>~m~`` codec."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tvfeed_async.protocol.framing import (
 )
 from tvfeed_async.protocol.messages import ClientMessage, quote_add_symbols, resolve_symbol
 
-# Genuine frames (PROTOCOL.md §9), kept inline so these tests run without ../shared.
+# Genuine frames, kept inline so these tests run without ../shared.
 PROTOCOL_ERROR = '~m~45~m~{"m":"protocol_error","p":["bad auth token"]}'
 SERIES_LOADING = (
     '~m~95~m~{"m":"series_loading","p":["cs_casjcotuguzl","sds_1","s1"],'

@@ -1,4 +1,4 @@
-"""Interval parsing (PROTOCOL.md §5, USERS.md 18 and 23)."""
+"""Interval parsing, in every spelling users write."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed server messages and client builders (PROTOCOL.md §3, §4)."""
+"""Typed server messages and client builders."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The protocol core is pure (no I/O or Polars imports) and the library uses no threads.
 
-STYLE.md: ``protocol/`` imports none of asyncio, aiohttp, websockets, anyio or polars, and
+``protocol/`` imports none of asyncio, aiohttp, websockets, anyio or polars, and
 nothing anywhere uses threads (no ``threading``, ``concurrent.futures``, ``to_thread`` or
 ``run_in_executor``).
 """

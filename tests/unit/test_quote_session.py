@@ -88,7 +88,7 @@ def test_deltas_merge_into_the_complete_state() -> None:
 def test_the_key_must_match_exactly() -> None:
     session = QuoteSession("qs_a")
     session.add([BTC])
-    # The plain name is not the key it was subscribed with (§10.13).
+    # The plain name is not the key it was subscribed with.
     assert session.receive(qsd("qs_a", "BINANCE:BTCUSDT", {"lp": 1.0})) is None
     assert session.stray_messages == 1
     assert session.states[BTC].values == {}

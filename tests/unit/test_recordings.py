@@ -1,4 +1,4 @@
-"""Every genuine recorded WebSocket frame (PROTOCOL.md §9) decodes and parses as expected.
+"""Every genuine recorded WebSocket frame decodes and parses as expected.
 
 Skipped on purpose: the Go ``%v`` dump of a timescale_update (not raw bytes), the DevTools
 object-view copy from endenwer issue #8 (not raw bytes) and the two HTTP sign-in bodies (not
@@ -76,7 +76,7 @@ def test_du_live_bar(recordings_dir: Path) -> None:
     assert bar == Bar(
         1663050540, 1721.18, 1721.75, 1721.17, 1721.74, 229.7826, "BINANCE:ETHUSDT", "1"
     )
-    # lbs.bar_close_time is the open time plus one 1-minute interval (PROTOCOL.md §6).
+    # lbs.bar_close_time is the open time plus one 1-minute interval.
     assert payload.bar_close_time - bar.timestamp == 60
 
 

@@ -1,4 +1,4 @@
-"""Symbol spellings (USERS.md 13, 15)."""
+"""Symbol spellings."""
 
 from __future__ import annotations
 

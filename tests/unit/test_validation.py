@@ -24,7 +24,7 @@ from tvfeed_async.validation import (
     symbol_list,
 )
 
-from ..integration.helpers import open_feed
+from ..support.feeds import open_feed
 
 # ---------------------------------------------------------------- the functions themselves
 

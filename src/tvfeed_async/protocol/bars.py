@@ -1,7 +1,7 @@
-"""Bars and the rules that make a bar stream "nothing lost" (STYLE.md).
+"""Bars and the rules that make a bar stream "nothing lost": each closed bar once, in order.
 
 A bar is identified by (symbol, interval, open time). The server never says "this bar closed":
-a bar is closed when a bar with a later open time arrives (PROTOCOL.md §6). Updates for the
+a bar is closed when a bar with a later open time arrives. Updates for the
 forming bar revise it; updates older than the forming bar (re-sent history, late duplicates)
 are dropped, because the bar they belong to has already been delivered as closed.
 
@@ -95,7 +95,7 @@ MAX_AHEAD = 86_400.0
 class BarMerger:
     """Merges updates of one series into closed bars and one forming bar.
 
-    Rules (STYLE.md "Nothing lost"): upsert by open time; a later open time closes the
+    Rules: upsert by open time; a later open time closes the
     forming bar; updates older than the forming bar are dropped; identical updates are ignored.
 
     Impossible updates are dropped and counted in ``rejected``, so that one bad packet cannot

@@ -30,7 +30,7 @@ _ID_ALPHABET = string.ascii_lowercase
 
 
 def new_session_id(prefix: str, rng: random.Random | None = None) -> str:
-    """A client-chosen session id: ``prefix`` + ``_`` + 12 random lowercase letters (§3)."""
+    """A client-chosen session id: ``prefix`` + ``_`` + 12 random lowercase letters."""
     chooser = rng or random
     return f"{prefix}_" + "".join(chooser.choice(_ID_ALPHABET) for _ in range(12))
 

@@ -1,18 +1,18 @@
-"""The ``~m~<length>~m~<payload>`` packet codec (PROTOCOL.md §2).
+"""The ``~m~<length>~m~<payload>`` packet codec.
 
 Facts this module is built on:
 
 * One WebSocket message may carry several packets; heartbeats (``~h~<n>``) may sit anywhere
-  among them, including between two data packets (§2.2, §2.5, §10.2).
+  among them, including between two data packets.
 * The length counts **UTF-16 code units** (JavaScript ``String.length``), not bytes and not
-  Python code points: a Korean description is one unit per character, an emoji two (§2.3).
+  Python code points: a Korean description is one unit per character, an emoji two.
   Python's ``len()`` agrees whenever the text has no character beyond U+FFFF, which is the
   fast path here; otherwise the text is viewed as UTF-16 units.
 * The parser is length-driven, never a regex split, so a payload containing ``~m~12~m~`` is
-  fine (§10.3).
+  fine.
 * The server's first packet is a JSON object without ``m`` (handled in ``messages``); very old
   servers prefixed JSON with ``~j~``, which is stripped here.
-* Client packets are ASCII-only JSON, so every length convention agrees (§2.3).
+* Client packets are ASCII-only JSON, so every length convention agrees.
 
 The decoder buffers an incomplete trailing packet until more text arrives, so any split of a
 stream into messages decodes to the same packets. Whatever the input, the only error it raises

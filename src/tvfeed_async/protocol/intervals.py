@@ -1,4 +1,4 @@
-"""Bar intervals (PROTOCOL.md §5).
+"""Bar intervals.
 
 TradingView codes: minutes as plain numbers (``"1"``, ``"15"``, ``"240"``), hours as
 ``"1H"``..``"24H"`` (sent as minutes, as the web chart does), days/weeks/months as ``"1D"`` or

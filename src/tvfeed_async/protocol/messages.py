@@ -1,4 +1,4 @@
-"""Typed server messages and client message builders (PROTOCOL.md §3 and §4).
+"""Typed server messages and client message builders.
 
 Parsing: :func:`parse_message` turns the JSON text of one packet into one of the dataclasses
 below. Unknown methods become :class:`UnknownMessage` (the protocol has many we do not need);
@@ -72,7 +72,7 @@ __all__ = [
     "values_from_wire",
 ]
 
-#: The token anonymous clients send with set_auth_token (§3.1).
+#: The token anonymous clients send with set_auth_token.
 ANONYMOUS_TOKEN = "unauthorized_user_token"  # noqa: S105 (a public constant, not a secret)
 
 _loads = msgspec.json.Decoder().decode
@@ -89,7 +89,7 @@ _MALFORMED_ROW = (KeyError, IndexError, TypeError, ValueError, OverflowError)
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """The first server packet: a JSON object without ``m`` (§2.4)."""
+    """The first server packet: a JSON object without ``m``."""
 
     session_id: str
     timestamp: int | None
@@ -721,27 +721,27 @@ def parse_client_message(text: str) -> ClientMessage:
 
 
 def set_auth_token(token: str) -> ClientMessage:
-    """``set_auth_token [token]``; must be the first message (§3.1)."""
+    """``set_auth_token [token]``; must be the first message."""
     return ClientMessage("set_auth_token", [token])
 
 
 def set_locale(language: str = "en", country: str = "US") -> ClientMessage:
-    """``set_locale [lang, country]`` (§3.2)."""
+    """``set_locale [lang, country]``."""
     return ClientMessage("set_locale", [language, country])
 
 
 def chart_create_session(session: str) -> ClientMessage:
-    """``chart_create_session [cs, ""]`` (§3.4)."""
+    """``chart_create_session [cs, ""]``."""
     return ClientMessage("chart_create_session", [session, ""])
 
 
 def chart_delete_session(session: str) -> ClientMessage:
-    """``chart_delete_session [cs]`` (§3.5)."""
+    """``chart_delete_session [cs]``."""
     return ClientMessage("chart_delete_session", [session])
 
 
 def switch_timezone(session: str, timezone: str) -> ClientMessage:
-    """``switch_timezone [cs, tz]`` (§3.6); ``tz`` is an IANA name or ``"exchange"``."""
+    """``switch_timezone [cs, tz]``; ``tz`` is an IANA name or ``"exchange"``."""
     return ClientMessage("switch_timezone", [session, timezone])
 
 
@@ -753,7 +753,7 @@ def symbol_spec(
     back_adjustment: bool = False,
     currency: str | None = None,
 ) -> str:
-    """The ``=`` + JSON symbol spec of ``resolve_symbol`` (§3.7), keys sorted."""
+    """The ``=`` + JSON symbol spec of ``resolve_symbol``, keys sorted."""
     spec: dict[str, str] = {"adjustment": adjustment, "symbol": symbol}
     if session is not None:
         spec["session"] = session
@@ -765,13 +765,13 @@ def symbol_spec(
 
 
 def resolve_symbol(session: str, symbol_ref: str, spec: str) -> ClientMessage:
-    """``resolve_symbol [cs, symbolRef, "=" + JSON]`` (§3.7); build ``spec`` with
+    """``resolve_symbol [cs, symbolRef, "=" + JSON]``; build ``spec`` with
     :func:`symbol_spec`."""
     return ClientMessage("resolve_symbol", [session, symbol_ref, spec])
 
 
 def range_param(start: int, end: int) -> str:
-    """The range form ``r,<from>:<to>`` in unix seconds (§3.9)."""
+    """The range form ``r,<from>:<to>`` in unix seconds."""
     return f"r,{int(start)}:{int(end)}"
 
 
@@ -783,7 +783,7 @@ def create_series(
     interval: str,
     size: int | str | list[Any],
 ) -> ClientMessage:
-    """``create_series [cs, seriesId, turnaround, symbolRef, interval, size, ""]`` (§3.8).
+    """``create_series [cs, seriesId, turnaround, symbolRef, interval, size, ""]``.
 
     Args:
         size: a bar count, a range string from :func:`range_param`, or
@@ -802,47 +802,47 @@ def modify_series(
     interval: str,
     size: int | str | list[Any] = "",
 ) -> ClientMessage:
-    """``modify_series [cs, seriesId, turnaround, symbolRef, interval, size]`` (§3.9)."""
+    """``modify_series [cs, seriesId, turnaround, symbolRef, interval, size]``."""
     return ClientMessage(
         "modify_series", [session, series_id, turnaround, symbol_ref, interval, size]
     )
 
 
 def request_more_data(session: str, series_id: str, count: int) -> ClientMessage:
-    """``request_more_data [cs, seriesId, N]``: N bars older than the oldest loaded (§3.10)."""
+    """``request_more_data [cs, seriesId, N]``: N bars older than the oldest loaded."""
     return ClientMessage("request_more_data", [session, series_id, count])
 
 
 def remove_series(session: str, series_id: str) -> ClientMessage:
-    """``remove_series [cs, seriesId]`` (§3.11)."""
+    """``remove_series [cs, seriesId]``."""
     return ClientMessage("remove_series", [session, series_id])
 
 
 def quote_create_session(session: str) -> ClientMessage:
-    """``quote_create_session [qs]`` (§3.13)."""
+    """``quote_create_session [qs]``."""
     return ClientMessage("quote_create_session", [session])
 
 
 def quote_delete_session(session: str) -> ClientMessage:
-    """``quote_delete_session [qs]`` (§3.13)."""
+    """``quote_delete_session [qs]``."""
     return ClientMessage("quote_delete_session", [session])
 
 
 def quote_set_fields(session: str, fields: Sequence[str]) -> ClientMessage:
-    """``quote_set_fields [qs, field...]`` (§3.14)."""
+    """``quote_set_fields [qs, field...]``."""
     return ClientMessage("quote_set_fields", [session, *fields])
 
 
 def quote_add_symbols(session: str, symbols: Sequence[str]) -> ClientMessage:
-    """``quote_add_symbols [qs, sym..., {"flags": ["force_permission"]}]`` (§3.15)."""
+    """``quote_add_symbols [qs, sym..., {"flags": ["force_permission"]}]``."""
     return ClientMessage("quote_add_symbols", [session, *symbols, {"flags": ["force_permission"]}])
 
 
 def quote_remove_symbols(session: str, symbols: Sequence[str]) -> ClientMessage:
-    """``quote_remove_symbols [qs, sym...]`` (§3.16)."""
+    """``quote_remove_symbols [qs, sym...]``."""
     return ClientMessage("quote_remove_symbols", [session, *symbols])
 
 
 def quote_fast_symbols(session: str, symbols: Sequence[str]) -> ClientMessage:
-    """``quote_fast_symbols [qs, sym...]`` (§3.17)."""
+    """``quote_fast_symbols [qs, sym...]``."""
     return ClientMessage("quote_fast_symbols", [session, *symbols])

@@ -1,8 +1,8 @@
-"""The state of one quote session, without I/O (PROTOCOL.md §3.13-3.16, §4 ``qsd``).
+"""The state of one quote session, without I/O.
 
 A quote session watches a set of symbols. Each is added under a *key*: the exact string sent
 in ``quote_add_symbols``, which the server echoes as the ``n`` of every ``qsd`` and
-``quote_completed`` for it (§10.13: a key that is an ``=``-JSON spec does not equal the plain
+``quote_completed`` for it (a key that is an ``=``-JSON spec does not equal the plain
 ``EXCHANGE:TICKER``). The first ``qsd`` of a symbol is a snapshot, later ones carry only the
 fields that changed; :class:`QuoteSession` merges them so that the complete state of every
 symbol is always at hand.
@@ -75,7 +75,7 @@ DEFAULT_QUOTE_FIELDS: tuple[str, ...] = (
     "timezone",
 )
 
-#: Every field of TradingView-API's ``"all"`` field set (48 names, §3.14), in its order.
+#: Every field of TradingView-API's ``"all"`` field set (48 names), in its order.
 ALL_QUOTE_FIELDS: tuple[str, ...] = (
     "base-currency-logoid",
     "ch",

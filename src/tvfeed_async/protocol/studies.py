@@ -1,6 +1,6 @@
 """Pine studies, without I/O: script metadata, inputs, ``create_study``, rows and errors.
 
-A study runs in three steps (PROTOCOL.md §3.18, §4, §7.6):
+A study runs in three steps:
 
 1. pine-facade's ``translate/<id>/<version>`` answers the script's metadata (``metaInfo``:
    inputs ``in_0``..., plots and their titles in ``styles``) and its IL (``ilTemplate``):
@@ -268,7 +268,7 @@ def create_study(
     session: str, study_id: str, turnaround: str, series_id: str, inputs: dict[str, Any]
 ) -> ClientMessage:
     """``create_study [cs, studyId, turnaround, seriesId, "Script@tv-scripting-101!",
-    inputs]`` (§3.18)."""
+    inputs]``."""
     return ClientMessage(
         "create_study", [session, study_id, turnaround, series_id, SCRIPT_STUDY, inputs]
     )

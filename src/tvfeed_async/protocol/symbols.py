@@ -1,4 +1,4 @@
-"""Symbols as ``EXCHANGE:TICKER`` (USERS.md 15).
+"""Symbols as ``EXCHANGE:TICKER``, however users spell them.
 
 ``"BINANCE:BTCUSDT"``, ``("BTCUSDT", "BINANCE")`` and ``("BTCUSDT", exchange="BINANCE")`` all
 name the same symbol. Continuous futures are written ``NQ1!`` or built from ``fut_contract``

@@ -1,7 +1,7 @@
 """The bundled TradingView simulator, for tests, demos and benchmarks.
 
 ``TvSimulator`` runs a local server that speaks TradingView's WebSocket protocol and HTTP
-APIs (PROTOCOL.md) with deterministic ground-truth bars, a virtual clock and scriptable
+APIs with deterministic ground-truth bars, a virtual clock and scriptable
 faults. The pytest plugin (``tvfeed_async.testing.pytest_plugin``, registered as a
 ``pytest11`` entry point) provides the ``tv_simulator`` fixture.
 

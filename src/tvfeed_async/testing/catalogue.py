@@ -1,4 +1,4 @@
-"""The symbols the simulator knows (PROTOCOL.md §4 ``symbol_resolved``, §7.5 search).
+"""The symbols the simulator knows: what ``symbol_resolved`` and symbol search say of each.
 
 Every kind of instrument that trips clients is represented:
 
@@ -263,7 +263,7 @@ class SymbolInfo:
         return self.regular
 
     def resolved_info(self, session_name: str = "regular") -> dict[str, Any]:
-        """The ``symbol_resolved`` info object (fields as in the 2026 recording, §4)."""
+        """The ``symbol_resolved`` info object (fields as in the 2026 recording)."""
         session = self.session(session_name)
         code = session.code()
         subsessions = [

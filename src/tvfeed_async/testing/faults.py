@@ -235,7 +235,7 @@ class Faults:
         of a study the client never created), ``"pointset"`` (a pointset ``du``), ``"depth"``
         (``depth_symbol_error`` and ``depth_symbol_cleared`` of a depth session) or
         ``"protocol_switched"`` (``protocol_switched ["protobuf"]``). Shapes as in the 2019
-        capture (PROTOCOL.md §9). The series keep streaming.
+        capture. The series keep streaming.
         """
         if kind not in CHART_PACKET_KINDS:
             raise ValueError(f"kind must be one of {sorted(CHART_PACKET_KINDS)}")

@@ -1,15 +1,15 @@
 """The simulator's HTTP side: sign-in, two-factor, the home page that embeds the token, search.
 
 An ``aiohttp.web`` application that answers like ``www.tradingview.com`` and
-``symbol-search.tradingview.com`` do (PROTOCOL.md §7), so that this library and third-party
+``symbol-search.tradingview.com`` do, so that this library and third-party
 clients can be driven against it on a loopback port. One app serves both hosts: point the
 client's ``www_url`` and ``symbol_search_url`` at the same ``http://127.0.0.1:<port>``.
 
 Routes:
 
 * ``POST /accounts/signin/`` (urlencoded or multipart ``username``, ``password``, ``remember``).
-  Every answer is JSON with HTTP 200 and an ``error`` key that is empty on success only
-  (PROTOCOL.md §10.14). Success sets ``sessionid``, ``sessionid_sign`` and ``device_t``; an
+  Every answer is JSON with HTTP 200 and an ``error`` key that is empty on success only.
+  Success sets ``sessionid``, ``sessionid_sign`` and ``device_t``; an
   account with a second factor gets ``code: "2FA_required"`` plus the cookies of a
   half-authenticated session, which the two-factor endpoint requires.
 * ``POST /accounts/two-factor/signin/{totp,sms,email}/`` (``code``, optional ``remember``).
@@ -25,7 +25,7 @@ Routes:
 * ``GET /symbol_search/v3/`` (``text, start, hl, exchange, search_type, lang, domain``):
   ``{"symbols_remaining": n, "symbols": [...]}``, ``search_page_size`` results per page,
   ``<em>`` highlighting when ``hl=1``. **Requests without an ``Origin`` header get HTTP 403**
-  (real clients always send it; PROTOCOL.md §7.5), and so do requests whose Origin differs
+  (real clients always send it), and so do requests whose Origin differs
   from ``HttpState.required_origin`` when that is set.
 * ``GET /pine-facade/translate/<id>/<version>``: a script's metadata and IL for the scripts
   of :data:`tvfeed_async.testing.studies.SCRIPTS` (``version`` is ``last`` or the script's

@@ -1,4 +1,4 @@
-"""TvSimulator: a local server that behaves like TradingView (PROTOCOL.md).
+"""TvSimulator: a local server that behaves like TradingView.
 
 Example::
 

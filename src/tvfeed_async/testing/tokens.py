@@ -1,4 +1,4 @@
-"""Auth tokens issued and checked by the simulator (PROTOCOL.md §7.4).
+"""Auth tokens issued and checked by the simulator.
 
 Real tokens are RS512 JWTs with claims ``user_id, exp, iat, plan, ...`` and a 4 h lifetime.
 The simulator issues tokens of the same shape; the signature is an HMAC under a per-simulator

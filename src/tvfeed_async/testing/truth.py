@@ -10,7 +10,7 @@ How prices are made:
 * A :class:`BarGrid` lists the bar slots ``(key, open_time, close_time)`` of an interval
   within a :class:`~tvfeed_async.testing.catalogue.TradingSession`: crypto bars tile UTC time;
   stock bars start at the session open in the exchange time zone (so daily AAPL bars are
-  stamped 13:30 or 14:30 UTC, PROTOCOL.md §6), skip weekends and the holidays of the
+  stamped 13:30 or 14:30 UTC), skip weekends and the holidays of the
   session's calendar (:func:`~tvfeed_async.testing.catalogue.holiday_ordinals`) and close
   early at the session end; daily/weekly/monthly bars span their trading days. ``key``
   numbers the slots in time order (with holes) and drives the price path.

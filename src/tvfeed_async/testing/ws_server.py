@@ -6,20 +6,20 @@ one socket and only turns incoming packets into outgoing WebSocket messages (its
 :class:`WebSocketServer` is the thin I/O layer (``websockets`` server, one writer task and
 one heartbeat task per socket).
 
-Behaviour (PROTOCOL.md section numbers):
+Behaviour:
 
 * Path ``/socket.io/websocket`` with any query string (other paths: HTTP 404); no Origin
   needed; permessage-deflate offered (``websockets``' default parameters, compressed at zlib
   level ``ServerConfig.deflate_level``); text and binary frames; several packets per incoming
   message; client length prefixes parsed leniently (UTF-16 units, else a regex split).
-* The session-info packet first (§2.4), heartbeats ``~h~1``, ``~h~2``... every
+* The session-info packet first, heartbeats ``~h~1``, ``~h~2``... every
   ``heartbeat_interval`` seconds (real or virtual time); a client that leaves
   ``max_missed_heartbeats`` in a row unanswered is disconnected.
 * ``set_auth_token`` first: ``unauthorized_user_token`` (anonymous, 5,000 bars per request)
   or a token of the simulator's issuer (its plan's bar limit); anything else, or an expired
-  token, gets ``protocol_error ["bad auth token"]`` and the socket is closed (§3.1). Other
+  token, gets ``protocol_error ["bad auth token"]`` and the socket is closed. Other
   messages before it are ignored.
-* Chart sessions (§3.4-3.11): replies ``series_loading``, then ``timescale_update`` and
+* Chart sessions: replies ``series_loading``, then ``timescale_update`` and
   ``series_completed`` in one WebSocket message, then live ``du`` driven by the clock.
   ``request_more_data`` pages back to the history start, re-sending a few already-sent bars
   on every ``more_data_resend_every``-th call, and answers an exhausted history with an empty
@@ -34,8 +34,8 @@ Behaviour (PROTOCOL.md section numbers):
   than ``max_chart_sessions`` on one socket: ``critical_error [cs, "too many chart sessions",
   "method: chart_create_session. args: \\"[]\\""]`` and the session is not created.
   ``create_series`` on a symbol reference that got ``symbol_error`` stays silent, as after a
-  real symbol_error (§10.7).
-* Quote sessions (§3.13-3.16): ``qsd`` snapshot then ``quote_completed`` per symbol (``n``
+  real symbol_error.
+* Quote sessions: ``qsd`` snapshot then ``quote_completed`` per symbol (``n``
   is the string the client gave); later ``qsd`` deltas (changed fields only) every
   ``quote_update_period`` virtual seconds; unknown symbols get ``qsd`` with ``s: "error"``.
   Every field of TradingView-API's ``all`` set is served (:func:`quote_values`, consistent
@@ -48,7 +48,7 @@ Behaviour (PROTOCOL.md section numbers):
   ``symbol_resolved``, then ``series_error [cs, sid, turnaround, "study_not_auth:<type
   without !>"]``, the anonymous service's answer to a pro chart type (no engine for them
   here, so on every plan).
-* Studies (§3.18): ``create_study``/``modify_study`` get ``study_loading`` then
+* Studies: ``create_study``/``modify_study`` get ``study_loading`` then
   ``study_error [cs, studyId, "<parent>_<turnaround>", reason]`` (``study_not_auth:<name>``
   for a pro study without a paid plan, else ``unsupported study: <name>``): no study
   engine. ``create_pointset`` gets an empty pointset ``du``; ``request_more_tickmarks`` a
@@ -56,7 +56,7 @@ Behaviour (PROTOCOL.md section numbers):
   ``studies_metadata`` with an empty ``metainfo``; ``depth_set_symbol``
   ``depth_symbol_error ... "unsupported_symbol"`` and ``depth_clear_symbol``
   ``depth_symbol_cleared`` (the 2019 capture's answers).
-* Replay (§3.19): ``replay_create_session``, ``replay_add_series`` (``replay_ok``,
+* Replay: ``replay_create_session``, ``replay_add_series`` (``replay_ok``,
   ``replay_instance_id``), ``replay_reset`` (``replay_ok``, ``replay_point``); a chart whose
   symbol spec names the replay session gets the bars up to the replay point (final, no live
   updates); ``replay_step n`` sends the next n bars as ``du``, ``replay_point`` and
@@ -154,7 +154,7 @@ STANDARD_MINUTES = frozenset({1, 3, 5, 15, 30, 45, 60, 120, 180, 240})
 _FREE_PLANS = frozenset({"", "free"})
 _PACKET_SPLIT = re.compile(r"~m~\d+~m~")
 _NOCHANGE = {"d": "", "indexes": "nochange"}
-#: The fields of the two 2019 ``symbol_resolved`` frames of the genuine capture (§9): no
+#: The fields of the two 2019 ``symbol_resolved`` frames of the genuine capture: no
 #: ``visible_plots_set``, no ``volume_type``, no ``currency_id``, ``source2`` or ``format``.
 _RESOLVED_2019_KEYS = frozenset(
     [
@@ -234,8 +234,8 @@ class ServerConfig:
             :func:`deflate_extension`); 1 (the default) costs under half the CPU of zlib's
             usual 6 for messages about 20% larger, which matters for 0.5 MB history replies.
         pack_heartbeats: a heartbeat goes out inside the next data message (after its first
-            packet: data, heartbeat, data), as in the 2019 capture's multi-packet frames
-            (§2.5, §10.2); alone only when no data message follows within
+            packet: data, heartbeat, data), as in the 2019 capture's multi-packet frames;
+            alone only when no data message follows within
             ``heartbeat_pack_wait`` wall-clock seconds (at most half the heartbeat period).
             False: every heartbeat is a WebSocket message of its own.
         heartbeat_pack_wait: see ``pack_heartbeats``.
@@ -321,7 +321,7 @@ def _format_value(value: Any) -> str:
 
 
 def format_args(method: str, params: list[Any]) -> str:
-    """The detail text of a ``critical_error``: ``method: m. args: "[a, b]"`` (§3.8).
+    """The detail text of a ``critical_error``: ``method: m. args: "[a, b]"``.
 
     The session id (first parameter) is left out, strings are unquoted, items joined by
     ``", "``.
@@ -801,7 +801,7 @@ class Hub:
         return PLAN_BAR_LIMITS.get(plan, self.config.anonymous_bar_limit)
 
     def session_info(self, connection_id: int) -> dict[str, Any]:
-        """The hello packet (§2.4)."""
+        """The hello packet."""
         now = self.clock.now()
         digest = hashlib.sha1(f"tvfeed-sim-{self.truth.seed}".encode(), usedforsecurity=False)
         return {
@@ -991,7 +991,7 @@ class _QuoteSymbol:
         return now + self.connection.hub.config.quote_update_period
 
 
-#: Seconds anonymous quotes lag, by instrument type (PROTOCOL.md §10.17; a free-tier scanner
+#: Seconds anonymous quotes lag, by instrument type (a free-tier scanner
 #: comment reports ``delayed_streaming_600`` for CME futures, and anonymous stock quotes are
 #: reported as ``delayed_streaming_900``). Crypto, forex and TradingView's own TVC indices
 #: stream in real time.
@@ -1300,7 +1300,7 @@ class SimConnection:
         self.wakeup.set()
 
     def fatal(self, message: str) -> None:
-        """``protocol_error [message]`` then close (§3.1, §10.6)."""
+        """``protocol_error [message]`` then close."""
         if self.closing:
             return
         self.hub.stats.protocol_errors += 1
@@ -1728,7 +1728,7 @@ class SimConnection:
             return
         info = resolved.info.resolved_info(resolved.session)
         if name in self.script.legacy_resolved_symbols:
-            # The 2019 shape (§9 capture): fewer fields, a trailing unix time, only "t".
+            # The 2019 shape: fewer fields, a trailing unix time, only "t".
             info = {key: value for key, value in info.items() if key in _RESOLVED_2019_KEYS}
             message = {"m": "symbol_resolved", "p": [chart_id, ref, info, int(now)], "t": int(now)}
             self._answer_resolve(chart_id, chart, ref, encode_packet(_dumps(message)), out)
@@ -1845,7 +1845,7 @@ class SimConnection:
                     out.append(held)
                 failure = [chart_id, series_id, turnaround, "resolve error", f"{NODE}@{NODE}"]
                 out.append(_envelope("series_error", failure, now))
-            return  # else nothing more comes after a symbol_error (§10.7)
+            return  # else nothing more comes after a symbol_error
         reason = (
             self._entitlement(interval)
             or self._chart_type_error(resolved)
@@ -1890,7 +1890,7 @@ class SimConnection:
         if held is not None:
             self.emit([held])
         # The history's last timescale_update and series_completed travel in one WebSocket
-        # message, as observed (§6). Slots are in time order: the closed ones (final bars)
+        # message, as observed. Slots are in time order: the closed ones (final bars)
         # come first.
         closed = len(slots)
         while closed and slots[closed - 1][2] > now:
@@ -2111,7 +2111,7 @@ class SimConnection:
             and config.more_data_resend_every
             and series.more_requests % config.more_data_resend_every == 0
         ):
-            # ENDENWER saw the server re-send bars the client already had (§3.10, §10.10).
+            # ENDENWER saw the server re-send bars the client already had.
             again = truth.slots_after(series.first_open, config.more_data_resend_bars, now)
             again = [slot for slot in again if slot[2] <= now]
             slots += again
@@ -2343,7 +2343,7 @@ class SimConnection:
             _envelope("critical_error", [session, "unsupported method", detail], self._now())
         )
 
-    # -- replay (TVAPI's replay mode, PROTOCOL.md §3.19) -------------------------------------
+    # -- replay (TVAPI's replay mode) -------------------------------------
 
     def _replay(self, method: str, params: list[Any], out: list[str], size: int) -> _Replay | None:
         """The replay session of ``params[0]`` when ``params`` has ``size`` items and a
@@ -2552,7 +2552,7 @@ def _parse_range(text: str) -> tuple[int, int] | None:
         start, end = int(float(start_text)), int(float(end_text))
     except ValueError:
         return None
-    if start > 100_000_000_000:  # milliseconds (SEMOI's form, §3.9)
+    if start > 100_000_000_000:  # milliseconds (SEMOI's form)
         start, end = start // 1000, end // 1000
     return (start, end) if start <= end else None
 
@@ -2591,7 +2591,7 @@ _HANDLERS: dict[str, Callable[[SimConnection, list[Any], list[str]], None]] = {
     "replay_stop": SimConnection._replay_stop,
 }
 
-#: Methods the real service never answers when they succeed (§3): accepted and counted in
+#: Methods the real service never answers when they succeed: accepted and counted in
 #: ``stats.ignored_methods``.
 _NO_REPLY_METHODS = frozenset(
     {"set_locale", "set_data_quality", "quote_fast_symbols", "quote_hibernate_all"}
