@@ -19,7 +19,7 @@ import tvfeed_async
 
 PACKAGE = Path(tvfeed_async.__file__).resolve().parent
 PROTOCOL = PACKAGE / "protocol"
-IMPURE = ("asyncio", "aiohttp", "websockets", "anyio", "polars")
+IMPURE = ("asyncio", "aiohttp", "websockets", "anyio", "polars", "pyotp")
 # _thread is always loaded by the interpreter itself, so only the AST scan looks for it.
 THREAD_MODULES = ("threading", "_thread", "concurrent.futures", "multiprocessing")
 THREAD_CALLS = ("to_thread", "run_in_executor", "run_sync_in_worker_thread")
