@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tvfeed_async.testing.pytest_plugin import SimulatorFactory
 from tvfeed_async.testing.simulator import TvSimulator
 from tvfeed_async.testing.ws_server import ServerConfig
 
@@ -13,12 +14,9 @@ from .helpers import RawClient
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[TvSimulator]:
+async def sim(tv_simulator_factory: SimulatorFactory) -> TvSimulator:
     """A simulator without the HTTP side and without real-time heartbeats."""
-    async with TvSimulator(
-        http_port=None, config=ServerConfig(heartbeat_interval=None)
-    ) as simulator:
-        yield simulator
+    return await tv_simulator_factory(http_port=None, config=ServerConfig(heartbeat_interval=None))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .catalogue import Catalogue, SymbolInfo, TradingSession, default_catalogue
+    from .catalogue import Catalogue, Instrument, SymbolInfo, TradingSession, default_catalogue
     from .clock import DEFAULT_START, SimulatorClock
     from .faults import Faults, FaultScript
     from .http_app import Account
@@ -30,6 +30,7 @@ __all__ = [
     "ServerConfig",
     "SimulatorClock",
     "SimulatorStats",
+    "Instrument",
     "SymbolInfo",
     "TradingSession",
     "TvSimulator",
@@ -41,6 +42,7 @@ __all__ = [
 _WHERE = {
     "Account": "http_app",
     "Catalogue": "catalogue",
+    "Instrument": "catalogue",
     "SymbolInfo": "catalogue",
     "TradingSession": "catalogue",
     "default_catalogue": "catalogue",

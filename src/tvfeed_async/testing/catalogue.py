@@ -34,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "Catalogue",
+    "Instrument",
     "SymbolInfo",
     "TradingSession",
     "default_catalogue",
@@ -190,7 +191,7 @@ def _unix(year: int, month: int, day: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class SymbolInfo:
+class Instrument:
     """One instrument and the parameters of its simulated prices.
 
     Attributes:
@@ -360,17 +361,17 @@ class SymbolInfo:
 class Catalogue:
     """Symbols by ``EXCHANGE:TICKER`` (case-insensitive lookups)."""
 
-    def __init__(self, symbols: Iterable[SymbolInfo]) -> None:
+    def __init__(self, symbols: Iterable[Instrument]) -> None:
         self._symbols = {info.full_name.upper(): info for info in symbols}
 
-    def get(self, full_name: str) -> SymbolInfo | None:
+    def get(self, full_name: str) -> Instrument | None:
         """The symbol, or None when unknown."""
         return self._symbols.get(full_name.strip().upper())
 
     def __contains__(self, full_name: object) -> bool:
         return isinstance(full_name, str) and self.get(full_name) is not None
 
-    def __iter__(self) -> Iterator[SymbolInfo]:
+    def __iter__(self) -> Iterator[Instrument]:
         return iter(self._symbols.values())
 
     def __len__(self) -> int:
@@ -381,8 +382,8 @@ class Catalogue:
         return [info.full_name for info in self._symbols.values()]
 
 
-def _crypto(ticker: str, description: str, price: float, **extra: Any) -> SymbolInfo:
-    return SymbolInfo(
+def _crypto(ticker: str, description: str, price: float, **extra: Any) -> Instrument:
+    return Instrument(
         exchange="BINANCE",
         ticker=ticker,
         description=description,
@@ -403,7 +404,7 @@ def _crypto(ticker: str, description: str, price: float, **extra: Any) -> Symbol
     )
 
 
-def _stock(exchange: str, ticker: str, description: str, price: float, **extra: Any) -> SymbolInfo:
+def _stock(exchange: str, ticker: str, description: str, price: float, **extra: Any) -> Instrument:
     defaults: dict[str, Any] = {
         "type": "stock",
         "typespecs": ("common",),
@@ -420,13 +421,13 @@ def _stock(exchange: str, ticker: str, description: str, price: float, **extra: 
         "country": "US",
     }
     defaults.update(extra)
-    return SymbolInfo(
+    return Instrument(
         exchange=exchange, ticker=ticker, description=description, base_price=price, **defaults
     )
 
 
-def _future(ticker: str, description: str, price: float, tick: int) -> SymbolInfo:
-    return SymbolInfo(
+def _future(ticker: str, description: str, price: float, tick: int) -> Instrument:
+    return Instrument(
         exchange="CME_MINI",
         ticker=ticker,
         description=description,
@@ -484,7 +485,7 @@ def default_catalogue() -> Catalogue:
             local_description="삼성전자",
             volume_scale=15_000_000.0,
         ),
-        SymbolInfo(
+        Instrument(
             exchange="SP",
             ticker="SPX",
             description="S&P 500",
@@ -502,7 +503,7 @@ def default_catalogue() -> Catalogue:
             listed_since=_unix(1990, 1, 2),
             country="US",
         ),
-        SymbolInfo(
+        Instrument(
             exchange="TVC",
             ticker="ROCKET",
             description="Rocket index \U0001f680 (simulated)",
@@ -531,7 +532,7 @@ def default_catalogue() -> Catalogue:
         _future(
             "ES1!", "E-mini S&P 500 Futures (continuous: current contract in front)", 5_250.0, 25
         ),
-        SymbolInfo(
+        Instrument(
             exchange="FX",
             ticker="EURUSD",
             description="Euro / U.S. Dollar",
@@ -550,3 +551,8 @@ def default_catalogue() -> Catalogue:
         ),
     ]
     return Catalogue(symbols)
+
+
+#: The old name of :class:`Instrument` (the client's ``tvfeed_async.SymbolInfo`` is what a
+#: resolved symbol tells a client; this is how the simulator defines an instrument).
+SymbolInfo = Instrument

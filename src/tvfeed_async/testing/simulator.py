@@ -35,7 +35,7 @@ from .catalogue import Catalogue, default_catalogue
 from .clock import DEFAULT_START, SimulatorClock
 from .faults import Faults
 from .tokens import TokenIssuer
-from .truth import Row, Truth, TruthSeries
+from .truth import Truth, TruthRow, TruthSeries
 from .ws_server import Hub, ServerConfig, SimulatorStats, WebSocketServer
 
 if TYPE_CHECKING:
@@ -357,7 +357,7 @@ class TvSimulator:
         start: TimeLike | None = None,
         end: TimeLike | None = None,
         n_bars: int | None = None,
-    ) -> list[Row]:
+    ) -> list[TruthRow]:
         """Closed bars as ``(open_time, open, high, low, close, volume)`` tuples (see
         :meth:`truth`)."""
         series = self.truth_series(
@@ -375,7 +375,7 @@ class TvSimulator:
         start: TimeLike | None = None,
         end: TimeLike | None = None,
         n_bars: int | None = None,
-    ) -> list[Row]:
+    ) -> list[TruthRow]:
         """Closed Heikin-Ashi bars (chart type ``BarSetHeikenAshi@tv-basicstudies-60!``), as
         the simulator serves them; arguments as in :meth:`truth_rows`. See
         :class:`~.ws_server.HeikinAshiSeries` for the transform."""
@@ -450,7 +450,7 @@ class TvSimulator:
         )
 
 
-def rows_to_frame(rows: list[Row], symbol: str) -> pl.DataFrame:
+def rows_to_frame(rows: list[TruthRow], symbol: str) -> pl.DataFrame:
     """Ground-truth rows as a frame with the client's schema."""
     times = pl.Series("time", [row[0] for row in rows], dtype=pl.Int64)
     return pl.DataFrame(

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tvfeed_async.testing.truth import Row
+from tvfeed_async.testing.truth import TruthRow
 
 __all__ = [
     "MAX_STUDIES_PER_CHART",
@@ -81,7 +81,7 @@ class ScriptSpec:
     short_description: str
     inputs: tuple[InputSpec, ...]
     plots: tuple[str, ...]
-    formula: Callable[[Sequence[Row], Values], list[Column]]
+    formula: Callable[[Sequence[TruthRow], Values], list[Column]]
     invite_only: bool = False
 
     @property
@@ -90,7 +90,7 @@ class ScriptSpec:
         return "bmI9Kz" + base64.b64encode(f"{self.pine_id}@{VERSION}".encode()).decode()
 
 
-def _closes(rows: Sequence[Row]) -> list[float]:
+def _closes(rows: Sequence[TruthRow]) -> list[float]:
     return [row[4] for row in rows]
 
 
@@ -134,7 +134,7 @@ def _rma_seeded(values: Sequence[float], length: int) -> Column:
     return out
 
 
-def _rsi(rows: Sequence[Row], values: Values) -> list[Column]:
+def _rsi(rows: Sequence[TruthRow], values: Values) -> list[Column]:
     length = int(values["in_0"])
     closes = _closes(rows)
     changes = [closes[n] - closes[n - 1] for n in range(1, len(closes))]
@@ -153,15 +153,15 @@ def _rsi(rows: Sequence[Row], values: Values) -> list[Column]:
     return [out]
 
 
-def _sma_study(rows: Sequence[Row], values: Values) -> list[Column]:
+def _sma_study(rows: Sequence[TruthRow], values: Values) -> list[Column]:
     return [_sma(_closes(rows), int(values["in_0"]))]
 
 
-def _ema_study(rows: Sequence[Row], values: Values) -> list[Column]:
+def _ema_study(rows: Sequence[TruthRow], values: Values) -> list[Column]:
     return [_ema(_closes(rows), int(values["in_0"]))]
 
 
-def _macd(rows: Sequence[Row], values: Values) -> list[Column]:
+def _macd(rows: Sequence[TruthRow], values: Values) -> list[Column]:
     closes = _closes(rows)
     fast = _ema(closes, int(values["in_0"]))
     slow = _ema(closes, int(values["in_1"]))
@@ -175,7 +175,7 @@ def _macd(rows: Sequence[Row], values: Values) -> list[Column]:
     return [macd, signal, histogram]
 
 
-def _bollinger(rows: Sequence[Row], values: Values) -> list[Column]:
+def _bollinger(rows: Sequence[TruthRow], values: Values) -> list[Column]:
     length, mult = int(values["in_0"]), float(values["in_1"])
     closes = _closes(rows)
     basis = _sma(closes, length)
@@ -193,7 +193,7 @@ def _bollinger(rows: Sequence[Row], values: Values) -> list[Column]:
     return [basis, upper, lower]
 
 
-def _volume(rows: Sequence[Row], values: Values) -> list[Column]:
+def _volume(rows: Sequence[TruthRow], values: Values) -> list[Column]:
     return [[row[5] for row in rows]]
 
 
@@ -337,7 +337,7 @@ def resolve_inputs(spec: ScriptSpec, given: Mapping[str, Any]) -> dict[str, int 
     return values
 
 
-def compute(spec: ScriptSpec, values: Values, rows: Sequence[Row]) -> list[list[float | None]]:
+def compute(spec: ScriptSpec, values: Values, rows: Sequence[TruthRow]) -> list[list[float | None]]:
     """One list per bar of ``rows``: the plot values of ``spec`` at that bar."""
     columns = spec.formula(rows, values)
     return [list(bar) for bar in zip(*columns, strict=True)] if columns else []

@@ -48,14 +48,25 @@ from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from ..protocol.intervals import Interval
-from .catalogue import Catalogue, SymbolInfo, TradingSession
+from .catalogue import Catalogue, Instrument, TradingSession
 
-__all__ = ["BLOCK_BARS", "BarGrid", "BlockColumns", "Row", "Slot", "Truth", "TruthSeries"]
+__all__ = [
+    "BLOCK_BARS",
+    "BarGrid",
+    "BlockColumns",
+    "Row",
+    "Slot",
+    "Truth",
+    "TruthRow",
+    "TruthSeries",
+]
 
 #: ``(key, open_time, close_time)`` of one bar; times are unix seconds.
 Slot = tuple[int, int, int]
 #: ``(open_time, open, high, low, close, volume)``; volume None for symbols without volume.
-Row = tuple[int, float, float, float, float, float | None]
+TruthRow = tuple[int, float, float, float, float, float | None]
+#: The old name of :data:`TruthRow` (not the client's ``protocol.messages.Row``, a wire row).
+Row = TruthRow
 #: Final ``(opens, highs, lows, closes, volumes)`` of the keys of one block, rounded to the
 #: tick, unadjusted (volumes all None for symbols without volume).
 BlockColumns = tuple[list[float], list[float], list[float], list[float], list[float | None]]
@@ -359,7 +370,7 @@ class _BasePath:
     intraday bars), so evaluating a bar boundary never needs more than the levels above it.
     """
 
-    def __init__(self, seed: int, symbol: SymbolInfo) -> None:
+    def __init__(self, seed: int, symbol: Instrument) -> None:
         self._id = _hash64(seed, symbol.full_name, "base")
         self.base_price = symbol.base_price
         self._sigma_day = symbol.daily_volatility
@@ -444,7 +455,7 @@ class _PathModel:
     def __init__(
         self,
         seed: int,
-        symbol: SymbolInfo,
+        symbol: Instrument,
         grid: BarGrid,
         revisions: int,
         grid_name: str,
@@ -534,7 +545,7 @@ class TruthSeries:
 
     def __init__(
         self,
-        symbol: SymbolInfo,
+        symbol: Instrument,
         interval: Interval,
         grid: BarGrid,
         path: _PathModel,
@@ -555,7 +566,7 @@ class TruthSeries:
         self._minmov = symbol.minmov
         self._pricescale = symbol.pricescale
         self._has_volume = symbol.has_volume
-        self._rows: dict[int, Row] = {}
+        self._rows: dict[int, TruthRow] = {}
         self._rounded: dict[int, BlockColumns] = {}
         self._adjust_dividends = adjustment == "dividends" and symbol.dividend_ratio != 1.0
         self._undo_splits = adjustment == "none" and bool(symbol.splits)
@@ -604,7 +615,7 @@ class TruthSeries:
         block, offset = divmod(key, BLOCK_BARS)
         return self._path.block(block), offset
 
-    def final(self, slot: Slot) -> Row:
+    def final(self, slot: Slot) -> TruthRow:
         """The closed bar of ``slot`` (the ground truth)."""
         key, open_time = slot[0], slot[1]
         row = self._rows.get(key)
@@ -633,11 +644,11 @@ class TruthSeries:
         split or roll adjustment depends on the bar's time)."""
         return not (self._adjust_dividends or self._undo_splits or self._back_adjusted)
 
-    def finals(self, slots: list[Slot]) -> list[Row]:
+    def finals(self, slots: list[Slot]) -> list[TruthRow]:
         """:meth:`final` of many slots (fast path for series without adjustments)."""
         if not self.plain:
             return [self.final(slot) for slot in slots]
-        rows: list[Row] = []
+        rows: list[TruthRow] = []
         position = 0
         while position < len(slots):
             block_index = slots[position][0] // BLOCK_BARS
@@ -693,7 +704,7 @@ class TruthSeries:
         self._rounded[block_index] = result
         return result
 
-    def revision(self, slot: Slot, step: int) -> Row:
+    def revision(self, slot: Slot, step: int) -> TruthRow:
         """The forming bar of ``slot`` after ``step`` sub-steps (0: just opened); the final
         bar when ``step`` equals :attr:`revisions`."""
         if step >= self.revisions:
@@ -732,7 +743,7 @@ class TruthSeries:
             return float(close_time)
         return open_time + (close_time - open_time) * step / self.revisions
 
-    def at(self, slot: Slot, now: float) -> Row:
+    def at(self, slot: Slot, now: float) -> TruthRow:
         """The bar of ``slot`` as it looks at ``now``."""
         return self.revision(slot, self.step_at(slot, now))
 
@@ -816,7 +827,7 @@ class TruthSeries:
         start: float | None = None,
         end: float | None = None,
         n_bars: int | None = None,
-    ) -> list[Row]:
+    ) -> list[TruthRow]:
         """Closed bars (close time <= ``now``), ``start <= open_time < end``, the last
         ``n_bars`` of them when given, oldest first."""
         # The slot forming at ``now`` (or the next to open) is not closed; everything
@@ -870,7 +881,7 @@ class Truth:
 
     def series(
         self,
-        symbol: str | SymbolInfo,
+        symbol: str | Instrument,
         interval: Interval | str,
         *,
         session: str = "regular",
@@ -883,7 +894,7 @@ class Truth:
             KeyError: unknown symbol.
             InvalidInterval: bad interval.
         """
-        info = symbol if isinstance(symbol, SymbolInfo) else self.catalogue.get(symbol)
+        info = symbol if isinstance(symbol, Instrument) else self.catalogue.get(symbol)
         if info is None:
             raise KeyError(f"unknown symbol {symbol!r}")
         parsed = Interval.parse(interval)
@@ -930,7 +941,7 @@ class Truth:
         return series
 
     @staticmethod
-    def _grid_name(info: SymbolInfo, interval: Interval, session_name: str) -> str:
+    def _grid_name(info: Instrument, interval: Interval, session_name: str) -> str:
         extended = info.extended
         if extended is None or not interval.is_intraday:
             return session_name

@@ -110,7 +110,7 @@ from ..errors import FramingError, InvalidInterval
 from ..protocol.framing import Heartbeat, Packet, decode_packets, encode_packet
 from ..protocol.intervals import Interval
 from ..protocol.messages import ANONYMOUS_TOKEN
-from .catalogue import Catalogue, SymbolInfo
+from .catalogue import Catalogue, Instrument
 from .clock import SimulatorClock
 from .faults import Faults, FaultScript
 from .studies import (
@@ -123,7 +123,7 @@ from .studies import (
     resolve_inputs,
 )
 from .tokens import PLAN_BAR_LIMITS, TokenIssuer
-from .truth import BLOCK_BARS, Row, Slot, Truth, TruthSeries
+from .truth import BLOCK_BARS, Slot, Truth, TruthRow, TruthSeries
 
 HEIKIN_ASHI = "BarSetHeikenAshi@"
 
@@ -371,7 +371,7 @@ def _plain(method: str, params: list[Any]) -> str:
     return encode_packet(_dumps({"m": method, "p": params}))
 
 
-def _wire_row(index: int, row: Row, float_times: bool) -> dict[str, Any]:
+def _wire_row(index: int, row: TruthRow, float_times: bool) -> dict[str, Any]:
     open_time, open_, high, low, close, volume = row
     stamp: float | int = float(open_time) if float_times else open_time
     if volume is None:
@@ -511,7 +511,7 @@ class _BarTexts:
             self._blocks[block_index] = found
         return found
 
-    def _rows(self, rows: list[Row]) -> list[str]:
+    def _rows(self, rows: list[TruthRow]) -> list[str]:
         if not rows:
             return []
         _, opens, highs, lows, closes, volumes = map(list, zip(*rows, strict=True))
@@ -592,7 +592,7 @@ class HeikinAshiSeries(TruthSeries):
         self._frontier = frontier
 
     @staticmethod
-    def _step(previous: tuple[float, float] | None, row: Row) -> tuple[float, float]:
+    def _step(previous: tuple[float, float] | None, row: TruthRow) -> tuple[float, float]:
         _, open_, high, low, close, _ = row
         if previous is None:
             return (open_ + close) / 2, (open_ + high + low + close) / 4
@@ -606,7 +606,7 @@ class HeikinAshiSeries(TruthSeries):
             key = self._frontier[0] if self._frontier is not None else None
         return None if key is None else self._states[key]
 
-    def _ha_row(self, slot: Slot, row: Row) -> Row:
+    def _ha_row(self, slot: Slot, row: TruthRow) -> TruthRow:
         ha_open, ha_close = self._step(self._previous_state(slot), row)
         open_time, _, high, low, _, volume = row
         return (
@@ -618,13 +618,13 @@ class HeikinAshiSeries(TruthSeries):
             volume,
         )
 
-    def final(self, slot: Slot) -> Row:
+    def final(self, slot: Slot) -> TruthRow:
         return self._ha_row(slot, self._base.final(slot))
 
-    def finals(self, slots: list[Slot]) -> list[Row]:
+    def finals(self, slots: list[Slot]) -> list[TruthRow]:
         return [self.final(slot) for slot in slots]
 
-    def revision(self, slot: Slot, step: int) -> Row:
+    def revision(self, slot: Slot, step: int) -> TruthRow:
         return self._ha_row(slot, self._base.revision(slot, step))
 
 
@@ -845,7 +845,7 @@ class _TimedFault:
 
 @dataclass(frozen=True, slots=True)
 class _Resolved:
-    info: SymbolInfo
+    info: Instrument
     session: str
     adjustment: str
     back_adjusted: bool
@@ -947,7 +947,7 @@ class _Series:
             self._study_updates(now)
         return truth.revision_time(slot, self.live_step)
 
-    def _du(self, index: int, row: Row, close_time: int) -> str:
+    def _du(self, index: int, row: TruthRow, close_time: int) -> str:
         self.connection.hub.stats.du_sent += 1
         body = {
             "s": [_wire_row(index, row, self.truth.symbol.float_times)],
@@ -963,7 +963,7 @@ class _QuoteSymbol:
     connection: SimConnection
     session: str
     key: str
-    info: SymbolInfo
+    info: Instrument
     fields: frozenset[str] | None
     trading_session: str = "regular"
     delay: int = 0
@@ -1006,7 +1006,7 @@ _SECTORS = (
 )
 
 
-def anonymous_quote_delay(info: SymbolInfo) -> int:
+def anonymous_quote_delay(info: Instrument) -> int:
     """How many seconds an anonymous user's quotes of ``info`` lag (0: real time)."""
     if info.exchange == "TVC":
         return 0
@@ -1021,7 +1021,7 @@ def _name_fraction(name: str, salt: str) -> float:
 
 def quote_values(
     truth: Truth,
-    info: SymbolInfo,
+    info: Instrument,
     now: float,
     fields: frozenset[str] | None,
     *,
@@ -1797,7 +1797,7 @@ class SimConnection:
             replay if isinstance(replay, str) and replay else None,
         )
 
-    def _lookup(self, name: str) -> SymbolInfo | None:
+    def _lookup(self, name: str) -> Instrument | None:
         catalogue = self.hub.catalogue
         if ":" in name:
             return catalogue.get(name)
@@ -1980,7 +1980,7 @@ class SimConnection:
             return None
         return f"study_not_auth:{resolved.chart_type.rstrip('!')}"
 
-    def _scripted_series_error(self, info: SymbolInfo, interval: Interval) -> str | None:
+    def _scripted_series_error(self, info: Instrument, interval: Interval) -> str | None:
         errors = self.script.series_errors
         if not errors:
             return None
