@@ -7,35 +7,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pyotp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from tvfeed_async.auth import SessionCache
 from tvfeed_async.config import Endpoints
-from tvfeed_async.testing.http_app import Account, HttpState, SearchEntry, build_http_app
+from tvfeed_async.testing.http_app import HttpState, SearchEntry, build_http_app
 from tvfeed_async.testing.tokens import TokenIssuer
 
-ALICE = Account(username="alice", password="alice-Pa55word!", user_id=101, plan="free")
-BOB_SECRET = pyotp.random_base32()
-BOB = Account(
-    username="bob",
-    password="bob-S3cret-pw",
-    user_id=202,
-    plan="pro_premium",
-    totp_secret=BOB_SECRET,
-)
-CAROL = Account(
-    username="carol",
-    password="carol-pw-123",
-    user_id=303,
-    plan="pro",
-    totp_secret=pyotp.random_base32(),
-    two_factor_type="sms",
-)
-DAVE = Account(
-    username="dave", password="dave-pw-456", user_id=404, plan="pro", regional_redirect=True
-)
+from ..support.accounts import ALICE, BOB, CAROL, DAVE
 
 SEARCH_ENTRIES = [
     SearchEntry("BTCUSDT", "BINANCE", "Bitcoin / TetherUS", "crypto", "USDT", ""),

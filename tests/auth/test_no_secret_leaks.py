@@ -35,7 +35,7 @@ from tvfeed_async.errors import (
 from tvfeed_async.search import search_symbols
 from tvfeed_async.testing.http_app import HttpState
 
-from .conftest import ALICE, BOB, BOB_SECRET
+from ..support.accounts import ALICE, BOB, BOB_SECRET
 
 WRONG_PASSWORD = "Wr0ng-Passw0rd-Zx9"
 

@@ -16,7 +16,7 @@ from tvfeed_async.config import Endpoints
 from tvfeed_async.errors import RateLimited, TokenExpired
 from tvfeed_async.testing.http_app import HttpState
 
-from .conftest import ALICE, BOB, BOB_SECRET
+from ..support.accounts import ALICE, BOB, BOB_SECRET
 
 
 def _alice(

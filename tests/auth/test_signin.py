@@ -23,7 +23,7 @@ from tvfeed_async.errors import (
 )
 from tvfeed_async.testing.http_app import HttpState
 
-from .conftest import ALICE, BOB, BOB_SECRET, CAROL, DAVE
+from ..support.accounts import ALICE, BOB, BOB_SECRET, CAROL, DAVE
 
 
 def _authenticator(

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import pyotp
 import pytest
 from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tvfeed_async.testing.http_app import Account, HttpState, SearchEntry, build_http_app
+from tvfeed_async.testing.http_app import HttpState, SearchEntry, build_http_app
 from tvfeed_async.testing.tokens import TokenIssuer
 
+from ..support.accounts import ALICE, BOB, CAROL, DAVE
+
 START = 1_700_000_000.0
-TOTP_SECRET = pyotp.random_base32()
 REFERER = {"Referer": "https://www.tradingview.com"}
 ORIGIN = {"Origin": "https://www.tradingview.com"}
-
-ALICE = Account("alice", "alice-pw", 1001, plan="free", email="alice@example.com")
-BOB = Account("bob", "bob-pw", 1002, plan="pro_premium", totp_secret=TOTP_SECRET)
-CAROL = Account("carol", "carol-pw", 1003, plan="pro", regional_redirect=True)
-DAVE = Account(
-    "dave", "dave-pw", 1004, plan="pro_plus", totp_secret=TOTP_SECRET, two_factor_type="sms"
-)
 
 NAMED_ENTRIES = [
     SearchEntry("AAPL", "NASDAQ", "Apple Inc.", "stock", "USD", "US"),

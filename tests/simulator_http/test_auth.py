@@ -12,15 +12,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.simulator_http.conftest import (
-    ALICE,
-    BOB,
-    CAROL,
-    DAVE,
-    REFERER,
-    TOTP_SECRET,
-    Clock,
-)
+from tests.simulator_http.conftest import REFERER, Clock
+from tests.support.accounts import ALICE, BOB, CAROL, DAVE
+from tests.support.accounts import BOB_SECRET as TOTP_SECRET
 from tvfeed_async.testing.http_app import CAPTCHA_TEXT, Account, HttpState
 from tvfeed_async.testing.tokens import TokenIssuer
 
@@ -78,7 +72,7 @@ def token_in(page: str) -> str | None:
 async def test_signin_success_returns_user_token_and_cookies(
     client: Client, state: HttpState, issuer: TokenIssuer, clock: Clock
 ) -> None:
-    response, body = await sign_in(client, "alice", "alice-pw")
+    response, body = await sign_in(client, ALICE.username, ALICE.password)
 
     assert body["error"] == ""
     assert "code" not in body  # TVAPI treats any code as a two-factor answer
@@ -104,11 +98,11 @@ async def test_signin_success_returns_user_token_and_cookies(
 async def test_signin_carries_the_plan_of_a_pro_account(
     client: Client, issuer: TokenIssuer, clock: Clock
 ) -> None:
-    _, body = await sign_in(client, "CAROL", "carol-pw")  # username is case-insensitive
+    _, body = await sign_in(client, DAVE.username.upper(), DAVE.password)  # case-insensitive
 
     claims = issuer.verify(body["user"]["auth_token"], clock())
     assert claims is not None
-    assert (claims.user_id, claims.plan) == (CAROL.user_id, "pro")
+    assert (claims.user_id, claims.plan) == (DAVE.user_id, DAVE.plan)
     assert body["user"]["pro_plan"] == "pro"
     assert body["user"]["is_pro"] is True
 
@@ -116,7 +110,7 @@ async def test_signin_carries_the_plan_of_a_pro_account(
 async def test_signin_with_email_and_multipart_form(client: Client) -> None:
     form = aiohttp.FormData()
     form.add_field("username", "alice@example.com")
-    form.add_field("password", "alice-pw")
+    form.add_field("password", ALICE.password)
     form.add_field("remember", "on")
     # A file part forces multipart/form-data, like the browser's fetch.
     form.add_field("extra", b"x", filename="x.bin", content_type="application/octet-stream")
@@ -131,7 +125,7 @@ async def test_signin_with_email_and_multipart_form(client: Client) -> None:
 
 async def test_signin_without_remember_sets_session_cookies(client: Client) -> None:
     response = await client.post(
-        "/accounts/signin/", data={"username": "alice", "password": "alice-pw"}, headers=REFERER
+        "/accounts/signin/", data={"username": "alice", "password": ALICE.password}, headers=REFERER
     )
     body = await response.json()
 
@@ -142,7 +136,7 @@ async def test_signin_without_remember_sets_session_cookies(client: Client) -> N
 async def test_wrong_password_and_unknown_user_are_refused(
     client: Client, state: HttpState
 ) -> None:
-    for username, password in (("alice", "nope"), ("nobody", "alice-pw"), ("", "")):
+    for username, password in (("alice", "nope"), ("nobody", ALICE.password), ("", "")):
         response, body = await sign_in(client, username, password)
         assert body["error"] == "Invalid username or password"
         assert body["code"] == "invalid_credentials"
@@ -179,7 +173,7 @@ async def test_unknown_two_factor_type_is_rejected(state: HttpState) -> None:
 
 async def test_missing_referer_is_accepted_but_recorded(client: Client, state: HttpState) -> None:
     response = await client.post(
-        "/accounts/signin/", data={"username": "alice", "password": "alice-pw"}
+        "/accounts/signin/", data={"username": "alice", "password": ALICE.password}
     )
     assert (await response.json())["error"] == ""
     assert state.signins_without_referer == 1
@@ -187,7 +181,7 @@ async def test_missing_referer_is_accepted_but_recorded(client: Client, state: H
 
     state.require_referer = True
     response = await client.post(
-        "/accounts/signin/", data={"username": "alice", "password": "alice-pw"}
+        "/accounts/signin/", data={"username": "alice", "password": ALICE.password}
     )
     assert response.status == 403
     assert state.signins_without_referer == 2
@@ -195,7 +189,7 @@ async def test_missing_referer_is_accepted_but_recorded(client: Client, state: H
 
 async def test_captcha_knob(client: Client, state: HttpState) -> None:
     state.captcha_required = True
-    response, body = await sign_in(client, "alice", "alice-pw")
+    response, body = await sign_in(client, ALICE.username, ALICE.password)
 
     assert body["code"] == "recaptcha_required"
     assert body["error"] == CAPTCHA_TEXT
@@ -203,13 +197,13 @@ async def test_captcha_knob(client: Client, state: HttpState) -> None:
     assert "sessionid" not in response.cookies
 
     state.captcha_required = False
-    _, body = await sign_in(client, "alice", "alice-pw")
+    _, body = await sign_in(client, ALICE.username, ALICE.password)
     assert body["error"] == ""
 
 
 async def test_rate_limit_knob(client: Client, state: HttpState) -> None:
     state.rate_limited = True
-    response, body = await sign_in(client, "alice", "alice-pw")
+    response, body = await sign_in(client, ALICE.username, ALICE.password)
 
     assert body["code"] == "rate_limit"
     assert body["error"]
@@ -234,7 +228,7 @@ async def test_http_429_knob_applies_to_the_next_k_requests_of_any_route(
     assert state.throttled_requests == 3
     assert state.signin_attempts == 0  # throttled before reaching the handler
 
-    _, body = await sign_in(client, "alice", "alice-pw")
+    _, body = await sign_in(client, ALICE.username, ALICE.password)
     assert body["error"] == ""
     assert state.throttle_remaining == 0
 
@@ -245,7 +239,7 @@ async def test_http_429_knob_applies_to_the_next_k_requests_of_any_route(
 async def test_totp_flow_gives_a_token_and_fresh_cookies(
     client: Client, state: HttpState, issuer: TokenIssuer, clock: Clock
 ) -> None:
-    response, body = await sign_in(client, "bob", "bob-pw")
+    response, body = await sign_in(client, BOB.username, BOB.password)
     assert body == {
         "error": "2FA_required",
         "code": "2FA_required",
@@ -289,7 +283,7 @@ async def test_totp_flow_gives_a_token_and_fresh_cookies(
 async def test_wrong_code_is_refused_and_the_right_one_still_works(
     client: Client, clock: Clock
 ) -> None:
-    response, _ = await sign_in(client, "bob", "bob-pw")
+    response, _ = await sign_in(client, BOB.username, BOB.password)
     pending = cookie_header(*cookie_values(response))
     right = pyotp.TOTP(TOTP_SECRET).at(clock())
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
@@ -311,7 +305,7 @@ async def test_wrong_code_is_refused_and_the_right_one_still_works(
 
 async def test_totp_window_is_one_step_either_side(client: Client, clock: Clock) -> None:
     totp = pyotp.TOTP(TOTP_SECRET)
-    response, _ = await sign_in(client, "bob", "bob-pw")
+    response, _ = await sign_in(client, BOB.username, BOB.password)
     pending = cookie_header(*cookie_values(response))
 
     too_old = totp.at(clock() - 90)
@@ -331,7 +325,7 @@ async def test_totp_window_is_one_step_either_side(client: Client, clock: Clock)
 async def test_totp_without_the_first_response_cookies_fails(
     client: Client, state: HttpState, clock: Clock
 ) -> None:
-    response, _ = await sign_in(client, "bob", "bob-pw")
+    response, _ = await sign_in(client, BOB.username, BOB.password)
     sessionid, _sign = cookie_values(response)
     code = pyotp.TOTP(TOTP_SECRET).at(clock())
 
@@ -354,7 +348,7 @@ async def test_totp_without_the_first_response_cookies_fails(
 async def test_fully_signed_in_cookies_are_not_a_two_factor_session(
     client: Client, clock: Clock
 ) -> None:
-    response, _ = await sign_in(client, "alice", "alice-pw")
+    response, _ = await sign_in(client, ALICE.username, ALICE.password)
     response = await client.post(
         "/accounts/two-factor/signin/totp/",
         data={"code": pyotp.TOTP(TOTP_SECRET).at(clock())},
@@ -366,7 +360,7 @@ async def test_fully_signed_in_cookies_are_not_a_two_factor_session(
 async def test_pending_two_factor_session_expires(
     client: Client, state: HttpState, clock: Clock
 ) -> None:
-    response, _ = await sign_in(client, "bob", "bob-pw")
+    response, _ = await sign_in(client, BOB.username, BOB.password)
     pending = cookie_header(*cookie_values(response))
     clock.value += state.pending_two_factor_lifetime + 1
 
@@ -382,11 +376,11 @@ async def test_pending_two_factor_session_expires(
 async def test_sms_factor_uses_its_own_endpoint(
     client: Client, issuer: TokenIssuer, clock: Clock
 ) -> None:
-    response, body = await sign_in(client, "dave", "dave-pw")
+    response, body = await sign_in(client, CAROL.username, CAROL.password)
     assert body["code"] == "2FA_required"
     assert body["two_factor_types"] == [{"name": "sms"}]
     pending = cookie_header(*cookie_values(response))
-    code = pyotp.TOTP(TOTP_SECRET).at(clock())
+    code = pyotp.TOTP(CAROL.totp_secret).at(clock())
 
     response = await client.post(
         "/accounts/two-factor/signin/totp/", data={"code": code}, headers=pending
@@ -402,7 +396,7 @@ async def test_sms_factor_uses_its_own_endpoint(
     assert body["error"] == ""
     claims = issuer.verify(body["user"]["auth_token"], clock())
     assert claims is not None
-    assert (claims.user_id, claims.plan) == (DAVE.user_id, "pro_plus")
+    assert (claims.user_id, claims.plan) == (CAROL.user_id, CAROL.plan)
 
 
 async def test_unknown_factor_path_is_not_found(client: Client) -> None:
@@ -416,7 +410,7 @@ async def test_unknown_factor_path_is_not_found(client: Client) -> None:
 async def test_home_page_embeds_a_fresh_token_for_a_signed_in_session(
     client: Client, state: HttpState, issuer: TokenIssuer, clock: Clock
 ) -> None:
-    response, _ = await sign_in(client, "alice", "alice-pw")
+    response, _ = await sign_in(client, ALICE.username, ALICE.password)
     cookies = cookie_header(*cookie_values(response))
 
     page = await home(client, cookies)
@@ -454,7 +448,7 @@ async def test_home_page_embeds_a_fresh_token_for_a_signed_in_session(
 
 
 async def test_home_page_is_anonymous_for_bad_cookies(client: Client, state: HttpState) -> None:
-    response, _ = await sign_in(client, "alice", "alice-pw")
+    response, _ = await sign_in(client, ALICE.username, ALICE.password)
     sessionid, sign = cookie_values(response)
     unknown = "f" * 32
 
@@ -475,7 +469,7 @@ async def test_home_page_is_anonymous_for_bad_cookies(client: Client, state: Htt
 
 
 async def test_revoked_session_becomes_anonymous(client: Client, state: HttpState) -> None:
-    response, _ = await sign_in(client, "alice", "alice-pw")
+    response, _ = await sign_in(client, ALICE.username, ALICE.password)
     sessionid, sign = cookie_values(response)
     assert token_in(await home(client, cookie_header(sessionid, sign))) is not None
 
@@ -498,7 +492,7 @@ async def test_browser_session_can_be_created_directly(
 async def test_regional_redirect_must_be_followed(
     client: Client, issuer: TokenIssuer, clock: Clock
 ) -> None:
-    response, _ = await sign_in(client, "carol", "carol-pw")
+    response, _ = await sign_in(client, DAVE.username, DAVE.password)
     cookies = cookie_header(*cookie_values(response))
 
     response = await client.get("/", headers=cookies, allow_redirects=False)
@@ -513,7 +507,7 @@ async def test_regional_redirect_must_be_followed(
     assert '<html lang="fr">' in page
     claims = issuer.verify(token, clock())
     assert claims is not None
-    assert claims.user_id == CAROL.user_id
+    assert claims.user_id == DAVE.user_id
 
     # A client that follows redirects (and keeps its Cookie header on the same host) gets it.
     response = await client.get("/", headers=cookies)
