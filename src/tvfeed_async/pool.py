@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from .auth import SessionCache
+    from .delivery import GapPolicy
     from .feed import StreamSpec, TvFeed
     from .history import HistoryResult, SymbolInfo
     from .protocol.studies import ScriptSummary
@@ -557,28 +558,63 @@ class FeedPool:
         return ordered
 
     async def resolve(
-        self, symbol: SymbolLike, exchange: str | None = None, **options: Any
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        *,
+        fut_contract: int | None = None,
+        extended_session: bool = False,
     ) -> SymbolInfo:
         """:meth:`TvFeed.resolve` on one of the sockets."""
-        return await self._history_socket().resolve(symbol, exchange, **options)
+        return await self._history_socket().resolve(
+            symbol, exchange, fut_contract=fut_contract, extended_session=extended_session
+        )
 
-    async def search_symbol(self, text: str, *args: Any, **options: Any) -> list[SearchResult]:
+    async def search_symbol(
+        self, text: str, exchange: str = "", type: str = "", limit: int = 50
+    ) -> list[SearchResult]:
         """:meth:`TvFeed.search_symbol` (HTTP; through one of the sockets' feeds)."""
-        return await self._history_socket().search_symbol(text, *args, **options)
+        return await self._history_socket().search_symbol(text, exchange, type, limit)
 
     async def get_study(
         self,
         symbol: SymbolLike,
         exchange: str | None = None,
         interval: IntervalLike = Interval.in_daily,
-        **options: Any,
+        *,
+        study: str,
+        inputs: dict[str, object] | None = None,
+        n_bars: int | None = None,
+        version: str = "last",
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+        timezone: str | None = None,
+        include_partial: bool = False,
     ) -> pl.DataFrame:
         """:meth:`TvFeed.get_study` on the open socket with the fewest series."""
-        return await self._history_socket().get_study(symbol, exchange, interval, **options)
+        return await self._history_socket().get_study(
+            symbol,
+            exchange,
+            interval,
+            study=study,
+            inputs=inputs,
+            n_bars=n_bars,
+            version=version,
+            fut_contract=fut_contract,
+            extended_session=extended_session,
+            adjustment=adjustment,
+            back_adjusted=back_adjusted,
+            timezone=timezone,
+            include_partial=include_partial,
+        )
 
-    async def search_studies(self, text: str = "", **options: Any) -> list[ScriptSummary]:
+    async def search_studies(
+        self, text: str = "", *, filter: str = "standard"
+    ) -> list[ScriptSummary]:
         """:meth:`TvFeed.search_studies` (HTTP; through one of the sockets' feeds)."""
-        return await self._history_socket().search_studies(text, **options)
+        return await self._history_socket().search_studies(text, filter=filter)
 
     @property
     def connections_opened(self) -> int:
@@ -597,7 +633,9 @@ class FeedPool:
         extended_session: bool = False,
         adjustment: str = "splits",
         back_adjusted: bool = False,
-        **options: Any,
+        partial: bool = False,
+        queue_size: int | None = None,
+        on_gap: GapPolicy = "raise",
     ) -> PoolStream:
         """:meth:`TvFeed.stream` on the socket the series is placed on (a new socket opens
         when every socket holds ``series_per_socket`` series).
@@ -615,7 +653,9 @@ class FeedPool:
             "extended_session": extended_session,
             "adjustment": adjustment,
             "back_adjusted": back_adjusted,
-            **options,
+            "partial": partial,
+            "queue_size": queue_size,
+            "on_gap": on_gap,
         }
         socket = self._place(key)
         socket.series[key] = socket.series.get(key, 0) + 1
@@ -631,7 +671,9 @@ class FeedPool:
         exchange: str | None = None,
         extended_session: bool = False,
         adjustment: str = "splits",
-        **options: Any,
+        partial: bool = False,
+        queue_size: int | None = None,
+        on_gap: GapPolicy = "raise",
     ) -> PoolStream:
         """:meth:`TvFeed.stream_many` over the pool: each series on its socket, merged into
         one iterator (``bar.symbol`` and ``bar.interval`` say which)."""
@@ -654,7 +696,13 @@ class FeedPool:
             for socket, key in placed:
                 self._release(socket, key)
             raise
-        arguments = {"extended_session": extended_session, "adjustment": adjustment, **options}
+        arguments = {
+            "extended_session": extended_session,
+            "adjustment": adjustment,
+            "partial": partial,
+            "queue_size": queue_size,
+            "on_gap": on_gap,
+        }
         parts = [
             (socket, keys, ("stream_many", (specs_of_group,), arguments))
             for socket, keys, specs_of_group in groups.values()
@@ -671,7 +719,9 @@ class FeedPool:
         extended_session: bool = False,
         adjustment: str = "splits",
         back_adjusted: bool = False,
-        **options: Any,
+        window: int = 500,
+        queue_size: int | None = None,
+        on_gap: GapPolicy = "raise",
     ) -> AsyncGenerator[pl.DataFrame, None]:
         """:meth:`TvFeed.stream_frames` on the socket the series is placed on (it holds its
         place until the generator is closed)."""
@@ -694,7 +744,9 @@ class FeedPool:
                 extended_session=extended_session,
                 adjustment=adjustment,
                 back_adjusted=back_adjusted,
-                **options,
+                window=window,
+                queue_size=queue_size,
+                on_gap=on_gap,
             )
             async with contextlib.aclosing(frames):
                 async for frame in frames:
@@ -705,20 +757,43 @@ class FeedPool:
     # ------------------------------------------------------------------ quotes
 
     def stream_quotes(
-        self, symbols: Iterable[SymbolLike] | str, *args: Any, **options: Any
+        self,
+        symbols: Iterable[SymbolLike] | str,
+        exchange: str | None = None,
+        *,
+        fields: Iterable[str] | str = (),
+        extended_session: bool = False,
     ) -> QuoteStream:
         """:meth:`TvFeed.stream_quotes` on the open socket with the fewest series."""
-        return self._history_socket().stream_quotes(symbols, *args, **options)
+        return self._history_socket().stream_quotes(
+            symbols, exchange, fields=fields, extended_session=extended_session
+        )
 
     async def get_quotes(
-        self, symbols: Iterable[SymbolLike] | str, *args: Any, **options: Any
+        self,
+        symbols: Iterable[SymbolLike] | str,
+        exchange: str | None = None,
+        *,
+        fields: Iterable[str] | str = (),
+        extended_session: bool = False,
     ) -> pl.DataFrame:
         """:meth:`TvFeed.get_quotes` on the open socket with the fewest series."""
-        return await self._history_socket().get_quotes(symbols, *args, **options)
+        return await self._history_socket().get_quotes(
+            symbols, exchange, fields=fields, extended_session=extended_session
+        )
 
-    async def get_quote(self, symbol: SymbolLike, *args: Any, **options: Any) -> Quote:
+    async def get_quote(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        *,
+        fields: Iterable[str] | str = (),
+        extended_session: bool = False,
+    ) -> Quote:
         """:meth:`TvFeed.get_quote` on the open socket with the fewest series."""
-        return await self._history_socket().get_quote(symbol, *args, **options)
+        return await self._history_socket().get_quote(
+            symbol, exchange, fields=fields, extended_session=extended_session
+        )
 
 
 def _check_count(value: object, name: str) -> None:

@@ -262,3 +262,21 @@ def test_public_history_signatures_name_their_options() -> None:
         for name in ("get_hist", "fetch_history", "get_hist_many"):
             options = inspect.signature(getattr(owner, name)).parameters["options"]
             assert options.annotation == "Unpack[HistoryOptions]", (owner, name)
+
+
+def test_no_public_method_of_the_facades_takes_untyped_catch_all_arguments() -> None:
+    import inspect
+
+    from tvfeed_async.feed import TvFeed
+    from tvfeed_async.pool import FeedPool
+
+    loose = []
+    for owner in (TvFeed, FeedPool):
+        for name, member in vars(owner).items():
+            if name.startswith("_") or not callable(member):
+                continue
+            for parameter in inspect.signature(member).parameters.values():
+                variadic = parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+                if variadic and parameter.annotation in ("Any", inspect.Parameter.empty):
+                    loose.append(f"{owner.__name__}.{name}({parameter})")
+    assert loose == []
