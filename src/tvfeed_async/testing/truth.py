@@ -21,11 +21,19 @@ How prices are made:
   any interval opens at the path's value at its open time and closes at its value at its
   close time: at the same instant every interval shows the same price, and a stock's first
   bar of a day opens where the path went overnight.
-* Keys are cut into blocks of 256 bars. Within a bar, the sub-steps between its open and
-  close (a bridge between the two) and its wicks and volume are drawn per grid.
-* Each bar has ``revisions`` sub-steps; revision ``j`` of a forming bar shows the path up to
-  sub-step ``j``; the final values (open, high >= every revision's high, low <= every
-  revision's low, close, volume) are the ground truth.
+* Every lattice segment also has an envelope (a high and a low, :meth:`_BasePath.envelope`):
+  a day's comes from its ends plus a random wick; below that, a segment's children get wicks
+  of their own kept inside it, the highest child is raised to the segment's high and the
+  lowest lowered to its low, and finer path values are clamped inside it. A bar's high and
+  low are those of the largest segments tiling its trading hours, so every bar is exactly
+  the shorter bars inside it aggregated (high the highest high, low the lowest low), for
+  seconds up to months.
+* Keys are cut into blocks of 256 bars; volumes are drawn per grid (they are not sums of
+  the finer bars' volumes).
+* Each bar has ``revisions`` sub-steps; revision ``j`` of a forming bar shows the extremes
+  of the whole seconds elapsed by sub-step ``j`` and the path's value at it; the final
+  values (open, high >= every revision's high, low <= every revision's low, close, volume)
+  are the ground truth.
 * Adjustments are applied per bar from its open time: ``"dividends"`` scales older prices by
   each later quarterly dividend, ``"none"`` undoes splits (older prices times the split
   ratio), and continuous futures with back-adjustment add every later roll gap. Prices are
@@ -43,7 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from itertools import accumulate, chain
+from itertools import accumulate, chain, pairwise
 from operator import itemgetter
 from zoneinfo import ZoneInfo
 
@@ -235,6 +243,18 @@ class BarGrid:
                 return slot[1], slot[2]
         return self.bounds(ordinals[0])[0], self.bounds(ordinals[-1])[1]
 
+    def trading_spans(self, key: int) -> list[tuple[int, int]]:
+        """The trading hours inside slot ``key``: one span for intraday bars, the sessions of
+        its trading days for daily, weekly and monthly bars (what its finer bars cover)."""
+        if self.intraday or self.session.is_continuous_utc:
+            return [self.key_span(key)]
+        spans = [
+            self.bounds(ordinal)
+            for ordinal in self._group_ordinals(key)
+            if self._is_trading(ordinal)
+        ]
+        return spans or [self.key_span(key)]
+
     def _group_ordinals(self, key: int) -> list[int]:
         """The calendar days (proleptic ordinals) that ``_group_key`` maps to ``key``."""
         multiplier = self.interval.multiplier
@@ -345,12 +365,12 @@ class BarGrid:
 
 @dataclass(slots=True)
 class _Block:
-    """One block of bars: each bar's sub-step path (open first, close last), extremes and
-    volumes, unrounded."""
+    """One block of bars: each bar's open, close, extremes and volume, unrounded."""
 
-    paths: list[list[float]]
+    opens: list[float]
     highs: list[float]
     lows: list[float]
+    closes: list[float]
     volumes: list[float]
 
 
@@ -359,6 +379,9 @@ class _Block:
 #: values of the coarser level around it, so a value depends only on its ancestors.
 _LEVELS = (256 * _DAY, _DAY, 1_800, 60, 1)
 _CHUNK_CACHE = 4_096
+#: A lattice segment's high reaches above the higher of its two ends by up to this many
+#: standard deviations of the path over the segment (and its low as far below the lower).
+_WICK = 0.8
 
 
 class _BasePath:
@@ -376,6 +399,9 @@ class _BasePath:
         self._sigma_day = symbol.daily_volatility
         self._anchors: dict[int, float] = {}
         self._chunks: list[OrderedDict[int, list[float]]] = [OrderedDict() for _ in _LEVELS]
+        self._envelopes: list[OrderedDict[int, tuple[list[float], list[float]]]] = [
+            OrderedDict() for _ in _LEVELS
+        ]
 
     def _anchor(self, index: int) -> float:
         found = self._anchors.get(index)
@@ -414,6 +440,11 @@ class _BasePath:
         drift = (walk[-1] - (end - start)) / count
         values = [start + value - drift * position for position, value in enumerate(walk)]
         values[-1] = end
+        if level >= 2:
+            # Inside the segment's envelope, so that no finer value escapes the extremes the
+            # coarser bars show (the ends already lie inside it).
+            high, low = self.envelope(level - 1, index)
+            values = [high if v > high else low if v < low else v for v in values]
         cache[index] = values
         if len(cache) > _CHUNK_CACHE:
             cache.popitem(last=False)
@@ -428,6 +459,68 @@ class _BasePath:
         parent = _LEVELS[level - 1]
         index, rest = divmod(when, parent)
         return self._chunk(level, index)[rest // _LEVELS[level]]
+
+    def _children(self, level: int, parent: int) -> tuple[list[float], list[float]]:
+        """Highs and lows (log) of the level-``level`` segments inside segment ``parent`` of
+        level ``level - 1``: each reaches beyond its ends by a random wick; below the top
+        level they are kept inside the parent's envelope and the highest (lowest) is raised
+        (lowered) to the parent's, so a parent's extremes are exactly its children's."""
+        cache = self._envelopes[level]
+        found = cache.get(parent)
+        if found is not None:
+            return found
+        values = self._chunk(level, parent)
+        draw = random.Random(_hash64(self._id, "envelope", level, parent)).random
+        wick = _WICK * self._sigma_day * math.sqrt(_LEVELS[level] / _DAY)
+        highs: list[float] = []
+        lows: list[float] = []
+        for left, right in pairwise(values):
+            if left > right:
+                left, right = right, left
+            highs.append(right + wick * draw())
+            lows.append(left - wick * draw())
+        if level >= 2:
+            top, bottom = self.envelope(level - 1, parent)
+            highs = [min(value, top) for value in highs]
+            lows = [max(value, bottom) for value in lows]
+            highs[highs.index(max(highs))] = top
+            lows[lows.index(min(lows))] = bottom
+        found = (highs, lows)
+        cache[parent] = found
+        if len(cache) > _CHUNK_CACHE:
+            cache.popitem(last=False)
+        return found
+
+    def envelope(self, level: int, index: int) -> tuple[float, float]:
+        """(high, low) in log of lattice segment ``index`` of level ``level``, which spans
+        ``[index * _LEVELS[level], (index + 1) * _LEVELS[level])``. A top-level segment's
+        extremes are those of its days."""
+        if level == 0:
+            highs, lows = self._children(1, index)
+            return max(highs), min(lows)
+        parent, offset = divmod(index, _LEVELS[level - 1] // _LEVELS[level])
+        highs, lows = self._children(level, parent)
+        return highs[offset], lows[offset]
+
+    def extremes(self, start: int, end: int) -> tuple[float, float]:
+        """(high, low) in log of the path over ``[start, end)`` (whole seconds): the
+        extremes of the largest lattice segments that tile it. Any bar's high is therefore
+        the highest high of the shorter bars inside it, and its low the lowest low."""
+        high = -math.inf
+        low = math.inf
+        when = start
+        envelope = self.envelope
+        while when < end:
+            for level, spacing in enumerate(_LEVELS):
+                if when % spacing == 0 and when + spacing <= end:
+                    top, bottom = envelope(level, when // spacing)
+                    if top > high:
+                        high = top
+                    if bottom < low:
+                        low = bottom
+                    when += spacing
+                    break
+        return high, low
 
     def log_level(self, when: float) -> float:
         """The unsquashed log deviation from the base price at ``when`` (unix seconds)."""
@@ -476,60 +569,65 @@ class _PathModel:
         if found is not None:
             self._blocks.move_to_end(block)
             return found
-        revisions = self._revisions
         draw = random.Random(_hash64(self._id, "block", block)).random
         base = self._base_path
         level = base.log_level
+        extremes = base.extremes
         squash = _RANGE
         base_price = base.base_price
-        exp, tanh, sqrt = math.exp, math.tanh, math.sqrt
+        exp, tanh = math.exp, math.tanh
         first = block * BLOCK_BARS
-        spans = [self._grid.key_span(key) for key in range(first, first + BLOCK_BARS)]
-        boundary: dict[int, float] = {}
-        # sigma of a bar of each length (one or two lengths per block: full and cut bars).
-        sigmas: dict[int, float] = {}
-        step_scale = sqrt(12.0 / revisions)
+        grid = self._grid
+        keys = range(first, first + BLOCK_BARS)
+        spans = [grid.key_span(key) for key in keys]
+        sessions = [grid.trading_spans(key) for key in keys]
         volume_bar, round_volume = self._volume_bar, self._round_volume
-        steps = range(1, revisions + 1)
-        paths: list[list[float]] = []
+        opens: list[float] = []
         highs: list[float] = []
         lows: list[float] = []
+        closes: list[float] = []
         volumes: list[float] = []
-        for open_time, close_time in spans:
-            start = boundary.get(open_time)
+        closing: float | None = None
+        previous_close = None
+        for (open_time, close_time), trading in zip(spans, sessions, strict=True):
+            start = closing if previous_close == open_time and closing is not None else None
             if start is None:
-                start = boundary[open_time] = level(open_time)
-            end = boundary.get(close_time)
-            if end is None:
-                end = boundary[close_time] = level(close_time)
-            length = close_time - open_time
-            sigma_bar = sigmas.get(length)
-            if sigma_bar is None:
-                sigma_bar = sigmas[length] = self._sigma_day * sqrt(max(length, 1) / _DAY)
-            scale = sigma_bar * step_scale
-            # A bridge from the open to the close: a walk of uniform steps, minus its drift.
-            walk = 0.0
-            logs = [start]
-            for _ in steps:
-                walk += (draw() - 0.5) * scale
-                logs.append(walk)
-            drift = (walk - (end - start)) / revisions
-            path = [base_price * exp(squash * tanh(start / squash))]
-            path += [
-                base_price * exp(squash * tanh((start + logs[index] - drift * index) / squash))
-                for index in range(1, revisions)
-            ]
-            path.append(base_price * exp(squash * tanh(end / squash)))
-            paths.append(path)
-            wick = sigma_bar * 0.6
-            highs.append(max(path) * (1.0 + draw() * wick))
-            lows.append(min(path) * (1.0 - draw() * wick))
+                start = base_price * exp(squash * tanh(level(open_time) / squash))
+            if len(trading) == 1:
+                high, low = extremes(open_time, close_time)
+            else:
+                parts = [extremes(begin, end) for begin, end in trading]
+                high = max(part[0] for part in parts)
+                low = min(part[1] for part in parts)
+            closing = base_price * exp(squash * tanh(level(close_time) / squash))
+            previous_close = close_time
+            opens.append(start)
+            highs.append(base_price * exp(squash * tanh(high / squash)))
+            lows.append(base_price * exp(squash * tanh(low / squash)))
+            closes.append(closing)
             volumes.append(round(volume_bar * (0.3 + 1.4 * draw()), round_volume))
-        result = _Block(paths, highs, lows, volumes)
+        result = _Block(opens, highs, lows, closes, volumes)
         self._blocks[block] = result
         if len(self._blocks) > 256:
             self._blocks.popitem(last=False)
         return result
+
+    def forming(self, open_time: int, close_time: int, step: int) -> tuple[float, float, float]:
+        """(high, low, close), unrounded, of a bar after ``step`` of its sub-steps: the
+        extremes of the whole seconds elapsed and the path's value now."""
+        base = self._base_path
+        now = open_time + (close_time - open_time) * step / self._revisions
+        current = base.log_level(now)
+        elapsed = math.floor(now)
+        high = low = current
+        if elapsed > open_time:
+            top, bottom = base.extremes(open_time, elapsed)
+            high, low = max(high, top), min(low, bottom)
+        else:
+            opening = base.log_level(open_time)
+            high, low = max(high, opening), min(low, opening)
+        price = base.price
+        return price(high), price(low), price(current)
 
 
 class TruthSeries:
@@ -624,13 +722,12 @@ class TruthSeries:
         block, offset = self._raw(key)
         factor, shift = self._transform(open_time)
         price = self._price
-        path = block.paths[offset]
         row = (
             open_time,
-            price(path[0] * factor + shift),
+            price(block.opens[offset] * factor + shift),
             price(block.highs[offset] * factor + shift),
             price(block.lows[offset] * factor + shift),
-            price(path[-1] * factor + shift),
+            price(block.closes[offset] * factor + shift),
             block.volumes[offset] if self._has_volume else None,
         )
         if len(self._rows) > 200_000:
@@ -693,8 +790,8 @@ class TruthSeries:
             def rounded(values: list[float]) -> list[float]:
                 return [round(value / tick) * minmov / pricescale for value in values]
 
-        opens = rounded([path[0] for path in block.paths])
-        closes = rounded([path[-1] for path in block.paths])
+        opens = rounded(block.opens)
+        closes = rounded(block.closes)
         volumes: list[float | None] = (
             list(block.volumes) if self._has_volume else [None] * BLOCK_BARS
         )
@@ -709,19 +806,20 @@ class TruthSeries:
         bar when ``step`` equals :attr:`revisions`."""
         if step >= self.revisions:
             return self.final(slot)
-        key, open_time = slot[0], slot[1]
+        key, open_time, close_time = slot
         block, offset = self._raw(key)
         revisions = self.revisions
         factor, shift = self._transform(open_time)
-        path = block.paths[offset][: step + 1]
+        high, low, close = self._path.forming(open_time, close_time, step)
+        opening = block.opens[offset]
         price = self._price
         volume = round(block.volumes[offset] * step / revisions, 4) if self._has_volume else None
         return (
             open_time,
-            price(path[0] * factor + shift),
-            price(max(path) * factor + shift),
-            price(min(path) * factor + shift),
-            price(path[-1] * factor + shift),
+            price(opening * factor + shift),
+            price(max(high, opening) * factor + shift),
+            price(min(low, opening) * factor + shift),
+            price(close * factor + shift),
             volume,
         )
 
