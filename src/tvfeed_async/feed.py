@@ -252,6 +252,14 @@ class TvFeed:
 
     # ------------------------------------------------------------------ authentication
 
+    def _session_cookies(self) -> dict[str, str] | None:
+        """The signed-in session's cookies, which pine-facade wants for a user's own scripts
+        (None when anonymous or signed in with a bare token)."""
+        auth = self._auth
+        if auth is None or not auth.sessionid or not auth.sessionid_sign:
+            return None
+        return {"sessionid": auth.sessionid, "sessionid_sign": auth.sessionid_sign}
+
     def _has_credentials(self) -> bool:
         if any(value for value in self._credential_args.values()):
             return True
@@ -1077,7 +1085,12 @@ class TvFeed:
                     f"a study is 'STD;RSI' or ('STD;RSI', {{'length': 14}}), not {item!r}"
                 )
             meta = await fetch_script(
-                self._http, self.endpoints, script, version, http_timeout=self.timeouts.http
+                self._http,
+                self.endpoints,
+                script,
+                version,
+                http_timeout=self.timeouts.http,
+                cookies=self._session_cookies(),
             )
             jobs.append((meta, study_inputs(meta, given)))
         bars: pl.DataFrame | None = None
@@ -1110,15 +1123,17 @@ class TvFeed:
         description contains ``text`` (letters only, any case; empty: all of them).
 
         Args:
-            filter: ``"standard"`` (built-in indicators), ``"candlestick"`` or
-                ``"fundamental"``.
+            filter: ``"standard"`` (built-in indicators), ``"candlestick"``,
+                ``"fundamental"``, or ``"saved"``: the signed-in user's own scripts
+                (``USER;...`` ids; needs a password or cookie sign-in).
 
         Returns:
             :class:`~tvfeed_async.protocol.studies.ScriptSummary` items; their ``id`` is
             what :meth:`get_study` takes as ``study``.
 
         Raises:
-            InvalidRequest: another filter.
+            InvalidRequest: another filter, or ``"saved"`` without a signed-in session.
+            AuthError: pine-facade refused the session's cookies.
             RateLimited, RequestTimeout, ConnectionLost: the service failed.
         """
         from .protocol.studies import input_key
@@ -1127,7 +1142,11 @@ class TvFeed:
         self._check_open()
         assert self._http is not None
         scripts = await fetch_script_list(
-            self._http, self.endpoints, filter, http_timeout=self.timeouts.http
+            self._http,
+            self.endpoints,
+            filter,
+            http_timeout=self.timeouts.http,
+            cookies=self._session_cookies(),
         )
         wanted = input_key(text).replace("_", "")
         return [

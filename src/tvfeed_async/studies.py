@@ -21,6 +21,7 @@ import polars as pl
 from .auth import _jwt_claims
 from .config import Endpoints
 from .errors import (
+    AuthError,
     ConnectionLost,
     EntitlementError,
     InvalidRequest,
@@ -111,21 +112,44 @@ async def fetch_script(
 
 
 async def fetch_script_list(
-    http: aiohttp.ClientSession, endpoints: Endpoints, filter_name: str, *, http_timeout: float
+    http: aiohttp.ClientSession,
+    endpoints: Endpoints,
+    filter_name: str,
+    *,
+    http_timeout: float,
+    cookies: dict[str, str] | None = None,
 ) -> list[ScriptSummary]:
-    """pine-facade's ``list?filter=<filter_name>`` (``standard``, ``candlestick``,
-    ``fundamental``; ``saved`` needs the user's cookies and is not offered).
+    """pine-facade's ``list?filter=<filter_name>``: ``standard``, ``candlestick``,
+    ``fundamental``, or ``saved`` (the signed-in user's own scripts, ``USER;...`` ids; it
+    needs the session cookies).
 
     Raises:
-        InvalidRequest: another filter.
+        InvalidRequest: another filter, or ``saved`` without session cookies.
+        AuthError: pine-facade refused the cookies (HTTP 401/403).
         RateLimited, RequestTimeout, ConnectionLost, TvFeedError: the service failed.
     """
-    if filter_name not in ("standard", "candlestick", "fundamental"):
+    if filter_name not in ("standard", "candlestick", "fundamental", "saved"):
         raise InvalidRequest(
-            f"filter must be 'standard', 'candlestick' or 'fundamental', not {filter_name!r}"
+            "filter must be 'standard', 'candlestick', 'fundamental' or 'saved', not "
+            f"{filter_name!r}"
+        )
+    if filter_name == "saved" and not cookies:
+        raise InvalidRequest(
+            "filter='saved' lists a signed-in user's own scripts: sign in with a username and "
+            "password or the sessionid/sessionid_sign cookies (an auth token alone is not enough)"
         )
     url = f"{endpoints.pine_facade_url.rstrip('/')}/list"
-    status, document, body = await _pine_get(http, url, {"filter": filter_name}, http_timeout, None)
+    status, document, body = await _pine_get(
+        http,
+        url,
+        {"filter": filter_name},
+        http_timeout,
+        cookies if filter_name == "saved" else None,
+    )
+    if status in (401, 403):
+        raise AuthError(
+            f"pine-facade refused the session for the saved scripts (HTTP {status}); sign in again"
+        )
     if status >= 400:
         raise TvFeedError(f"pine-facade's list failed with HTTP {status}: {body[:200]}")
     return parse_script_list(document)

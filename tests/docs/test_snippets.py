@@ -44,6 +44,7 @@ EXPECTED_OPT_OUTS = {
     ("docs/embedding.md", "import contextlib"),
     ("docs/recording.md", "from tvfeed_async import TvFeed"),
     ("docs/recording.md", 'pl.scan_parquet(root / "bars", hive_partitioning=True,'),
+    ("docs/studies.md", "async with TvFeed(username="),
 }
 #: Virtual seconds per wall-clock second: a 1-minute bar closes every 50 ms.
 SPEED = 1200

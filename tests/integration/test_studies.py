@@ -240,6 +240,8 @@ async def test_translate_refuses(sim: TvSimulator, script: str, version: str, st
         ("STD;RSI", {}, "not the IL", "invalid script: STD;RSI"),
         ("STD;Nope", {}, "il", "invalid script: STD;Nope"),
         ("PUB;simulated-invite-only", {}, "il", "study_not_auth:PUB;simulated-invite-only"),
+        # A user's own script on an anonymous connection (RawClient signs in anonymously).
+        ("USER;6f1d2c3b4a5e4d3c2b1a", {}, "il", "study_not_auth:USER;6f1d2c3b4a5e4d3c2b1a"),
     ],
 )
 async def test_create_study_errors(

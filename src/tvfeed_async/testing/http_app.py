@@ -34,7 +34,10 @@ Routes:
   ``{"success": false, "reason": ...}``.
 * ``GET /pine-facade/list?filter=<standard|candlestick|fundamental|saved>``: a JSON array of
   scripts (``scriptIdPart, scriptName, version, extra{kind, shortDescription}``); the
-  built-ins for ``standard``, an empty array for the others; another filter gets HTTP 400.
+  built-ins for ``standard``, the signed-in account's own scripts (``Account.scripts``,
+  by the session cookies) for ``saved`` (HTTP 401 without a signed-in session), an empty
+  array for the others; another filter gets HTTP 400. A ``USER;...`` script translates only
+  for its owner's session (HTTP 401 signed out, 403 for another account).
 * ``GET /symbol_search/`` (legacy): the same matches as a plain JSON array (``type`` instead of
   ``search_type``), no paging, Origin not required unless ``legacy_search_requires_origin``.
 
@@ -109,6 +112,9 @@ class Account:
         regional_redirect: the home page first redirects this account to ``/?lang=fr``
             (like accounts that must use a localised host, TVAPI issue #222).
         date_joined: shown in the user object.
+        scripts: the account's own Pine scripts (``USER;...`` ids of
+            :data:`tvfeed_async.testing.studies.SCRIPTS`): pine-facade translates and lists
+            them for this account's signed-in sessions only.
     """
 
     username: str
@@ -120,6 +126,7 @@ class Account:
     email: str | None = None
     regional_redirect: bool = False
     date_joined: str = "2024-04-12T10:03:43.699491"
+    scripts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -710,12 +717,24 @@ async def _search_legacy(request: web.Request) -> web.Response:
     return _json([_symbol_json(*match, highlight=highlight) for match in matches])
 
 
+def _own_scripts(request: web.Request) -> tuple[str, ...] | None:
+    """The scripts of the account signed in by the request's cookies (None: nobody)."""
+    found = _state(request).session_for(*_cookie_pair(request), fully_authenticated=True)
+    return None if found is None else found[1].scripts
+
+
 async def _pine_translate(request: web.Request) -> web.Response:
     spec = SCRIPTS.get(request.match_info["script"])
     if spec is None or request.match_info["version"] not in ("last", VERSION):
         return _json({"success": False, "reason": "Script not found"}, status=404)
     if spec.invite_only:
         return _json({"success": False, "reason": "Access to the script is denied"}, status=403)
+    if spec.private:
+        owned = _own_scripts(request)
+        if owned is None:
+            return _json({"success": False, "reason": "Authorization required"}, status=401)
+        if spec.pine_id not in owned:
+            return _json({"success": False, "reason": "Access to the script is denied"}, status=403)
     return _json(translate_body(spec))
 
 
@@ -723,6 +742,11 @@ async def _pine_list(request: web.Request) -> web.Response:
     filter_name = request.query.get("filter", "")
     if filter_name not in _PINE_LIST_FILTERS:
         return web.Response(status=400, text=f"unknown filter {filter_name!r}")
+    if filter_name == "saved":
+        owned = _own_scripts(request)
+        if owned is None:
+            return _json({"success": False, "reason": "Authorization required"}, status=401)
+        return _json(list_body(filter_name, owned))
     return _json(list_body(filter_name))
 
 

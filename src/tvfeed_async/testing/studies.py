@@ -83,6 +83,10 @@ class ScriptSpec:
     plots: tuple[str, ...]
     formula: Callable[[Sequence[TruthRow], Values], list[Column]]
     invite_only: bool = False
+    #: A user's own script (``USER;...``): pine-facade translates and lists it only for the
+    #: signed-in accounts whose ``Account.scripts`` name it; create_study runs it only on a
+    #: signed-in connection.
+    private: bool = False
 
     @property
     def text(self) -> str:
@@ -239,8 +243,19 @@ SCRIPTS: dict[str, ScriptSpec] = {
             _sma_study,
             invite_only=True,
         ),
+        ScriptSpec(
+            "USER;6f1d2c3b4a5e4d3c2b1a",
+            "My RSI",
+            "MyRSI",
+            (_length(14),),
+            ("Plot",),
+            _rsi,
+            private=True,
+        ),
     )
 }
+#: The private script the simulator knows (an account owns it when its ``scripts`` say so).
+USER_SCRIPT = "USER;6f1d2c3b4a5e4d3c2b1a"
 
 
 def translate_body(spec: ScriptSpec) -> dict[str, Any]:
@@ -292,9 +307,21 @@ def translate_body(spec: ScriptSpec) -> dict[str, Any]:
     }
 
 
-def list_body(filter_name: str) -> list[dict[str, Any]]:
+def list_body(filter_name: str, saved: Sequence[str] = ()) -> list[dict[str, Any]]:
     """What pine-facade's ``list?filter=<filter_name>`` answers: the built-in scripts for
-    ``standard``, none for ``candlestick``/``fundamental``/``saved`` (no saved scripts)."""
+    ``standard``, the scripts named by ``saved`` (the signed-in user's own) for ``saved``,
+    none for ``candlestick``/``fundamental``."""
+    if filter_name == "saved":
+        return [
+            {
+                "scriptIdPart": spec.pine_id,
+                "scriptName": spec.description,
+                "version": VERSION,
+                "extra": {"kind": "study", "shortDescription": spec.short_description},
+            }
+            for spec in SCRIPTS.values()
+            if spec.private and spec.pine_id in saved
+        ]
     if filter_name != "standard":
         return []
     return [

@@ -2185,8 +2185,9 @@ class SimConnection:
         """A Pine study (``Script@tv-scripting-101!``) run by the simulator's engine over the
         bars ``series`` holds: ``study_loading``, one ``du`` with a ``st`` row per bar (the
         series' indexes, ``1e100`` for no value), ``study_completed``; or ``study_error``
-        for an unknown script or IL, an invite-only one (``study_not_auth:<id>``) and
-        inputs of the wrong name, type or range."""
+        for an unknown script or IL, an invite-only one (``study_not_auth:<id>``), a user's
+        own ``USER;...`` script on an anonymous connection (the same), and inputs of the
+        wrong name, type or range."""
         now = self._now()
         chart_id = series.chart
         out.append(_envelope("study_loading", [chart_id, study_id, tag], now))
@@ -2196,7 +2197,7 @@ class SimConnection:
         values: dict[str, int | float] = {}
         if spec is None or given.get("text") != spec.text:
             reason = f"invalid script: {given.get('pineId', '')}"
-        elif spec.invite_only:
+        elif spec.invite_only or (spec.private and self.plan is None):
             reason = f"study_not_auth:{spec.pine_id}"
         else:
             try:
