@@ -1,6 +1,7 @@
 """The ``tvfeed-async`` command line.
 
-Commands: ``hist``, ``stream``, ``search``, ``login``, ``simulate`` and ``demo``. Every command
+Commands: ``hist``, ``stream``, ``search``, ``studies``, ``login``, ``simulate``, ``demo``,
+``quote`` and ``record``. Every command
 can be pointed at another server with ``--ws-url`` / ``--www-url`` / ``--search-url`` or the
 ``TVFEED_WS_URL`` / ``TVFEED_WWW_URL`` / ``TVFEED_SYMBOL_SEARCH_URL`` variables. Errors print one
 line and exit non-zero; ``--verbose`` adds debug logs (secrets are masked) and tracebacks.
@@ -153,6 +154,16 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--exchange", default="")
     search.add_argument("--type", default="", help="stock, crypto, futures, forex, index...")
     search.add_argument("--limit", type=int, default=20)
+
+    studies = commands.add_parser("studies", help="list or search Pine studies (indicators)")
+    studies.add_argument("text", nargs="?", default="", help="part of a name (empty: all)")
+    studies.add_argument(
+        "--filter",
+        choices=("standard", "candlestick", "fundamental", "saved"),
+        default="standard",
+        help="built-ins (default), candlestick or fundamental scripts, or your saved scripts "
+        "(saved: sign in with TV_USERNAME/TV_PASSWORD or the session cookies)",
+    )
 
     login = commands.add_parser("login", help="sign in once and store the session cache")
     login.add_argument("--username", "-u", default=os.environ.get("TV_USERNAME"))
@@ -519,6 +530,21 @@ async def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _studies(args: argparse.Namespace) -> int:
+    """``studies``: one line per script (its id is what ``hist --study`` takes). Signs in
+    from the environment only for ``--filter saved``."""
+    from .feed import TvFeed
+
+    async with TvFeed(endpoints=_endpoints(args), use_env=args.filter == "saved") as feed:
+        _LOG_GATE.open = True
+        scripts = await feed.search_studies(args.text, filter=args.filter)
+    for script in scripts:
+        print(f"{script.id:<32} {script.name:<32} {script.short_description}")
+    if not scripts:
+        print("no studies found", file=sys.stderr)
+    return 0
+
+
 async def _login(args: argparse.Namespace, password: str, totp_code: str | None) -> int:
     from .feed import TvFeed
 
@@ -606,6 +632,8 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_stream(args))
     if args.command == "search":
         return asyncio.run(_search(args))
+    if args.command == "studies":
+        return asyncio.run(_studies(args))
     if args.command == "login":
         password, code = _prompt_login(args)
         return asyncio.run(_login(args, password, code))

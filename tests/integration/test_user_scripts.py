@@ -7,11 +7,14 @@ checked against a Wilder RSI computed here over the bars ``get_hist`` returns.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.integration.test_cli import _one_clean_line, run_cli
 from tests.integration.test_studies import BTC, close_to, wilder_rsi
 from tests.support.feeds import open_feed
 from tvfeed_async.errors import EntitlementError, InvalidRequest
@@ -72,3 +75,26 @@ async def test_pine_facade_wants_a_session_for_user_scripts(
     async with aiohttp.ClientSession() as session, session.get(url, params=params) as response:
         assert response.status == status
         assert (await response.json())["success"] is False
+
+
+async def test_cli_studies_lists_built_ins_and_the_signed_in_users_own(
+    sim: TvSimulator, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TV_", "TVFEED_"))}
+    env.update(
+        TVFEED_CACHE_DIR=str(tmp_path / "cache"),
+        TVFEED_WS_URL=sim.endpoints.ws_url,
+        TVFEED_WWW_URL=sim.endpoints.www_url,
+        TVFEED_SYMBOL_SEARCH_URL=sim.endpoints.symbol_search_url,
+        TVFEED_PINE_FACADE_URL=sim.endpoints.pine_facade_url,
+    )
+    built_in = await run_cli("studies", "rsi", env=env)
+    assert built_in.returncode == 0, built_in.stderr
+    assert built_in.stdout.decode().split()[0] == "STD;RSI"
+    signed_out = await run_cli("studies", "--filter", "saved", env=env)
+    assert signed_out.returncode == 1
+    assert "InvalidRequest" in _one_clean_line(signed_out)
+    owner = {**env, "TV_USERNAME": OWNER.username, "TV_PASSWORD": OWNER.password}
+    saved = await run_cli("studies", "--filter", "saved", env=owner)
+    assert saved.returncode == 0, saved.stderr
+    assert saved.stdout.decode().split()[0] == USER_SCRIPT
