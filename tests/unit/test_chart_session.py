@@ -319,3 +319,14 @@ def test_a_count_job_stops_when_its_caller_says_nothing_is_missing() -> None:
     assert job.done
     assert not job.exhausted
     assert series.requests == 1
+
+
+@pytest.mark.parametrize("study_id", [[], {}, 7, None])
+@pytest.mark.parametrize("method", ["study_loading", "study_completed", "study_error"])
+def test_a_study_message_with_a_malformed_id_is_ignored(method: str, study_id: Any) -> None:
+    """The receive-path fuzz test found ``study_loading [cs, []]`` raising TypeError (an
+    unhashable dict key) inside the reader."""
+    chart = ChartSession(CS, "BINANCE:BTCUSDT")
+    assert chart.receive(packet(method, [CS, study_id, "s1_st1", "reason"])) == []
+    assert chart.take_events() == []
+    assert chart.error is None

@@ -490,7 +490,9 @@ class ChartSession:
 
     def _study_message(self, message: UnknownMessage) -> None:
         params = message.params
-        study = self.studies.get(params[1]) if len(params) > 1 else None
+        # The id must be a string: a malformed packet (a list there) is ignored, not a crash.
+        key = params[1] if len(params) > 1 else None
+        study = self.studies.get(key) if isinstance(key, str) else None
         if study is None:
             return
         self.activity += 1
