@@ -55,6 +55,7 @@ from .protocol.messages import (
 )
 from .protocol.symbols import Symbol
 from .supervisor import Link, Supervisor
+from .wakeups import Flag
 
 __all__ = ["BarStream", "Consumer", "GapPolicy", "StreamKey", "StreamManager", "Subscription"]
 
@@ -103,7 +104,7 @@ class Subscription:
         self._server_time = 0.0
         self.retained: deque[Bar] = deque(maxlen=max(2, history))
         self.history = max(2, history)
-        self.ready = anyio.Event()
+        self.ready = Flag()
         self._scope = anyio.CancelScope()
         self._session: str | None = None
         self._link: Link | None = None
@@ -118,8 +119,8 @@ class Subscription:
         # delivery are ended (see _bound_pending); no bound while the history loads.
         self._pending_bound = _NO_COMPLETION
         self._history_end = 0
-        self._completed = anyio.Event()
-        self._lost = anyio.Event()
+        self._completed = Flag()
+        self._lost = Flag()
         self._error: TvFeedError | None = None
         self._reopens: deque[float] | None = None  # made on the first re-open (memory)
         self.stale = 0
@@ -372,8 +373,8 @@ class Subscription:
         await link.acquire_chart_session()
         session = new_session_id("cs")
         self._session, self._link = session, link
-        self._lost = anyio.Event()
-        self._completed = anyio.Event()
+        self._lost = Flag()
+        self._completed = Flag()
         self._live = False
         self._pending = []
         self._pending_bound = _NO_COMPLETION
@@ -507,7 +508,7 @@ class Subscription:
             await self._completed.wait()
         if not self._completed.is_set():
             return False
-        self._completed = anyio.Event()
+        self._completed = Flag()
         if self._error is not None:
             raise self._error
         if self._lost.is_set():
