@@ -50,6 +50,7 @@ if typing.TYPE_CHECKING:
     from .pool import FeedPool
     from .quotes import Quote
     from .search import SearchResult
+    from .study_stream import StudyPoint
 
 # Public name -> the submodule that defines it, imported when the name is first looked up.
 _LAZY_NAMES = {
@@ -60,6 +61,7 @@ _LAZY_NAMES = {
     "SearchResult": ".search",
     "Quote": ".quotes",
     "FeedPool": ".pool",
+    "StudyPoint": ".study_stream",
 }
 
 
@@ -94,6 +96,7 @@ __all__ = [
     "Quote",
     "SearchResult",
     "ScriptSummary",
+    "StudyPoint",
     "SymbolInfo",
     "Interval",
     "Symbol",

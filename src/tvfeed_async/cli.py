@@ -148,6 +148,14 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--interval", "-i", default="1")
     stream.add_argument("--partial", action="store_true", help="also print forming updates")
     stream.add_argument("--ndjson", action="store_true", help="one JSON object per line")
+    add_study_argument(stream, "print the live rows of a Pine study instead of bars")
+    stream.add_argument(
+        "--history",
+        type=int,
+        default=50,
+        metavar="N",
+        help="with --study: bars the study is computed over first (default 50)",
+    )
 
     search = commands.add_parser("search", help="symbol search")
     search.add_argument("text")
@@ -419,7 +427,7 @@ async def _hist(args: argparse.Namespace) -> int:
             began = time.perf_counter()
             try:
                 if study_list:
-                    # Studies come joined to the bars by get_hist (count mode only).
+                    # Studies come joined to the bars by get_hist.
                     frame = await feed.get_hist(symbol, studies=study_list, **options)
                     result = None
                 else:
@@ -504,6 +512,11 @@ async def _stream(args: argparse.Namespace) -> int:
 
     async with TvFeed(endpoints=_endpoints(args)) as feed:
         _LOG_GATE.open = True
+        if args.study:
+            from .cli_studies import stream_studies
+
+            await stream_studies(feed, args)
+            return 0
         decimals: dict[str, int | None] = {}
         for symbol in args.symbols:
             info = await feed.resolve(symbol)

@@ -1,4 +1,5 @@
-"""``--study`` for ``tvfeed-async hist``: Pine studies as extra columns (``get_hist(studies=)``).
+"""``--study`` for ``tvfeed-async hist`` (Pine studies as extra columns, ``get_hist(studies=)``)
+and ``tvfeed-async stream`` (live study rows instead of bars, ``stream_study``).
 
 ``--study "STD;RSI:length=14"`` adds a study; repeat it for more. After the script id, a
 colon and ``name=value`` pairs separated by commas set inputs by the names of the script's
@@ -10,22 +11,39 @@ is right.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import math
+from typing import TYPE_CHECKING
 
 from .errors import InvalidRequest
 
-__all__ = ["add_study_argument", "parse_study_option"]
+if TYPE_CHECKING:
+    from .feed import TvFeed
+    from .study_stream import StudyPoint, StudyStream
+
+__all__ = [
+    "add_study_argument",
+    "parse_study_option",
+    "stream_studies",
+    "study_point_json",
+    "study_point_line",
+]
 
 Study = str | tuple[str, dict[str, object]]
 
 
-def add_study_argument(parser: argparse.ArgumentParser) -> None:
+def add_study_argument(
+    parser: argparse.ArgumentParser,
+    what: str = "a Pine study as extra columns",
+) -> None:
     """Add the repeatable ``--study`` option to ``parser``."""
     parser.add_argument(
         "--study",
         action="append",
         default=[],
         metavar="ID[:NAME=VALUE,...]",
-        help='a Pine study as extra columns, e.g. "STD;RSI:length=14" (repeatable)',
+        help=f'{what}, e.g. "STD;RSI:length=14" (repeatable)',
     )
 
 
@@ -74,3 +92,71 @@ def hist_studies(args: argparse.Namespace) -> list[Study] | None:
     if len(args.symbols) != 1:
         raise InvalidRequest("--study works with one symbol at a time")
     return [parse_study_option(text) for text in options]
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.6g}" if math.isfinite(value) else str(value)
+
+
+def study_point_line(row: StudyPoint) -> str:
+    """One study row as a line: time, symbol, interval, study, state, then ``plot=value``."""
+    state = "closed " if row.closed else "forming"
+    values = " ".join(f"{name}={_number(value)}" for name, value in row.as_dict().items())
+    return (
+        f"{row.time:%Y-%m-%d %H:%M:%S} {row.symbol:<22} {row.interval:>4} {row.study} {state} "
+        f"{values}"
+    )
+
+
+def study_point_json(row: StudyPoint) -> str:
+    """One study row as a JSON object (``values``: plot name -> value or null)."""
+    return json.dumps(
+        {
+            "symbol": row.symbol,
+            "interval": row.interval,
+            "study": row.study,
+            "time": row.time.isoformat(),
+            "closed": row.closed,
+            "values": row.as_dict(),
+        }
+    )
+
+
+async def stream_studies(feed: TvFeed, args: argparse.Namespace) -> None:
+    """``stream --study``: every study on every symbol, printed as rows arrive (the first
+    rows of each are its values over the last ``--history`` bars).
+
+    Raises:
+        InvalidRequest: a malformed ``--study``; and what the streams end with.
+    """
+    import anyio
+
+    studies = [parse_study_option(text) for text in args.study]
+    if args.history < 1:
+        raise InvalidRequest(f"--history must be at least 1, not {args.history}")
+    streams: list[StudyStream] = []
+    for symbol in args.symbols:
+        for study in studies:
+            script, inputs = (study, {}) if isinstance(study, str) else study
+            streams.append(
+                feed.stream_study(
+                    symbol,
+                    interval=args.interval,
+                    study=script,
+                    inputs=inputs,
+                    history=args.history,
+                    partial=args.partial,
+                )
+            )
+    show = study_point_json if args.ndjson else study_point_line
+
+    async def pump(stream: StudyStream) -> None:
+        async with contextlib.aclosing(stream):
+            async for row in stream:
+                print(show(row), flush=True)
+
+    async with anyio.create_task_group() as group:
+        for stream in streams:
+            group.start_soon(pump, stream)

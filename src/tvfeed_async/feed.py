@@ -26,6 +26,7 @@ import anyio
 import polars as pl
 
 from .config import Endpoints, Limits, RetryPolicy, Timeouts
+from .delivery import Consumer as ItemConsumer
 from .errors import ConnectionLost, InvalidRequest, RequestTimeout, TvFeedError
 from .events import EventStream, FeedHealth, age
 from .frames import frame_from_bars
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from .protocol.studies import ScriptSummary
     from .search import SearchResult
     from .studies import StudyJob, StudyValues
+    from .study_stream import StudyStream
 
 __all__ = ["HistoryOptions", "StreamSpec", "TimeLike", "TvFeed"]
 
@@ -427,8 +429,8 @@ class TvFeed:
             back_adjusted: back-adjust continuous futures.
             timezone: convert the ``time`` column to this IANA zone for display.
             include_partial: keep the newest bar even if it is still forming.
-            studies: Pine studies to join as columns (count mode only): ``"STD;RSI"`` or
-                ``("STD;RSI", {"length": 14})``; see :meth:`get_study`. Plot columns that
+            studies: Pine studies to join as columns, in count or range mode: ``"STD;RSI"``
+                or ``("STD;RSI", {"length": 14})``; see :meth:`get_study`. Plot columns that
                 would repeat a name get ``_2``, ``_3``...
 
         Returns:
@@ -992,6 +994,8 @@ class TvFeed:
         study: str,
         inputs: dict[str, object] | None = None,
         n_bars: int | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
         version: str = "last",
         fut_contract: int | None = None,
         extended_session: bool = False,
@@ -1009,6 +1013,8 @@ class TvFeed:
                 spaces do not matter: ``"Fast Length"`` is ``fast_length``) or ``in_<n>``;
                 the others keep their defaults.
             n_bars: how many of the most recent bars (default 10), paged like ``get_hist``.
+            start, end: a date range instead, as for :meth:`get_hist` (the study is computed
+                over the bars of the range only: its first rows are warm-up values).
             version: the script version (``"last"``).
             symbol, exchange, interval, fut_contract, extended_session, adjustment,
                 back_adjusted, timezone, include_partial: as for :meth:`get_hist`.
@@ -1034,6 +1040,8 @@ class TvFeed:
             interval,
             n_bars,
             {
+                "start": start,
+                "end": end,
                 "fut_contract": fut_contract,
                 "extended_session": extended_session,
                 "adjustment": adjustment,
@@ -1061,12 +1069,8 @@ class TvFeed:
         on the socket; studies share a chart session, at most the token's ``max_studies``
         per session (25 without a claim; more use further sessions).
         """
-        from .protocol.studies import study_inputs
-        from .studies import fetch_script, join_studies, studies_per_chart, study_columns
+        from .studies import join_studies, studies_per_chart, study_columns
 
-        if request.start is not None:
-            raise InvalidRequest("studies support n_bars (count mode) only, not start/end")
-        assert self._http is not None
         jobs: list[StudyJob] = []
         items: list[object] = list(studies)
         for item in items:
@@ -1084,15 +1088,7 @@ class TvFeed:
                 raise InvalidRequest(
                     f"a study is 'STD;RSI' or ('STD;RSI', {{'length': 14}}), not {item!r}"
                 )
-            meta = await fetch_script(
-                self._http,
-                self.endpoints,
-                script,
-                version,
-                http_timeout=self.timeouts.http,
-                cookies=self._session_cookies(),
-            )
-            jobs.append((meta, study_inputs(meta, given)))
+            jobs.append(await self._study_job(script, given, version))
         bars: pl.DataFrame | None = None
         values: list[StudyValues] = []
         per_chart = studies_per_chart(self._auth.token if self._auth is not None else "")
@@ -1115,6 +1111,113 @@ class TvFeed:
             for (meta, _), found in zip(jobs, values, strict=True)
         ]
         return join_studies(bars if with_bars else bars.select("time"), named, request.timezone)
+
+    async def _study_job(self, script: str, given: dict[str, object], version: str) -> StudyJob:
+        """The script's metadata from pine-facade and ``given`` checked into the
+        ``create_study`` inputs object."""
+        from .protocol.studies import study_inputs
+        from .studies import fetch_script
+
+        assert self._http is not None
+        meta = await fetch_script(
+            self._http,
+            self.endpoints,
+            script,
+            version,
+            http_timeout=self.timeouts.http,
+            cookies=self._session_cookies(),
+        )
+        return meta, study_inputs(meta, given)
+
+    def stream_study(
+        self,
+        symbol: SymbolLike,
+        exchange: str | None = None,
+        interval: IntervalLike = Interval.in_1_minute,
+        *,
+        study: str,
+        inputs: dict[str, object] | None = None,
+        version: str = "last",
+        history: int = 300,
+        partial: bool = False,
+        fut_contract: int | None = None,
+        extended_session: bool = False,
+        adjustment: str = "splits",
+        back_adjusted: bool = False,
+        queue_size: int | None = None,
+        on_gap: GapPolicy = "raise",
+    ) -> StudyStream:
+        """Live rows of a Pine study (``STD;RSI``, ``PUB;...``, ``USER;...``) computed by
+        TradingView on one symbol and interval, with the contract of :meth:`stream`.
+
+        The study runs on its own chart session over ``history`` bars; its rows over them
+        come first (the closed ones, oldest first), then live rows as bars form and close.
+        Each closed row comes exactly once, in open-time order, across reconnects: after one,
+        the rows that closed during the outage are backfilled before it goes live again.
+
+        Args:
+            study, inputs, version: as for :meth:`get_study`.
+            history: bars the study is computed over at the start (and at least over after
+                a reconnect); a recursive study such as RSI needs a few hundred to settle.
+            partial: also yield the forming row (``row.closed`` False), coalesced.
+            queue_size, on_gap: as for :meth:`stream` (the queue holds at least ``history``
+                rows, which arrive at once).
+            symbol, exchange, interval, fut_contract, extended_session, adjustment,
+                back_adjusted: as for :meth:`get_hist`.
+
+        Returns:
+            A :class:`~tvfeed_async.study_stream.StudyStream` of
+            :class:`~tvfeed_async.study_stream.StudyPoint` (``timestamp``, ``values``,
+            ``plots``, ``closed``; ``as_dict()``); also an async context manager with
+            ``aclose()``.
+
+        Raises:
+            InvalidRequest: bad arguments (at once); an unknown script, input or input type
+                (from the first step, since the script's metadata is fetched in the stream's
+                task).
+            EntitlementError, SymbolNotFound: from the first step; other streams go on.
+            ConsumerTooSlow, GapError: as for :meth:`stream`.
+        """
+        from .study_stream import STUDY_POINTS, StudySubscription, start_study_stream
+
+        if not isinstance(study, str):
+            raise InvalidRequest(f"study must be a script id string, not {study!r}")
+        if inputs is not None and not isinstance(inputs, dict):
+            raise InvalidRequest(f"inputs must be a dict of input name -> value, not {inputs!r}")
+        _check_positive_int(history, "history")
+        request = self._history_request(
+            symbol,
+            exchange,
+            interval,
+            history,
+            {
+                "fut_contract": fut_contract,
+                "extended_session": extended_session,
+                "adjustment": adjustment,
+                "back_adjusted": back_adjusted,
+            },
+        )
+        size = self.limits.stream_queue if queue_size is None else queue_size
+        _check_positive_int(size, "queue_size")
+        if on_gap != "raise" and not callable(on_gap):
+            raise InvalidRequest("on_gap must be 'raise' or a callable taking a Gap")
+        streams = self._stream_manager()
+        given = dict(inputs or {})
+
+        async def load_script() -> StudyJob:
+            return await self._study_job(study, given, version)
+
+        subscription = StudySubscription(
+            self._supervisor,
+            request,
+            load_script,
+            # The history's rows are delivered at once: the queue holds them all.
+            ItemConsumer(max(size, history), partial, on_gap, STUDY_POINTS),
+            bar_limit=lambda: self.bar_limit,
+            max_backfill_bars=self.limits.max_backfill_bars,
+            page_quiet=self.timeouts.page,
+        )
+        return start_study_stream(streams._task_group, subscription)
 
     async def search_studies(
         self, text: str = "", *, filter: str = "standard"

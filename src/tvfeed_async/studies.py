@@ -231,8 +231,8 @@ async def fetch_studies(
     page_quiet: float = 10.0,
     after: Link | None = None,
 ) -> tuple[pl.DataFrame, list[StudyValues]]:
-    """Load the bars of ``request`` (count mode) on one chart session of the current socket,
-    then run every study of ``studies`` on it.
+    """Load the bars of ``request`` (a count or a range, paged as ``get_hist`` pages them) on
+    one chart session of the current socket, then run every study of ``studies`` on it.
 
     Returns:
         The bars as ``get_hist`` returns them (in UTC) and each study's values.
@@ -243,8 +243,6 @@ async def fetch_studies(
         FailedLink: the socket died during the request (the caller may retry).
         Cancellation: the chart session is deleted (best effort) and the route removed.
     """
-    if request.start is not None:
-        raise InvalidRequest("studies support n_bars (count mode) only, not start/end")
     link = await supervisor.wait_link(after)
     names = ", ".join(meta.pine_id for meta, _ in studies)
     route = _StudyRoute(request.symbol.full, f"{names} on {request.describe()}", len(studies))
@@ -271,6 +269,8 @@ async def fetch_studies(
         symbol=request.symbol,
         interval=request.interval,
         n_bars=request.n_bars,
+        start=request.start,
+        end=request.end,
         session=request.session,
         adjustment=request.adjustment,
         back_adjusted=request.back_adjusted,

@@ -45,6 +45,7 @@ EXPECTED_OPT_OUTS = {
     ("docs/recording.md", "from tvfeed_async import TvFeed"),
     ("docs/recording.md", 'pl.scan_parquet(root / "bars", hive_partitioning=True,'),
     ("docs/studies.md", "async with TvFeed(username="),
+    ("docs/studies.md", "import asyncio"),
 }
 #: Virtual seconds per wall-clock second: a 1-minute bar closes every 50 ms.
 SPEED = 1200

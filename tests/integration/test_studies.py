@@ -444,8 +444,6 @@ async def test_get_hist_studies_refused(sim: TvSimulator, studies: list[Any], te
     async with open_feed(sim) as feed:
         with pytest.raises(InvalidRequest, match=text):
             await feed.get_hist(BTC, interval="60", n_bars=10, studies=studies)
-        with pytest.raises(InvalidRequest, match="count mode"):
-            await feed.get_hist(BTC, interval="60", start=0, end=10**9, studies=["STD;RSI"])
 
 
 async def test_cli_hist_with_study(sim: TvSimulator, tmp_path: Path) -> None:
@@ -651,3 +649,25 @@ async def test_modify_study_recomputes_with_the_new_inputs(sim: TvSimulator) -> 
     # Before the modification the same study was SMA(3).
     assert [row[1] for row in rows] != values
     assert all(close_to(row[1], b) for row, b in zip(rows, sma(closes, 3), strict=True))
+
+
+async def test_get_study_over_a_date_range(sim: TvSimulator) -> None:
+    async with open_feed(sim) as feed:
+        recent = await feed.get_hist(BTC, interval="60", n_bars=300)
+        times = recent.get_column("time")
+        start, end = times[50], times[250]
+        bars = await feed.get_hist(BTC, interval="60", start=start, end=end)
+        frame = await feed.get_study(
+            BTC, interval="60", study="STD;SMA", inputs={"length": 10}, start=start, end=end
+        )
+        joined = await feed.get_hist(
+            BTC, interval="60", start=start, end=end, studies=[("STD;RSI", {"length": 7})]
+        )
+    assert bars.height == 200
+    assert frame.get_column("time").to_list() == bars.get_column("time").to_list()
+    closes = bars.get_column("close").to_list()
+    for got, want in zip(frame.get_column("MA").to_list(), sma(closes, 10), strict=True):
+        assert (got is None) if want is None else (got is not None and close_to(got, want))
+    assert joined.select(bars.columns).equals(bars)
+    for got, want in zip(joined.get_column("RSI").to_list(), wilder_rsi(closes, 7), strict=True):
+        assert (got is None) if want is None else (got is not None and close_to(got, want))

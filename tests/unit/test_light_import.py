@@ -23,6 +23,7 @@ LAZY = (
     "SearchResult",
     "Quote",
     "FeedPool",
+    "StudyPoint",
 )
 
 

@@ -25,6 +25,7 @@ EXPECTED = {
     "Quote",
     "SearchResult",
     "ScriptSummary",
+    "StudyPoint",
     "SymbolInfo",
     "Interval",
     "Symbol",
