@@ -771,11 +771,15 @@ class TvFeed:
         return self._streams
 
     def _new_consumer(self, queue_size: int | None, partial: bool, on_gap: GapPolicy) -> Consumer:
+        return Consumer(self._queue_size(queue_size, on_gap), partial, on_gap)
+
+    def _queue_size(self, queue_size: int | None, on_gap: GapPolicy) -> int:
+        """A stream's ``queue_size`` (default ``limits.stream_queue``), its ``on_gap`` checked."""
         size = self.limits.stream_queue if queue_size is None else queue_size
         _check_positive_int(size, "queue_size")
         if on_gap != "raise" and not callable(on_gap):
             raise InvalidRequest("on_gap must be 'raise' or a callable taking a Gap")
-        return Consumer(size, partial, on_gap)
+        return size
 
     def _stream_key(
         self,
@@ -1197,10 +1201,7 @@ class TvFeed:
                 "back_adjusted": back_adjusted,
             },
         )
-        size = self.limits.stream_queue if queue_size is None else queue_size
-        _check_positive_int(size, "queue_size")
-        if on_gap != "raise" and not callable(on_gap):
-            raise InvalidRequest("on_gap must be 'raise' or a callable taking a Gap")
+        size = self._queue_size(queue_size, on_gap)
         streams = self._stream_manager()
         given = dict(inputs or {})
 

@@ -12,6 +12,7 @@ the bars the same request keeps (forming bar dropped unless asked, the newest ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 
 import aiohttp
@@ -265,17 +266,7 @@ async def fetch_studies(
         raise route.error
     if route.study_failure is not None:
         raise route.study_failure
-    utc_request = HistoryRequest(
-        symbol=request.symbol,
-        interval=request.interval,
-        n_bars=request.n_bars,
-        start=request.start,
-        end=request.end,
-        session=request.session,
-        adjustment=request.adjustment,
-        back_adjusted=request.back_adjusted,
-        include_partial=request.include_partial,
-    )
+    utc_request = dataclasses.replace(request, timezone=None)
     values = [
         study_values(study.rows, len(meta.plots))
         for study, (meta, _) in zip(route.chart.studies.values(), studies, strict=True)

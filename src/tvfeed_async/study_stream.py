@@ -19,8 +19,8 @@ hole is reported (``on_gap``) instead.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -44,7 +44,7 @@ from .history import (
 from .protocol.bars import Gap
 from .protocol.chart_session import ChartFailed, Event, StudyFailed
 from .protocol.messages import SeriesData, ServerMessage, StudyRow
-from .protocol.studies import NO_VALUE, ScriptMetadata
+from .protocol.studies import ScriptMetadata, row_values, study_values
 from .studies import _StudyRoute
 from .supervisor import Link, Supervisor
 
@@ -217,19 +217,10 @@ class StudySubscription:
             timestamp, values, self._symbol, self._interval, meta.pine_id, closed, meta.plots
         )
 
-    def _values(self, row: StudyRow) -> tuple[int, tuple[float | None, ...]] | None:
-        raw = row.v
-        if not raw:
-            return None
-        plots = self._plots
-        values = [None if v >= NO_VALUE or math.isnan(v) else v for v in raw[1 : plots + 1]]
-        values += [None] * (plots - len(values))
-        return int(raw[0]), tuple(values)
-
     def take_rows(self, rows: list[StudyRow]) -> None:
         """Live rows, oldest first: a row of a later time closes the forming one."""
         for row in rows:
-            parsed = self._values(row)
+            parsed = row_values(row, self._plots)
             if parsed is not None:
                 self._take(*parsed)
 
@@ -300,15 +291,7 @@ class StudySubscription:
         if self.last_closed is not None:
             behind = int((time.time() - self.last_closed) // request.interval.seconds) + 3
             wanted = min(max(wanted, behind), max(self._max_backfill, wanted))
-        return HistoryRequest(
-            symbol=request.symbol,
-            interval=request.interval,
-            n_bars=wanted,
-            session=request.session,
-            adjustment=request.adjustment,
-            back_adjusted=request.back_adjusted,
-            include_partial=True,
-        )
+        return dataclasses.replace(request, n_bars=wanted, include_partial=True)
 
     async def _attach(self, link: Link, inputs: dict[str, object]) -> None:
         request = self._history_request()
@@ -341,11 +324,7 @@ class StudySubscription:
         delivered, in order (a gap reported if they do not reach back to the last one
         delivered), then the newest as forming unless its bar has closed."""
         study = route.chart.studies["st1"]
-        rows: dict[int, tuple[float | None, ...]] = {}
-        for row in study.rows:
-            parsed = self._values(row)
-            if parsed is not None:
-                rows[parsed[0]] = parsed[1]
+        rows = study_values(study.rows, self._plots)
         study.rows = []  # live rows are taken one by one from now on (route.live)
         if not rows:
             return

@@ -5,7 +5,6 @@ formulas written out here over the simulator's bar truth, not against its study 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import signal
@@ -19,30 +18,9 @@ from tvfeed_async import EntitlementError, InvalidRequest, StudyPoint, SymbolNot
 
 from ..support.feeds import open_feed
 from ..support.streams import FAST, MINUTE, truth_bars
+from .test_studies import sma, wilder_rsi
 
 BTC = "BINANCE:BTCUSDT"
-
-
-def sma(closes: list[float], length: int) -> list[float | None]:
-    return [
-        None if n + 1 < length else sum(closes[n + 1 - length : n + 1]) / length
-        for n in range(len(closes))
-    ]
-
-
-def wilder_rsi(closes: list[float], length: int) -> list[float | None]:
-    out: list[float | None] = [None] * len(closes)
-    gains = [max(b - a, 0.0) for a, b in itertools.pairwise(closes)]
-    losses = [max(a - b, 0.0) for a, b in itertools.pairwise(closes)]
-    if len(gains) < length:
-        return out
-    gain, loss = sum(gains[:length]) / length, sum(losses[:length]) / length
-    for n in range(length, len(closes)):
-        if n > length:
-            gain = (gain * (length - 1) + gains[n - 1]) / length
-            loss = (loss * (length - 1) + losses[n - 1]) / length
-        out[n] = 100.0 if loss == 0 else 100 * gain / (gain + loss)
-    return out
 
 
 def close_to(actual: float | None, expected: float | None) -> bool:

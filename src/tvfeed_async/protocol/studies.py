@@ -37,6 +37,7 @@ __all__ = [
     "parse_translate",
     "study_error",
     "study_inputs",
+    "row_values",
     "study_values",
 ]
 
@@ -279,13 +280,21 @@ def study_values(rows: Iterable[StudyRow], plots: int) -> dict[int, tuple[float 
     row of the same time replaces an earlier one; missing trailing values are None."""
     out: dict[int, tuple[float | None, ...]] = {}
     for row in rows:
-        values = row.v
-        if not values:
-            continue
-        plotted = [None if v >= NO_VALUE or math.isnan(v) else v for v in values[1 : plots + 1]]
-        plotted += [None] * (plots - len(plotted))
-        out[int(values[0])] = tuple(plotted)
+        parsed = row_values(row, plots)
+        if parsed is not None:
+            out[parsed[0]] = parsed[1]
     return out
+
+
+def row_values(row: StudyRow, plots: int) -> tuple[int, tuple[float | None, ...]] | None:
+    """One row's open time (unix seconds) and its ``plots`` values, ``1e100`` as None and
+    missing trailing values None; None for a row without values."""
+    values = row.v
+    if not values:
+        return None
+    plotted = [None if v >= NO_VALUE or math.isnan(v) else v for v in values[1 : plots + 1]]
+    plotted += [None] * (plots - len(plotted))
+    return int(values[0]), tuple(plotted)
 
 
 def study_error(params: list[Any], name: str) -> TvFeedError:
