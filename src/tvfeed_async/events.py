@@ -189,6 +189,7 @@ class EventHub:
     def close(self) -> None:
         """The feed is closing: every watcher's loop ends once it took what was queued."""
         self.closed = True
+        self.connected, self.connected_since = False, None
         for stream in list(self._streams):
             stream._wake()
 
