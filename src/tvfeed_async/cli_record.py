@@ -8,16 +8,20 @@ It runs until interrupted (Ctrl-C or SIGTERM end it cleanly with status 0) and c
 at any moment: the next run resumes from what the store holds (see
 :mod:`tvfeed_async.recorder`). Progress is logged on stderr; ``--stats-every N`` also prints
 the per-sink metrics as one JSON line on stderr every N seconds, and once more at exit.
+``--metrics-port PORT`` serves the feed's Prometheus metrics (:mod:`tvfeed_async.metrics`)
+while it runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +90,19 @@ def add_record_parser(commands: Any) -> None:
         metavar="N",
         help="spread the series over several sockets, N on each (a FeedPool; docs/scale.md)",
     )
+    record.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the feed's Prometheus metrics on http://ADDR:PORT/metrics (0: a free port; "
+        'needs "tvfeed-async[prometheus]"; docs/scale.md)',
+    )
+    record.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the metrics are served on (default 127.0.0.1)",
+    )
     cluster = record.add_argument_group(
         "cluster", "several processes share the series through Redis leases (docs/recording.md)"
     )
@@ -140,6 +157,29 @@ def _feed(args: argparse.Namespace, endpoints: Endpoints) -> TvFeed | FeedPool:
     if args.series_per_socket is None:
         return TvFeed(endpoints=endpoints)
     return FeedPool(series_per_socket=args.series_per_socket, endpoints=endpoints)
+
+
+@contextlib.asynccontextmanager
+async def _metrics(args: argparse.Namespace, feed: TvFeed | FeedPool) -> AsyncIterator[None]:
+    """``--metrics-port``: serve the feed's metrics while the command runs; the URL is
+    printed on stderr (``--metrics-port 0`` picks a free port)."""
+    if args.metrics_port is None:
+        yield
+        return
+    try:
+        from .metrics import serve
+    except ImportError as error:
+        raise InvalidRequest(str(error)) from None
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            server = await stack.enter_async_context(
+                serve(feed, args.metrics_port, args.metrics_addr)
+            )
+        except OSError as error:
+            where = f"{args.metrics_addr}:{args.metrics_port}"
+            raise InvalidRequest(f"cannot serve the metrics on {where}: {error}") from None
+        print(f"metrics: {server.url}", file=sys.stderr, flush=True)
+        yield
 
 
 def _open_log_gate() -> None:
@@ -200,7 +240,7 @@ async def run_record(args: argparse.Namespace, endpoints: Endpoints) -> int:
     if args.cluster is not None:
         return await _run_cluster(args, endpoints, since)
     sink = _sink(args)
-    async with sink, _feed(args, endpoints) as feed:
+    async with sink, _feed(args, endpoints) as feed, _metrics(args, feed):
         _open_log_gate()
         recorder = Recorder(
             feed,
@@ -254,7 +294,7 @@ async def _run_cluster(
     if not args.verbose:
         # Claims, hand-overs and take-overs are worth seeing without --verbose.
         logging.getLogger("tvfeed_async.cluster").setLevel(logging.INFO)
-    async with _feed(args, endpoints) as feed:
+    async with _feed(args, endpoints) as feed, _metrics(args, feed):
         _open_log_gate()
         cluster = ClusterRecorder(
             feed,

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -218,10 +222,10 @@ async def test_a_pool_is_labelled_by_socket_and_account(tv_simulator) -> None:
             assert value(samples, "tvfeed_streams") == len(health.streams) == 2
             assert value(samples, "tvfeed_symbols_monitored") == health.symbols_monitored
             for entry in health.sockets:
-                socket = {"socket": str(entry.socket), "account": str(entry.account)}
+                where = {"socket": str(entry.socket), "account": str(entry.account)}
                 assert entry.health is not None
-                assert value(samples, "tvfeed_connected", **socket) == 1
-                assert value(samples, "tvfeed_reconnects_total", **socket) == 0
+                assert value(samples, "tvfeed_connected", **where) == 1
+                assert value(samples, "tvfeed_reconnects_total", **where) == 0
             for (symbol, interval), place in zip(SERIES, places, strict=True):
                 (entry,) = [e for e in health.sockets if e.socket == place]
                 assert entry.health is not None
@@ -301,3 +305,80 @@ def test_without_prometheus_client_the_import_error_says_what_to_install() -> No
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert 'pip install "tvfeed-async[prometheus]"' in result.stdout
+
+
+def _cli_env(sim: Any, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TV_", "TVFEED_"))}
+    env["TVFEED_WS_URL"] = sim.endpoints.ws_url
+    env["TVFEED_WWW_URL"] = sim.endpoints.www_url
+    env["TVFEED_CACHE_DIR"] = str(tmp_path / "cache")
+    return env
+
+
+def _record(*options: str, root: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tvfeed_async.cli",
+        "record",
+        "BINANCE:BTCUSDT",
+        "--interval",
+        "5",
+        "--to",
+        str(root),
+        "--backfill",
+        "20",
+        *options,
+    ]
+
+
+async def test_record_serves_its_feeds_metrics(tv_simulator, tmp_path: Path) -> None:
+    sim = tv_simulator
+    process = await asyncio.create_subprocess_exec(
+        *_record("--metrics-port", "0", root=tmp_path / "candles"),
+        env=_cli_env(sim, tmp_path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while not (line := (await process.stderr.readline()).decode()).startswith("metrics: "):
+                assert line, "record ended before it printed the metrics URL"
+            url = line.removeprefix("metrics: ").strip()
+            live = 'tvfeed_stream_live{interval="5",symbol="BINANCE:BTCUSDT"} 1.0'
+            async with aiohttp.ClientSession() as http:
+                while True:
+                    async with http.get(url) as response:
+                        text = await response.text()
+                    if live in text:
+                        break
+                    await sim.clock.advance(5 * MINUTE)
+                    await asyncio.sleep(0.05)
+        assert "tvfeed_connected 1.0" in text
+        assert "tvfeed_streams 1.0" in text
+        process.terminate()
+        async with asyncio.timeout(30):
+            _, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode()
+
+
+async def test_record_says_when_the_metrics_port_is_taken(tv_simulator, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with asyncio.timeout(60):
+            result = await anyio.run_process(
+                _record("--metrics-port", str(port), root=tmp_path / "candles"),
+                env=_cli_env(tv_simulator, tmp_path),
+                check=False,
+            )
+    error = result.stderr.decode()
+    assert result.returncode == 1, error
+    assert f"cannot serve the metrics on 127.0.0.1:{port}" in error
+    assert error.count("\n") == 1, error
