@@ -8,8 +8,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Literal
+
+from .errors import InvalidRequest
 
 __all__ = ["Endpoints", "Limits", "RetryPolicy", "Timeouts"]
+
+
+COMPRESSION_POLICIES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +28,13 @@ class Endpoints:
         symbol_search_url: the symbol search v3 endpoint.
         pine_facade_url: base URL of the Pine script metadata API (``.../translate/<id>/<v>``).
         origin: the ``Origin`` header sent on the WebSocket upgrade and to symbol search.
+        compression: whether the WebSocket offers permessage-deflate. ``"auto"`` (the
+            default) offers it to remote hosts and not to loopback ones (``127.x``, ``::1``,
+            ``localhost``: the bundled simulator, a local relay), where inflating only costs
+            CPU; ``"on"`` and ``"off"`` decide it for every host. The server may still
+            decline. A 50,000-bar history is about 4x smaller deflated; see
+            benchmarks/README.md (``history_throughput.py --compression``) for the trade-off
+            measured at 50 ms round trip and limited bandwidth.
     """
 
     ws_url: str = "wss://data.tradingview.com/socket.io/websocket"
@@ -29,12 +42,24 @@ class Endpoints:
     symbol_search_url: str = "https://symbol-search.tradingview.com/symbol_search/v3/"
     origin: str = "https://www.tradingview.com"
     pine_facade_url: str = "https://pine-facade.tradingview.com/pine-facade"
+    compression: Literal["auto", "on", "off"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSION_POLICIES:
+            raise InvalidRequest(
+                f"Endpoints.compression must be one of {', '.join(COMPRESSION_POLICIES)}, "
+                f"not {self.compression!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Endpoints:
         """Defaults overridden by ``TVFEED_WS_URL``, ``TVFEED_WWW_URL``,
-        ``TVFEED_SYMBOL_SEARCH_URL``, ``TVFEED_ORIGIN`` and ``TVFEED_PINE_FACADE_URL`` when
-        set."""
+        ``TVFEED_SYMBOL_SEARCH_URL``, ``TVFEED_ORIGIN``, ``TVFEED_PINE_FACADE_URL`` and
+        ``TVFEED_WS_COMPRESSION`` (auto, on or off) when set.
+
+        Raises:
+            InvalidRequest: ``TVFEED_WS_COMPRESSION`` is none of auto, on, off.
+        """
         env = os.environ if environ is None else environ
         base = cls()
         return replace(
@@ -44,6 +69,7 @@ class Endpoints:
             symbol_search_url=env.get("TVFEED_SYMBOL_SEARCH_URL") or base.symbol_search_url,
             origin=env.get("TVFEED_ORIGIN") or base.origin,
             pine_facade_url=env.get("TVFEED_PINE_FACADE_URL") or base.pine_facade_url,
+            compression=env.get("TVFEED_WS_COMPRESSION") or base.compression,  # type: ignore[arg-type]
         )
 
 
@@ -148,6 +174,18 @@ class Limits:
             streams each hold one); more wait for one to close. The server refuses sessions
             past its own limit and then fails the socket's later requests; the bundled
             simulator allows 200.
+        chart_sessions_per_second, quote_sessions_per_second: how fast new chart and quote
+            sessions may be created (the feed's :class:`~tvfeed_async.governor.Governor`;
+            TradingView answers "max sessions rate reached" past a rate it does not
+            publish). None: unpaced.
+        series_requests_per_second: how fast ``create_series``, ``modify_series``,
+            ``request_more_data`` and ``create_study`` may go out. None (the default):
+            unpaced, as no limit on them is known; set it to pace them too.
+        session_burst, series_burst: how many of each may go at once after a quiet spell.
+        rate_limit_backoff: when the server rate-limits anyway, every rate is multiplied by
+            this (down to 1/64 of the setting).
+        rate_limit_recovery: seconds without another rate limit before the rates double
+            back towards the setting.
     """
 
     max_in_flight: int = 16
@@ -156,3 +194,10 @@ class Limits:
     max_backfill_bars: int = 50_000
     close_grace: float = 0.0
     max_chart_sessions: int = 200
+    chart_sessions_per_second: float | None = 10.0
+    quote_sessions_per_second: float | None = 10.0
+    series_requests_per_second: float | None = None
+    session_burst: int = 32
+    series_burst: int = 100
+    rate_limit_backoff: float = 0.5
+    rate_limit_recovery: float = 60.0

@@ -30,6 +30,7 @@ from .delivery import Consumer as ItemConsumer
 from .errors import ConnectionLost, InvalidRequest, RequestTimeout, TvFeedError
 from .events import EventStream, FeedHealth, age
 from .frames import frame_from_bars
+from .governor import Governor
 from .history import (
     FailedLink,
     HistoryRequest,
@@ -99,6 +100,9 @@ class TvFeed:
         use_env: read ``TV_USERNAME``, ``TV_PASSWORD``, ``TV_TOTP_SECRET``, ``TV_AUTH_TOKEN``,
             ``TV_SESSIONID``, ``TV_SESSIONID_SIGN`` for credentials not given as arguments, and
             the ``TVFEED_*`` endpoint variables when ``endpoints`` is not given.
+        governor: paces session creation and series requests (default: a new one built
+            from ``limits``; pass one :class:`~tvfeed_async.governor.Governor` to several
+            feeds of one account so that they share the server's rate limit).
 
     Example::
 
@@ -122,6 +126,7 @@ class TvFeed:
         limits: Limits | None = None,
         session_cache: SessionCache | bool | None = True,
         use_env: bool = True,
+        governor: Governor | None = None,
     ) -> None:
         self._credential_args = {
             "username": username,
@@ -147,12 +152,15 @@ class TvFeed:
         self._closed = anyio.Event()
         self._last_refresh = -self.retry.token_retry_delay
         self._limiter = anyio.CapacityLimiter(self.limits.max_in_flight)
+        #: Paces session creation and series requests on every socket of this feed.
+        self.governor = governor if governor is not None else Governor.from_limits(self.limits)
         self._supervisor = Supervisor(
             self.endpoints,
             self.timeouts,
             self.retry,
             self._token,
             max_chart_sessions=self.limits.max_chart_sessions,
+            governor=self.governor,
         )
         self._streams: StreamManager | None = None
         self._state = "new"

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Self, Unpack
 from .config import Endpoints, Limits, RetryPolicy, Timeouts
 from .errors import InvalidRequest, TvFeedError
 from .events import EVENT_QUEUE, Event, FeedHealth, StreamHealth
+from .governor import Governor
 from .protocol.bars import Bar
 from .protocol.intervals import Interval, IntervalLike
 from .protocol.symbols import Symbol, SymbolLike, parse_symbol
@@ -257,6 +258,9 @@ class FeedPool:
             "session_cache": session_cache,
             "use_env": use_env,
         }
+        # One governor per account: the server's session rate limit is not per socket, so the
+        # sockets of one account share their pace (governor.py).
+        self.governors = [Governor.from_limits(self.limits) for _ in self._accounts]
         self._sockets: list[_Socket] = []
         self._numbers = itertools.count()
         self._socket_caps: dict[int, int] = {}
@@ -325,7 +329,7 @@ class FeedPool:
     def _new_socket(self, account: int) -> _Socket:
         from .feed import TvFeed
 
-        feed = TvFeed(**self._accounts[account], **self._options)
+        feed = TvFeed(**self._accounts[account], **self._options, governor=self.governors[account])
         socket = _Socket(next(self._numbers), account, feed)
         self._sockets.append(socket)
         socket.opener = asyncio.get_running_loop().create_task(

@@ -37,6 +37,7 @@ from .errors import (
     TvFeedError,
 )
 from .events import EventHub
+from .governor import Governor
 from .protocol.client import ClientProtocol
 from .protocol.messages import (
     ClientMessage,
@@ -105,13 +106,20 @@ class Link:
         "chart_sessions",
         "closed",
         "generation",
+        "governor",
         "max_chart_sessions",
     )
 
     def __init__(
-        self, transport: WebSocketTransport, generation: int, max_chart_sessions: int = 200
+        self,
+        transport: WebSocketTransport,
+        generation: int,
+        max_chart_sessions: int = 200,
+        governor: Governor | None = None,
     ) -> None:
         self._transport = transport
+        #: Paces session creation and series requests (None: unpaced); see governor.py.
+        self.governor = governor
         self._lock = anyio.Lock()
         self.generation = generation
         self.closed = False
@@ -169,7 +177,12 @@ class Link:
                 raise
 
     async def send(self, message: ClientMessage) -> None:
-        """Encode and send one client message (see :meth:`send_text`)."""
+        """Encode and send one client message (see :meth:`send_text`), once the governor
+        lets a message of its method go (session creations and series requests wait for a
+        token; every other message goes at once)."""
+        governor = self.governor
+        if governor is not None:
+            await governor.before_send(message.method)
         await self.send_text(message.encode())
 
     async def close(self) -> None:
@@ -198,8 +211,11 @@ class Supervisor:
         retry: RetryPolicy,
         token: TokenProvider,
         max_chart_sessions: int = 200,
+        governor: Governor | None = None,
     ) -> None:
         self._max_chart_sessions = max_chart_sessions
+        #: Shared by every socket this supervisor opens (and by other feeds given it).
+        self.governor = governor
         self._endpoints = endpoints
         self._timeouts = timeouts
         self._retry = retry
@@ -307,6 +323,8 @@ class Supervisor:
                 await self._run_once(refresh_token)
                 failures = 0  # not reached: _run_once only returns by raising
             except RateLimited as error:
+                if self.governor is not None:
+                    self.governor.rate_limited()
                 self.events.emit("rate_limited", str(error))
                 self._note_failure(error)
                 failures += 1
@@ -446,10 +464,11 @@ class Supervisor:
             origin=self._endpoints.origin,
             open_timeout=self._timeouts.connect,
             close_timeout=self._timeouts.close,
+            compression=self._endpoints.compression,
         )
         self.connections_opened += 1
         self._generation += 1
-        link = Link(transport, self._generation, self._max_chart_sessions)
+        link = Link(transport, self._generation, self._max_chart_sessions, self.governor)
         protocol = ClientProtocol()
         error: TvFeedError = ConnectionLost("connection closed")
         try:

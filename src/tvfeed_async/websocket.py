@@ -33,6 +33,7 @@ __all__ = [
     "LoopbackAwareResolver",
     "WebSocketTransport",
     "http_connector",
+    "offers_deflate",
     "open_transport",
     "origin_text",
     "same_site",
@@ -143,9 +144,17 @@ class WebSocketTransport:
 
 
 async def open_transport(
-    url: str, *, origin: str, open_timeout: float, close_timeout: float = 5.0
+    url: str,
+    *,
+    origin: str,
+    open_timeout: float,
+    close_timeout: float = 5.0,
+    compression: str = "auto",
 ) -> WebSocketTransport:
     """Open the WebSocket with TradingView's expected headers.
+
+    ``compression`` is ``Endpoints.compression``: permessage-deflate is offered when it is
+    ``"on"``, or ``"auto"`` and the host is not a loopback one (see :func:`offers_deflate`).
 
     ``open_timeout`` bounds the whole opening (DNS, TCP, proxy, TLS, upgrade) and
     ``close_timeout`` the closing handshake.
@@ -175,7 +184,7 @@ async def open_transport(
                 origin=origin,
                 headers=_HEADERS,
                 proxy=proxy,
-                compress=_DEFLATE_WINDOW_BITS,
+                compress=_DEFLATE_WINDOW_BITS if offers_deflate(url, compression) else 0,
                 max_msg_size=_MAX_MESSAGE_SIZE,
                 autoping=True,
                 autoclose=True,
@@ -371,6 +380,17 @@ def _proxy_for(url: str) -> str | None:
 def _same_origin(configured: str, target: str) -> bool:
     base = origin_of(configured)
     return base is not None and base == origin_of(target)
+
+
+def offers_deflate(url: str, compression: str) -> bool:
+    """Whether the upgrade to ``url`` offers permessage-deflate under ``compression``.
+
+    ``"auto"`` offers it to every host but loopback ones: there the bytes cross no network,
+    and deflating (server) and inflating (client) only cost CPU.
+    """
+    if compression == "auto":
+        return not _is_loopback(url)
+    return compression == "on"
 
 
 def _is_loopback(url: str) -> bool:

@@ -21,7 +21,12 @@ from tvfeed_async import transport as transport_module
 from tvfeed_async.errors import ConnectionLost, InvalidRequest, RateLimited
 from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.chaos import ChaosProxy
-from tvfeed_async.websocket import USER_AGENT, WebSocketTransport, open_transport
+from tvfeed_async.websocket import (
+    USER_AGENT,
+    WebSocketTransport,
+    offers_deflate,
+    open_transport,
+)
 
 ORIGIN = "https://www.tradingview.com"
 PROXY_VARIABLES = ("http", "https", "ws", "wss", "all", "no", "socks")
@@ -102,7 +107,7 @@ async def test_simulator_negotiates_permessage_deflate(
     tv_simulator: TvSimulator, sessions: list[aiohttp.ClientSession]
 ) -> None:
     sim = tv_simulator
-    transport = await connect(sim.endpoints.ws_url, close_timeout=2.0)
+    transport = await connect(sim.endpoints.ws_url, close_timeout=2.0, compression="on")
     try:
         assert transport.compressed
         hello = await transport.receive()
@@ -122,7 +127,7 @@ async def test_upgrade_request_headers() -> None:
         requests.append(request.headers)
 
     async with server(hold_open, process_request=record, compression="deflate") as url:
-        transport = await connect(url)
+        transport = await connect(url, compression="on")
         assert transport.compressed
         await transport.close()
     [headers] = requests
@@ -135,6 +140,67 @@ async def test_upgrade_request_headers() -> None:
     # Nothing else is added: no aiohttp defaults, no credentials.
     for absent in ("Accept", "Accept-Encoding", "Authorization", "Cookie"):
         assert absent not in headers
+
+
+@pytest.mark.parametrize(("policy", "offered"), [("auto", False), ("off", False), ("on", True)])
+async def test_compression_policy_on_loopback(policy: str, offered: bool) -> None:
+    """The upgrade offers permessage-deflate only when the policy asks for it: ``auto``
+    does not on loopback, and the server (willing to deflate) then sends plain frames."""
+    requests: list[Headers] = []
+
+    def record(connection: ServerConnection, request: Request) -> None:
+        requests.append(request.headers)
+
+    async def handler(socket: ServerConnection) -> None:
+        await socket.send("x" * 100_000)
+        await socket.wait_closed()
+
+    async with server(handler, process_request=record, compression="deflate") as url:
+        transport = await connect(url, compression=policy)
+        try:
+            assert transport.compressed is offered
+            assert await transport.receive() == "x" * 100_000
+        finally:
+            await transport.close()
+    [headers] = requests
+    assert ("Sec-WebSocket-Extensions" in headers) is offered
+
+
+def test_auto_compression_offers_deflate_to_remote_hosts_only() -> None:
+    remote = "wss://data.tradingview.com/socket.io/websocket"
+    assert offers_deflate(remote, "auto")
+    assert offers_deflate("ws://10.0.0.7:8080/socket.io/websocket", "auto")
+    for loopback in ("ws://127.0.0.1:1/x", "ws://127.8.0.1/x", "ws://localhost/x", "ws://[::1]/x"):
+        assert not offers_deflate(loopback, "auto")
+        assert offers_deflate(loopback, "on")
+    assert not offers_deflate(remote, "off")
+
+
+async def test_feed_compression_follows_endpoints(tv_simulator: TvSimulator) -> None:
+    """``Endpoints.compression`` reaches the socket a feed opens: the simulator deflates
+    only when the policy is ``on`` (its URL is loopback, so ``auto`` means off)."""
+    from dataclasses import replace
+
+    from tvfeed_async import TvFeed
+
+    stats = tv_simulator.stats
+    for policy, expected in (("auto", 0), ("on", 1), ("off", 0)):
+        endpoints = replace(tv_simulator.endpoints, compression=policy)
+        before = stats.deflate_connections
+        async with TvFeed(endpoints=endpoints, session_cache=False, use_env=False) as feed:
+            frame = await feed.get_hist("BINANCE:BTCUSDT", interval="1", n_bars=50)
+            assert frame.height == 50
+        assert stats.deflate_connections - before == expected, policy
+
+
+def test_compression_policy_is_checked() -> None:
+    from tvfeed_async import Endpoints
+
+    with pytest.raises(InvalidRequest, match="compression"):
+        Endpoints(compression="gzip")  # type: ignore[arg-type]
+    assert Endpoints.from_env({"TVFEED_WS_COMPRESSION": "off"}).compression == "off"
+    with pytest.raises(InvalidRequest):
+        Endpoints.from_env({"TVFEED_WS_COMPRESSION": "yes"})
 
 
 async def test_429_from_the_simulator_is_rate_limited(
@@ -329,7 +395,7 @@ async def test_large_compressed_message() -> None:
         await socket.wait_closed()
 
     async with server(handler, compression="deflate") as url:
-        transport = await connect(url)
+        transport = await connect(url, compression="on")
         try:
             assert transport.compressed
             assert await transport.receive() == text
@@ -365,7 +431,7 @@ async def test_client_messages_reach_the_server() -> None:
             await socket.send(f"echo {message}")
 
     async with server(handler, compression="deflate") as url:
-        transport = await connect(url)
+        transport = await connect(url, compression="on")
         try:
             for text in ("~m~5~m~hello", "é" * 100, "z" * 10_000):
                 await transport.send(text)

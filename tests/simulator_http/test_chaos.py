@@ -299,3 +299,21 @@ async def test_close_with_open_connections_is_clean(target: Target) -> None:
 async def test_invalid_chunk_size() -> None:
     with pytest.raises(ValueError, match="chunk_size"):
         ChaosProxy("127.0.0.1", 1, chunk_size=0)
+
+
+async def test_bandwidth_paces_each_direction(proxy: ChaosProxy) -> None:
+    """At 1 MB/s the 200 KB greeting cannot arrive in less than 0.2 s; bytes stay intact."""
+    loop = asyncio.get_running_loop()
+    proxy.bandwidth = 1_000_000
+    started = loop.time()
+    async with connect(proxy) as (reader, writer):
+        greeting = await asyncio.wait_for(reader.readexactly(len(GREETING)), 10)
+        elapsed = loop.time() - started
+        assert await echo(reader, writer, b"after") == b"after"
+    assert greeting == GREETING
+    assert elapsed >= len(GREETING) / 1_000_000
+
+
+def test_bandwidth_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="bandwidth"):
+        ChaosProxy("127.0.0.1", 1, bandwidth=0)

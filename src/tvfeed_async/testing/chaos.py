@@ -9,6 +9,10 @@ open:
   direction writes them when due, so many chunks are in flight at once and throughput is not
   reduced (a 50 ms round trip is ``latency=0.025``). Order is always preserved: a due time never
   precedes the one of the chunk before it, even when the latency is lowered.
+* ``bandwidth`` (bytes per second, None for unlimited): each direction of a connection is a
+  link of that rate: a chunk is delivered ``len / bandwidth`` seconds after the one before
+  it finished (or after it arrived, if the link was idle), plus ``latency``. Together with
+  ``max_buffered`` the sender then feels the link's rate as back-pressure.
 * ``chunk_size``: writes are sliced into chunks of at most this many bytes, each written and
   drained separately (TCP_NODELAY is set on both sockets), with ``chunk_delay`` seconds between
   them, so the receiver sees small reads: frames split mid-packet, mid-UTF-8 sequence.
@@ -68,6 +72,8 @@ class _Direction:
         self.queue: deque[tuple[float, bytes | None]] = deque()
         self.buffered = 0
         self.last_due = 0.0
+        #: When the link (``ChaosProxy.bandwidth``) finishes sending what it was given.
+        self.link_free = 0.0
         self.changed = asyncio.Event()
 
 
@@ -127,15 +133,19 @@ class ChaosProxy:
         chunk_delay: float = 0.0,
         max_buffered: int = 16 * 1024 * 1024,
         host: str = "127.0.0.1",
+        bandwidth: float | None = None,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if bandwidth is not None and bandwidth <= 0:
+            raise ValueError("bandwidth must be positive (bytes per second) or None")
         self.target_host = target_host
         self.target_port = target_port
         self.latency = latency
         #: Per-direction overrides of ``latency`` (None: use ``latency``).
         self.upstream_latency: float | None = None
         self.downstream_latency: float | None = None
+        self.bandwidth = bandwidth
         self.chunk_size = chunk_size
         self.chunk_delay = chunk_delay
         self.max_buffered = max_buffered
@@ -317,7 +327,12 @@ class ChaosProxy:
                 if self._blackholed:
                     self.bytes_dropped += len(data)
                     continue
-                due = max(loop.time() + self._latency(upstream=upstream), direction.last_due)
+                now = loop.time()
+                if self.bandwidth is not None:
+                    start = max(now, direction.link_free)
+                    direction.link_free = start + len(data) / self.bandwidth
+                    now = direction.link_free
+                due = max(now + self._latency(upstream=upstream), direction.last_due)
                 direction.last_due = due
                 direction.queue.append((due, data))
                 direction.buffered += len(data)

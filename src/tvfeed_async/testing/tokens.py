@@ -49,6 +49,8 @@ class TokenClaims:
     plan: str
     issued_at: int
     expires_at: int
+    #: The ``max_connections`` claim (sockets one token may hold at once), if present.
+    max_connections: int | None = None
 
     @property
     def bar_limit(self) -> int:
@@ -105,6 +107,7 @@ class TokenIssuer:
                 str(claims.get("plan", "")),
                 int(claims["iat"]),
                 int(claims["exp"]),
+                int(claims["max_connections"]) if "max_connections" in claims else None,
             )
         except (KeyError, TypeError, ValueError):
             return None

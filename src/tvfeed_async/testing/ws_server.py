@@ -149,6 +149,8 @@ NODE = "sim1-charts-free-1-series-1"
 SCRIPT_STUDY_NAMES = frozenset({"Script@tv-scripting-101!"})
 BAD_TOKEN = "bad auth token"  # noqa: S105 - the error text, not a secret
 MAX_SESSIONS_RATE = "max sessions rate reached"
+#: What a socket past its token's ``max_connections`` gets (ServerConfig.enforce_max_connections).
+TOO_MANY_CONNECTIONS = "too many connections"
 TOO_MANY_SESSIONS = "too many chart sessions"
 STANDARD_MINUTES = frozenset({1, 3, 5, 15, 30, 45, 60, 120, 180, 240})
 _FREE_PLANS = frozenset({"", "free"})
@@ -255,6 +257,15 @@ class ServerConfig:
             one WebSocket message, as in a 2025 frame (0xrushi/tradingview-scraper issue
             #25). False (the default, which the simulator tests pin): ``symbol_error`` at
             once and nothing more for the series.
+        session_rate: chart and quote sessions one connection may create per wall-clock
+            second, with ``session_burst`` allowed at once (a token bucket). One more gets
+            ``protocol_error ["max sessions rate reached"]`` and the socket closes, as the
+            real service answers (TradingView-API issue #173; its rate is not published).
+            None (the default): no limit.
+        session_burst: see ``session_rate``.
+        enforce_max_connections: a token's ``max_connections`` claim caps the sockets
+            authenticated with that user's tokens at once; one more gets ``protocol_error
+            ["too many connections"]`` and is closed. Off by default.
     """
 
     heartbeat_interval: float | None = 10.0
@@ -272,6 +283,9 @@ class ServerConfig:
     resolve_hold: float | None = 0.02
     history_chunk_bars: int | None = 1_000
     series_error_after_symbol_error: bool = False
+    session_rate: float | None = None
+    session_burst: int = 20
+    enforce_max_connections: bool = False
 
 
 @dataclass
@@ -299,6 +313,12 @@ class SimulatorStats:
     protocol_errors: int = 0
     critical_errors: int = 0
     active_connections: int = 0
+    #: Connections on which permessage-deflate was negotiated (the client offered it).
+    deflate_connections: int = 0
+    chart_sessions_created: int = 0
+    quote_sessions_created: int = 0
+    #: Sockets closed with "max sessions rate reached" by ServerConfig.session_rate.
+    sessions_rate_limited: int = 0
     query_strings: deque[str] = field(default_factory=lambda: deque(maxlen=100))
     origins: deque[str | None] = field(default_factory=lambda: deque(maxlen=100))
 
@@ -1222,6 +1242,11 @@ class SimConnection:
         self.bar_limit = hub.config.anonymous_bar_limit
         self.packets_sent = 0
         self.chart_sessions_created = 0
+        #: Whose token authenticated this socket (None: anonymous), and the token's cap.
+        self.user_id: int | None = None
+        # ServerConfig.session_rate's bucket: tokens left, and when it was last filled.
+        self._session_tokens = float(hub.config.session_burst)
+        self._session_stamp = time.monotonic()
         self.heartbeat_number = 0
         self.unanswered_heartbeats = 0
         self._charts: dict[str, _Chart] = {}
@@ -1606,9 +1631,44 @@ class SimConnection:
                 out.clear()
             self.fatal(BAD_TOKEN)
             return
+        if self.hub.config.enforce_max_connections and claims.max_connections is not None:
+            holding = sum(
+                1
+                for other in self.hub.connections.values()
+                if other is not self and not other.closing and other.user_id == claims.user_id
+            )
+            if holding >= claims.max_connections:
+                if out:
+                    self.emit(out)
+                    out.clear()
+                self.fatal(TOO_MANY_CONNECTIONS)
+                return
         self.authenticated, self.plan = True, claims.plan
+        self.user_id = claims.user_id
         self.bar_limit = self.hub.bar_limit(claims.plan)
         self._authenticated_once()
+
+    def _session_rate_exceeded(self, out: list[str]) -> bool:
+        """Take a token of ServerConfig.session_rate's bucket; past the rate, answer
+        ``max sessions rate reached`` and close (True)."""
+        config = self.hub.config
+        if config.session_rate is None:
+            return False
+        now = time.monotonic()
+        self._session_tokens = min(
+            float(config.session_burst),
+            self._session_tokens + (now - self._session_stamp) * config.session_rate,
+        )
+        self._session_stamp = now
+        if self._session_tokens >= 1.0:
+            self._session_tokens -= 1.0
+            return False
+        self.hub.stats.sessions_rate_limited += 1
+        if out:
+            self.emit(out)
+            out.clear()
+        self.fatal(MAX_SESSIONS_RATE)
+        return True
 
     def _authenticated_once(self) -> None:
         self._auth_count += 1
@@ -1651,6 +1711,9 @@ class SimConnection:
             return
         chart_id = params[0]
         self.chart_sessions_created += 1
+        self.hub.stats.chart_sessions_created += 1
+        if self._session_rate_exceeded(out):
+            return
         rate_after = self.script.max_sessions_rate_after
         if rate_after is not None and self.chart_sessions_created > rate_after:
             if out:
@@ -2474,6 +2537,9 @@ class SimConnection:
 
     def _quote_create_session(self, params: list[Any], out: list[str]) -> None:
         if params and isinstance(params[0], str):
+            self.hub.stats.quote_sessions_created += 1
+            if self._session_rate_exceeded(out):
+                return
             self._drop_quote(params[0])
             self._quotes[params[0]] = _QuoteSession()
 
@@ -2662,6 +2728,8 @@ class WebSocketServer:
         _, _, query = socket.request.path.partition("?") if socket.request else ("", "", "")
         origin = socket.request.headers.get("Origin") if socket.request else None
         connection = self.hub.open_connection(query, origin)
+        if socket.protocol.extensions:
+            self.hub.stats.deflate_connections += 1
         self._sockets[connection.id] = socket
         writer = asyncio.create_task(self._write(socket, connection))
         beats = None

@@ -1,0 +1,161 @@
+"""The governor against a simulator that enforces the service's limits: session creation
+rate ("max sessions rate reached") and the token's max_connections. The client stays inside
+them when its pace is below the server's, and slows down by itself when it is not."""
+
+from __future__ import annotations
+
+import contextlib
+
+import anyio
+import pytest
+
+from tvfeed_async import Limits, RetryPolicy, TvFeed, TvFeedError
+from tvfeed_async.governor import Governor
+from tvfeed_async.testing import TvSimulator
+from tvfeed_async.testing.ws_server import ServerConfig
+
+from ..support.feeds import open_feed
+from ..support.streams import FAST, first_forming
+from .test_history import assert_same
+from .test_pool import _token, pool_on
+
+SYMBOLS = [f"BINANCE:SIM{index:03d}USDT" for index in range(1, 41)]
+RETRY = RetryPolicy(initial=0.01, maximum=0.05, max_attempts=50, history_attempts=10)
+
+
+async def poll(condition) -> None:
+    """Wait until ``condition()`` holds (the simulator's counters have no event to wait on)."""
+    while not condition():  # noqa: ASYNC110
+        await anyio.sleep(0.05)
+
+
+def limited(rate: float, burst: int) -> ServerConfig:
+    return ServerConfig(session_rate=rate, session_burst=burst)
+
+
+async def test_paced_history_stays_within_the_session_rate(tv_simulator_factory):
+    sim = await tv_simulator_factory(config=limited(20.0, 5))
+    limits = Limits(chart_sessions_per_second=15.0, session_burst=5, max_in_flight=40)
+    async with open_feed(sim, limits=limits) as feed:
+        frames = await feed.get_hist_many(SYMBOLS, interval="1", n_bars=30)
+        governor = feed.governor
+    assert sim.stats.sessions_rate_limited == 0
+    assert sim.stats.protocol_errors == 0
+    assert governor.stats.chart_sessions == len(SYMBOLS)
+    assert governor.stats.waits > 0  # 40 at once is past the burst: the governor paced them
+    for symbol in SYMBOLS:
+        assert_same(frames[symbol], sim.truth(symbol, "1", n_bars=30))
+
+
+async def test_an_unpaced_client_is_rate_limited(tv_simulator_factory):
+    """The limit the other tests stay inside is real: without the governor the same requests
+    make the simulator close the socket with "max sessions rate reached"."""
+    sim = await tv_simulator_factory(config=limited(20.0, 5))
+    limits = Limits(chart_sessions_per_second=None, max_in_flight=40)
+    async with open_feed(sim, limits=limits, retry=RETRY) as feed:
+        events = feed.events()
+        with contextlib.suppress(TvFeedError):
+            await feed.get_hist_many(SYMBOLS[:20], interval="1", n_bars=30)
+        with anyio.fail_after(5):
+            kinds = set()
+            while "rate_limited" not in kinds:
+                kinds.add((await events.__anext__()).kind)
+    assert sim.stats.sessions_rate_limited >= 1
+
+
+async def test_too_fast_a_setting_is_slowed_down_by_the_servers_answers(tv_simulator_factory):
+    sim = await tv_simulator_factory(config=limited(8.0, 4))
+    limits = Limits(
+        chart_sessions_per_second=40.0, session_burst=4, max_in_flight=40, rate_limit_recovery=600
+    )
+    async with open_feed(sim, limits=limits, retry=RETRY) as feed:
+        frames = await feed.get_hist_many(SYMBOLS[:30], interval="1", n_bars=30)
+        governor = feed.governor
+    for symbol in SYMBOLS[:30]:
+        assert_same(frames[symbol], sim.truth(symbol, "1", n_bars=30))
+    # 40/s halves to 20, 10, then 5/s, below the server's 8/s: a few rate limits, then none.
+    assert 1 <= governor.stats.rate_limited <= 4
+    assert governor.factor <= 0.25
+    assert sim.stats.sessions_rate_limited == governor.stats.rate_limited
+
+
+async def test_streams_resubscribe_within_the_rate_after_a_restart(tv_simulator_factory):
+    sim = await tv_simulator_factory(config=limited(10.0, 5))
+    limits = Limits(chart_sessions_per_second=8.0, session_burst=5)
+    async with open_feed(sim, limits=limits, **FAST) as feed:
+        streams = [feed.stream(symbol, interval="1", partial=True) for symbol in SYMBOLS[:20]]
+        async with contextlib.AsyncExitStack() as stack:
+            for stream in streams:
+                await stack.enter_async_context(contextlib.aclosing(stream))
+            with anyio.fail_after(30):
+                for stream in streams:
+                    await first_forming(stream)
+                created = sim.stats.chart_sessions_created
+                assert await sim.restart() == 1
+                # Every stream makes its chart session again, paced: none is refused.
+                await poll(lambda: sim.stats.chart_sessions_created >= created + len(streams))
+                await poll(lambda: all(entry.live for entry in feed.health().streams))
+                health = feed.health()
+    assert sim.stats.sessions_rate_limited == 0
+    assert len(health.streams) == 20
+
+
+async def test_feeds_sharing_a_governor_share_its_pace(tv_simulator_factory):
+    """Two feeds of one account given one governor together keep its rate: the second
+    feed's sessions wait behind the first's."""
+    sim = await tv_simulator_factory(config=limited(10.0, 4))
+    governor = Governor(chart_sessions_per_second=8.0, session_burst=4)
+    async with (
+        open_feed(sim, governor=governor) as first,
+        open_feed(sim, governor=governor) as second,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(first.get_hist_many, SYMBOLS[:10], "1")
+        group.start_soon(second.get_hist_many, SYMBOLS[10:20], "1")
+    assert governor.stats.chart_sessions == 20
+    assert sim.stats.sessions_rate_limited == 0
+
+
+async def test_the_simulator_refuses_a_socket_past_max_connections():
+    secret = b"max-connections-secret"
+    config = ServerConfig(enforce_max_connections=True)
+    token = _token(secret, 9, max_connections=1)
+    async with TvSimulator(token_secret=secret, config=config) as sim:
+        async with open_feed(sim, auth_token=token) as first:
+            await first.get_hist("BINANCE:BTCUSDT", interval="1", n_bars=5)
+            retry = RetryPolicy(initial=0.01, maximum=0.02, max_attempts=0)
+            second = TvFeed(
+                endpoints=sim.endpoints,
+                auth_token=token,
+                session_cache=False,
+                use_env=False,
+                retry=retry,
+            )
+            with pytest.raises(TvFeedError, match="too many connections"):
+                async with second:
+                    await second.get_hist("BINANCE:BTCUSDT", interval="1", n_bars=5)
+            # The first socket was left alone.
+            frame = await first.get_hist("BINANCE:ETHUSDT", interval="1", n_bars=5)
+            assert frame.height == 5
+        assert sim.stats.protocol_errors >= 1
+
+
+async def test_a_pool_stays_within_the_tokens_max_connections():
+    secret = b"pool-limit-secret"
+    config = ServerConfig(enforce_max_connections=True, session_rate=10.0, session_burst=5)
+    async with TvSimulator(token_secret=secret, config=config) as sim:
+        accounts = [{"auth_token": _token(secret, 7, max_connections=2)}]
+        limits = Limits(chart_sessions_per_second=8.0, session_burst=5, max_chart_sessions=200)
+        async with pool_on(sim, accounts, series_per_socket=3, limits=limits) as pool:
+            streams = [pool.stream(symbol, interval="1", partial=True) for symbol in SYMBOLS[:6]]
+            async with contextlib.AsyncExitStack() as stack:
+                for stream in streams:
+                    await stack.enter_async_context(contextlib.aclosing(stream))
+                with anyio.fail_after(30):
+                    for stream in streams:
+                        await first_forming(stream)
+            assert pool.sockets == 2
+            # Both sockets of the one account draw on one governor.
+            assert pool.governors[0].stats.chart_sessions >= 6
+        assert sim.stats.protocol_errors == 0
+        assert sim.stats.sessions_rate_limited == 0
