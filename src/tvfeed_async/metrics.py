@@ -43,6 +43,7 @@ except ImportError as error:  # pragma: no cover - the message is tested in a su
     ) from error
 
 from .events import FeedHealth, StreamHealth
+from .governor import Governor
 from .stats import FeedStats
 
 if TYPE_CHECKING:
@@ -235,6 +236,14 @@ class FeedCollector:
         add("late_revisions", (), stats.late_revisions)
         for method, count in sorted(stats.unknown_messages.items()):
             add("unknown_messages", (method,), count)
+        for labels, governor in _governors(self._source, pool):
+            paced = governor.stats
+            add("governor_factor", labels, paced.factor)
+            add("governor_rate_limited", labels, paced.rate_limited)
+            add("governor_waits", labels, paced.waits)
+            add("governor_waited_seconds", labels, paced.waited)
+            add("governor_chart_sessions", labels, paced.chart_sessions)
+            add("governor_quote_sessions", labels, paced.quote_sessions)
         yield from families
 
     def _families(self, *, pool: bool) -> list[_Family]:
@@ -300,7 +309,29 @@ class FeedCollector:
             counter("late_revisions", "Revisions of bars already delivered as closed.", []),
             counter("unknown_messages", "Messages the feed does not interpret.", ["method"]),
         ]
+        account = ["account"] if pool else []
+        families += [
+            gauge(
+                "governor_factor",
+                "Fraction of the configured session rates in force (below 1 after rate limits).",
+                account,
+            ),
+            counter("governor_rate_limited", "Rate limits met from the server.", account),
+            counter("governor_waits", "Messages that waited for the governor.", account),
+            counter("governor_waited_seconds", "Seconds messages waited, summed.", account),
+            counter("governor_chart_sessions", "Chart sessions created.", account),
+            counter("governor_quote_sessions", "Quote sessions created.", account),
+        ]
         return families
+
+
+def _governors(source: object, pool: bool) -> list[tuple[tuple[str, ...], Governor]]:
+    """The source's governors with their labels: a feed's one, or a pool's one per account."""
+    if pool:
+        governors = getattr(source, "governors", [])
+        return [((str(number),), governor) for number, governor in enumerate(governors)]
+    governor = getattr(source, "governor", None)
+    return [((), governor)] if isinstance(governor, Governor) else []
 
 
 def register(

@@ -382,3 +382,26 @@ async def test_record_says_when_the_metrics_port_is_taken(tv_simulator, tmp_path
     assert result.returncode == 1, error
     assert f"cannot serve the metrics on 127.0.0.1:{port}" in error
     assert error.count("\n") == 1, error
+
+
+async def test_governor_figures_are_scraped(tv_simulator_factory) -> None:
+    """The governor's pace and the rate limits it met are metrics too: after a server that
+    rate-limits at 2 sessions per burst, the factor is below 1 and the limit is counted."""
+    from tvfeed_async import Limits, RetryPolicy
+    from tvfeed_async.testing.ws_server import ServerConfig
+
+    sim = await tv_simulator_factory(config=ServerConfig(session_rate=5.0, session_burst=2))
+    limits = Limits(chart_sessions_per_second=100.0, session_burst=8, rate_limit_recovery=600)
+    retry = RetryPolicy(initial=0.01, maximum=0.05, history_attempts=10)
+    async with open_feed(sim, limits=limits, retry=retry) as feed:
+        symbols = [f"BINANCE:SIM{index:03d}USDT" for index in range(1, 9)]
+        await feed.get_hist_many(symbols, interval="1", n_bars=10)
+        registry = CollectorRegistry()
+        register(feed, registry)
+        samples = scrape(registry)
+        governor = feed.governor.stats
+    assert governor.rate_limited >= 1
+    assert value(samples, "tvfeed_governor_rate_limited_total") == governor.rate_limited
+    assert value(samples, "tvfeed_governor_factor") == governor.factor < 1
+    assert value(samples, "tvfeed_governor_chart_sessions_total") == governor.chart_sessions >= 8
+    assert value(samples, "tvfeed_governor_waits_total") == governor.waits
