@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 
 from tvfeed_async import Limits, SymbolNotFound, Timeouts, TvFeed
-from tvfeed_async.testing.simulator import TvSimulator
 from tvfeed_async.testing import ws_server
+from tvfeed_async.testing.simulator import TvSimulator
 from tvfeed_async.testing.ws_server import SimConnection, _plain
 
 from ..support.feeds import open_feed
