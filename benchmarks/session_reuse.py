@@ -75,7 +75,8 @@ class Simulator:
         self.url = line.split("ws_url=", 1)[1].strip()
 
     def methods(self) -> dict[str, int]:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write("stats\n")
         self.process.stdin.flush()
         return dict(json.loads(self.process.stdout.readline()))
