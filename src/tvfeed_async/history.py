@@ -511,6 +511,9 @@ class _IdleCharts:
             self._reaper = asyncio.get_running_loop().create_task(
                 self._reap(), name="tvfeed-idle-charts"
             )
+        # A stream (or request) waiting for a slot on a full socket takes this one: it sees
+        # the socket still full and reclaims an idle session (Link.acquire_chart_session).
+        link.wake_session_waiters()
         return True
 
     def forget(self, entry: _IdleChart) -> None:

@@ -271,3 +271,30 @@ async def test_a_drop_mid_request_on_a_reused_session_is_retried(
         assert tv_simulator.stats.methods["modify_series"] == 1
     assert len(drops) == 1
     assert_same(frame, tv_simulator.truth("BINANCE:BTCUSDT", "1", n_bars=9_000))
+
+
+async def test_a_stream_waiting_for_a_slot_gets_the_session_a_request_leaves_idle(
+    tv_simulator: TvSimulator,
+) -> None:
+    # One slot: the stream waits while the request pages; when the request ends its session
+    # goes idle, and the waiting stream takes the slot at once (not after the idle timeout).
+    tv_simulator.faults.next_connection(send_latency=0.02)
+    limits = Limits(max_in_flight=1, max_chart_sessions=1)
+    async with open_feed(tv_simulator, limits=limits) as feed:
+        results: list[pl.DataFrame] = []
+
+        async def history() -> None:
+            results.append(await feed.get_hist("BINANCE:ETHUSDT", interval="1", n_bars=30_000))
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(history)
+            await _eventually(lambda: tv_simulator.stats.methods["create_series"] == 1)
+            with anyio.fail_after(10):
+                stream = feed.stream("BINANCE:BTCUSDT", interval="1", partial=True)
+                async with contextlib.aclosing(stream):
+                    bar = await anext(stream)
+                    assert results  # the stream waited for the request's slot
+        assert bar.symbol == "BINANCE:BTCUSDT"
+        assert tv_simulator.stats.methods["chart_create_session"] == 2
+        assert tv_simulator.stats.methods["chart_delete_session"] >= 1
+        assert_same(results[0], tv_simulator.truth("BINANCE:ETHUSDT", "1", n_bars=30_000))
