@@ -1,8 +1,8 @@
 """``modify_series`` that switches an existing series to another symbol reference, interval,
-count or range (PROTOCOL.md §3.9: ENDENWER moves one series from symbol to symbol with a new
-``sds_sym_k`` and turnaround; TVKIT applies ranges with it): the answer is the new
-symbol's history under the new turnaround, paging and live updates follow the new symbol,
-and nothing more comes for the previous one."""
+count or range (the Go client ENDENWER moves one series from symbol to symbol with a new
+``sds_sym_k`` and turnaround; TVKIT applies ranges with it; tvfeed_async.history reuses idle
+sessions this way): the answer is the new symbol's history under the new turnaround, paging
+and live updates follow the new symbol, and nothing more comes for the previous one."""
 
 from __future__ import annotations
 
