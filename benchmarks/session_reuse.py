@@ -125,6 +125,12 @@ async def run_job(simulator: Simulator, job: str, mode: str) -> dict[str, float]
             requests += len(names)
         wall = time.perf_counter() - start
     after = simulator.methods()
+    created = after.get("chart_create_session", 0)
+    for _ in range(50):  # the deletes sent at the feed's close may still be on their way
+        if after.get("chart_delete_session", 0) >= created:
+            break
+        await asyncio.sleep(0.02)
+        after = simulator.methods()
 
     def grew(method: str) -> int:
         return after.get(method, 0) - before.get(method, 0)
