@@ -298,3 +298,19 @@ async def test_a_stream_waiting_for_a_slot_gets_the_session_a_request_leaves_idl
         assert tv_simulator.stats.methods["chart_create_session"] == 2
         assert tv_simulator.stats.methods["chart_delete_session"] >= 1
         assert_same(results[0], tv_simulator.truth("BINANCE:ETHUSDT", "1", n_bars=30_000))
+
+
+async def test_a_request_cut_short_by_a_quiet_page_deletes_its_session(
+    tv_simulator: TvSimulator,
+) -> None:
+    # The server stops answering pages: the request returns what came (cut_short), and its
+    # session, which may still answer that page later, is deleted rather than reused.
+    tv_simulator.faults.next_connection(more_data_silent_after_bars=50)
+    timeouts = Timeouts(request=30.0, idle=30.0, page=0.3)
+    async with open_feed(tv_simulator, timeouts=timeouts) as feed:
+        result = await feed.fetch_history("BINANCE:BTCUSDT", interval="1", n_bars=100)
+        assert result.cut_short
+        await _eventually(lambda: tv_simulator.stats.methods["chart_delete_session"] == 1)
+        frame = await feed.get_hist("BINANCE:ETHUSDT", interval="1", n_bars=40)
+        assert_same(frame, tv_simulator.truth("BINANCE:ETHUSDT", "1", n_bars=40))
+        assert tv_simulator.stats.methods["chart_create_session"] == 2
