@@ -72,7 +72,7 @@ class Timeouts:
         session_delete: deleting a chart or quote session when a request or stream ends is
             given this long (shielded; best effort: the session dies with the socket anyway).
         idle_chart_session: a history request's chart session is kept open this long after
-            the request ended cleanly, for the next history request on the socket to reuse
+            the request ended cleanly, for the next count request on the socket to reuse
             (a new symbol and series in the same session: fewer sessions created, which the
             server rate-limits); 0 deletes each at once, as before. At most
             ``Limits.max_in_flight`` are kept per socket; a stream that needs a slot closes

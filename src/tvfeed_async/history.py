@@ -3,9 +3,9 @@
 One request = one chart session with one series (``sds_1``), as the maintained clients do;
 but a session whose request ended cleanly is kept open, idle, on its socket (up to
 ``Timeouts.idle_chart_session`` seconds, at most ``Limits.max_in_flight`` per socket), and the
-next request there takes it: ``resolve_symbol`` of its symbol under a new alias
+next count request there takes it: ``resolve_symbol`` of its symbol under a new alias
 (``sds_sym_2``...) and ``modify_series`` of ``sds_1`` under a new turnaround, instead of a new
-session (see :class:`_IdleCharts`).
+session (see :class:`_IdleCharts`; date ranges open their own: :data:`_REUSE_FOR_RANGES`).
 The conversation (ids, turnaround matching, paging and window decisions) is the pure
 :class:`~tvfeed_async.protocol.chart_session.ChartSession` with a
 :class:`~tvfeed_async.protocol.chart_session.CountJob` or
@@ -563,6 +563,21 @@ class _IdleCharts:
                 await wake.wait()
 
 
+#: Whether date-range requests take idle sessions too (ChartSession.reuse supports it: the
+#: 1-bar probe and the windows are then all modify_series). Off: a range request opens a
+#: session of its own, so its probe is a create_series and only its windows are
+#: modify_series, the flow it always had (the scripted server of
+#: tests/recording/test_recorder.py answers only that one); its session is kept idle
+#: afterwards like any other, for count requests.
+_REUSE_FOR_RANGES = False
+
+
+def _may_reuse(request: HistoryRequest) -> bool:
+    """Whether ``request`` may take an idle session: count requests, the way a series moves
+    from symbol to symbol with modify_series and pages on with request_more_data."""
+    return request.start is None or _REUSE_FOR_RANGES
+
+
 def _idle_charts(link: Link, supervisor: Supervisor, keep: int) -> _IdleCharts | None:
     """The idle sessions of ``link``, or None when sessions are not reused."""
     timeout = supervisor.timeouts.idle_chart_session
@@ -679,7 +694,7 @@ async def collect_history(
     :func:`fetch_history`."""
     link = await supervisor.wait_link(after)
     pool = _idle_charts(link, supervisor, keep_idle)
-    idle = pool.take() if pool is not None else None
+    idle = pool.take() if pool is not None and _may_reuse(request) else None
     route = _ChartRoute(request.symbol.full, request.describe(), idle)
     cut_short = clean = False
     try:

@@ -14,7 +14,7 @@ import anyio
 import polars as pl
 import pytest
 
-from tvfeed_async import Limits, SymbolNotFound, Timeouts, TvFeed
+from tvfeed_async import Limits, SymbolNotFound, Timeouts, TvFeed, history
 from tvfeed_async.testing import ws_server
 from tvfeed_async.testing.simulator import TvSimulator
 from tvfeed_async.testing.ws_server import SimConnection, _plain
@@ -84,13 +84,35 @@ async def test_a_long_mixed_sequence_reuses_one_session(tv_simulator: TvSimulato
                 continue
             assert_same(await _run(feed, request), _truth(tv_simulator, request))
         methods = _methods(tv_simulator)
-        # One session before the unknown symbol, whose session is deleted, one after.
+        # The first request and each date range open a session (ranges open their own); the
+        # unknown symbol takes the newest idle one, which is then deleted; every other count
+        # request takes an idle one.
+        ranges = sum("start" in request for request in requests)
         await _eventually(lambda: tv_simulator.stats.methods["chart_delete_session"] == 1)
         methods = _methods(tv_simulator)
-        assert methods["chart_create_session"] == 2
+        assert methods["chart_create_session"] == 1 + ranges
         assert methods["chart_delete_session"] == 1
         assert methods["resolve_symbol"] == len(requests)
-        assert methods["modify_series"] >= len(requests) - 2
+        assert _open_charts(tv_simulator) == ranges
+
+
+async def test_date_ranges_on_reused_sessions_when_switched_on(
+    tv_simulator: TvSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # history._REUSE_FOR_RANGES: ranges take idle sessions too (probe and windows all
+    # modify_series); the simulator answers that flow as well.
+    monkeypatch.setattr(history, "_REUSE_FOR_RANGES", True)
+    requests = _mixed_requests(tv_simulator)
+    async with open_feed(tv_simulator) as feed:
+        for request in requests:
+            if "NOSUCHTHING" in request["symbol"]:
+                with pytest.raises(SymbolNotFound):
+                    await _run(feed, request)
+                continue
+            assert_same(await _run(feed, request), _truth(tv_simulator, request))
+        await _eventually(lambda: tv_simulator.stats.methods["chart_delete_session"] == 1)
+        # One session before the unknown symbol, whose session is deleted, one after.
+        assert tv_simulator.stats.methods["chart_create_session"] == 2
         assert _open_charts(tv_simulator) == 1
 
 
@@ -241,11 +263,15 @@ async def test_reconnects_in_the_middle_still_give_the_truth(tv_simulator: TvSim
                 assert await tv_simulator.restart() == 1  # idle sessions die with the socket
             assert_same(await _run(feed, request), _truth(tv_simulator, request))
         assert feed.connections_opened == 3
-        # One session per socket, reused by the requests on it.
-        assert tv_simulator.stats.methods["chart_create_session"] == 3
+        # On each socket: one session for its first request, one for each later date range
+        # (ranges open their own); every other request reuses one of them.
+        expected = 0
+        for segment in (requests[:3], requests[3:6], requests[6:]):
+            expected += 1 + sum("start" in request for request in segment[1:])
+        assert tv_simulator.stats.methods["chart_create_session"] == expected
         link = feed._supervisor.link
         assert link is not None
-        assert link.chart_sessions == 1
+        assert link.chart_sessions == 1 + sum("start" in request for request in requests[7:])
 
 
 async def test_a_drop_mid_request_on_a_reused_session_is_retried(
