@@ -97,6 +97,12 @@ class Timeouts:
             does not take writes (shielded from the caller's cancellation).
         session_delete: deleting a chart or quote session when a request or stream ends is
             given this long (shielded; best effort: the session dies with the socket anyway).
+        idle_chart_session: a history request's chart session is kept open this long after
+            the request ended cleanly, for the next count request on the socket to reuse
+            (a new symbol and series in the same session: fewer sessions created, which the
+            server rate-limits); 0 deletes each at once, as before. At most
+            ``Limits.max_in_flight`` are kept per socket; a stream that needs a slot closes
+            one.
     """
 
     connect: float = 15.0
@@ -110,6 +116,7 @@ class Timeouts:
     backfill_patience: float = 10.0
     send: float = 5.0
     session_delete: float = 1.0
+    idle_chart_session: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from .history import (
     HistoryRequest,
     HistoryResult,
     SymbolInfo,
+    close_idle_charts,
     collect_history,
     fetch_symbol_info,
 )
@@ -237,6 +238,8 @@ class TvFeed:
             await self._closed.wait()
             return
         self._state = "closed"
+        with anyio.move_on_after(self.timeouts.session_delete, shield=True):
+            await close_idle_charts(self._supervisor)  # before the socket closes
         if self._streams is not None:
             self._streams.close()
         runner, self._runner = self._runner, None
@@ -496,6 +499,7 @@ class TvFeed:
                                 self.bar_limit,
                                 page_quiet=self.timeouts.page,
                                 after=failed,
+                                keep_idle=self.limits.max_in_flight,
                             )
                             break
                         except FailedLink as error:

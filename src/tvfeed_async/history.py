@@ -1,6 +1,11 @@
 """Historical requests on the shared socket: count mode with paging, and date ranges.
 
-One request = one chart session with one series (``sds_1``), as the maintained clients do.
+One request = one chart session with one series (``sds_1``), as the maintained clients do;
+but a session whose request ended cleanly is kept open, idle, on its socket (up to
+``Timeouts.idle_chart_session`` seconds, at most ``Limits.max_in_flight`` per socket), and the
+next count request there takes it: ``resolve_symbol`` of its symbol under a new alias
+(``sds_sym_2``...) and ``modify_series`` of ``sds_1`` under a new turnaround, instead of a new
+session (see :class:`_IdleCharts`; date ranges open their own: :data:`_REUSE_FOR_RANGES`).
 The conversation (ids, turnaround matching, paging and window decisions) is the pure
 :class:`~tvfeed_async.protocol.chart_session.ChartSession` with a
 :class:`~tvfeed_async.protocol.chart_session.CountJob` or
@@ -24,6 +29,7 @@ range); bars outside the range are filtered out (servers may send some).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import itertools
@@ -224,11 +230,14 @@ class _ChartRoute:
     dropped, never taken for the answer to the current one.
     """
 
-    def __init__(self, symbol: str, request_name: str) -> None:
+    def __init__(self, symbol: str, request_name: str, idle: _IdleChart | None = None) -> None:
         self.symbol = symbol
         self.request_name = request_name
-        self.chart = ChartSession("", symbol, request_name)
-        self.series = self.chart.new_series(SYMBOL_REF)
+        if idle is None:
+            self.chart = ChartSession("", symbol, request_name)
+            self.series = self.chart.new_series(SYMBOL_REF)
+        else:  # a reused session: see _switch_chart
+            self.chart, self.series = idle.chart, idle.series
         #: Client messages the session asked for, not sent yet (the request task sends them).
         self.outgoing: list[ClientMessage] = []
         self.last_activity = 0.0
@@ -247,7 +256,7 @@ class _ChartRoute:
     @property
     def info(self) -> dict[str, Any] | None:
         resolved = self.chart.resolved
-        return resolved.get(SYMBOL_REF) or next(iter(resolved.values()), None)
+        return resolved.get(self.series.symbol_ref) or next(iter(resolved.values()), None)
 
     @property
     def error(self) -> TvFeedError | None:
@@ -411,6 +420,188 @@ async def _close_chart(link: Link, supervisor: Supervisor, session: str) -> None
         link.release_chart_session()
 
 
+async def _switch_chart(
+    link: Link, supervisor: Supervisor, request: HistoryRequest, route: _ChartRoute, session: str
+) -> str:
+    """Switch the idle session ``session`` (``route`` adopted its chart and series) to
+    ``request``: ``resolve_symbol`` under a new alias; the job's first request is then a
+    ``modify_series`` (see :meth:`ChartSession.reuse`). Closed like :func:`_open_chart`'s."""
+    supervisor.add_route(session, route)
+    try:
+        resolve = route.chart.reuse(
+            route.series,
+            request.symbol.full,
+            route.request_name,
+            request.interval.code,
+            adjustment=request.adjustment,
+            trading_session=request.session,
+            back_adjusted=request.back_adjusted,
+        )
+        await _send(link, resolve)
+    except BaseException:
+        await _close_chart(link, supervisor, session)
+        raise
+    return session
+
+
+class _IdleChart:
+    """A chart session of a finished history request, idle on its socket: its route while
+    it waits (data of its last request is ignored; an error or the socket's death makes it
+    unusable)."""
+
+    __slots__ = ("broken", "chart", "pool", "series", "session", "since")
+
+    def __init__(self, pool: _IdleCharts, session: str, route: _ChartRoute) -> None:
+        self.pool = pool
+        self.session = session
+        self.chart = route.chart
+        self.series = route.series
+        self.since = time.monotonic()
+        self.broken = False
+
+    def handle(self, message: ServerMessage) -> None:
+        self.chart.receive(message)  # not accepting: only errors and resolutions count
+        self.chart.events.clear()
+        if self.chart.error is not None and not self.broken:
+            self.broken = True
+            self.pool.wake()  # deleted by the reaper at once
+
+    def connection_lost(self, error: TvFeedError) -> None:
+        self.pool.forget(self)
+
+
+class _IdleCharts:
+    """The idle history chart sessions of one socket (``Link.reclaim_idle`` is this object:
+    calling it deletes the oldest, for a stream or request that waits for a slot).
+
+    Each keeps its slot in ``Link.chart_sessions``. The newest is taken first; one idle for
+    ``timeout`` seconds is deleted (``chart_delete_session``) by a reaper task that runs
+    while there are idle sessions; :func:`close_idle_charts` deletes them all when the feed
+    closes; when the socket dies they die with it (nothing is sent).
+    """
+
+    def __init__(self, link: Link, supervisor: Supervisor, keep: int, timeout: float) -> None:
+        self.link = link
+        self.supervisor = supervisor
+        self.keep = keep
+        self.timeout = timeout
+        self.idle: dict[str, _IdleChart] = {}  # oldest first
+        self.closed = False
+        self._reaper: asyncio.Task[None] | None = None
+        self._wake = anyio.Event()
+
+    def take(self) -> _IdleChart | None:
+        """The newest usable idle session, out of the pool (its route is still registered:
+        the caller replaces it)."""
+        usable = next((e for e in reversed(self.idle.values()) if not e.broken), None)
+        if usable is not None:
+            del self.idle[usable.session]
+        return usable  # broken ones are left to the reaper
+
+    def park(self, session: str, route: _ChartRoute) -> bool:
+        """Keep ``session`` (whose request ``route`` ended cleanly) for reuse; False when it
+        must be deleted instead (the socket is closing, or ``keep`` are idle already)."""
+        link = self.link
+        if self.closed or link.closed or len(self.idle) >= self.keep or route.error is not None:
+            return False
+        entry = _IdleChart(self, session, route)
+        self.idle[session] = entry
+        self.supervisor.add_route(session, entry)
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(
+                self._reap(), name="tvfeed-idle-charts"
+            )
+        # A stream (or request) waiting for a slot on a full socket takes this one: it sees
+        # the socket still full and reclaims an idle session (Link.acquire_chart_session).
+        link.wake_session_waiters()
+        return True
+
+    def forget(self, entry: _IdleChart) -> None:
+        """The socket died: ``entry`` died with it; its slot is released."""
+        if self.idle.pop(entry.session, None) is not None:
+            self.supervisor.remove_route(entry.session)
+            self.link.release_chart_session()
+        self.wake()
+
+    def wake(self) -> None:
+        wake, self._wake = self._wake, anyio.Event()
+        wake.set()
+
+    async def __call__(self) -> bool:
+        """Delete the oldest idle session (``Link.reclaim_idle``); False when none is idle."""
+        if not self.idle:
+            return False
+        entry = self.idle.pop(next(iter(self.idle)))
+        await _close_chart(self.link, self.supervisor, entry.session)
+        return True
+
+    async def close(self) -> None:
+        """Delete every idle session; none is kept from now on."""
+        self.closed = True
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None and not reaper.done() and reaper is not asyncio.current_task():
+            reaper.cancel()
+        while await self():
+            pass
+
+    async def _reap(self) -> None:
+        while self.idle and not self.link.closed:
+            now = time.monotonic()
+            due = [
+                entry
+                for entry in self.idle.values()
+                if entry.broken or now - entry.since >= self.timeout
+            ]
+            for entry in due:
+                if self.idle.pop(entry.session, None) is entry:
+                    await _close_chart(self.link, self.supervisor, entry.session)
+            if not self.idle:
+                return
+            oldest = min(entry.since for entry in self.idle.values())
+            wake = self._wake
+            with anyio.move_on_after(max(0.0, oldest + self.timeout - time.monotonic())):
+                await wake.wait()
+
+
+#: Whether date-range requests take idle sessions too (ChartSession.reuse supports it: the
+#: 1-bar probe and the windows are then all modify_series). Off: a range request opens a
+#: session of its own, so its probe is a create_series and only its windows are
+#: modify_series, the flow it always had (the scripted server of
+#: tests/recording/test_recorder.py answers only that one); its session is kept idle
+#: afterwards like any other, for count requests.
+_REUSE_FOR_RANGES = False
+
+
+def _may_reuse(request: HistoryRequest) -> bool:
+    """Whether ``request`` may take an idle session: count requests, the way a series moves
+    from symbol to symbol with modify_series and pages on with request_more_data."""
+    return request.start is None or _REUSE_FOR_RANGES
+
+
+def _idle_charts(link: Link, supervisor: Supervisor, keep: int) -> _IdleCharts | None:
+    """The idle sessions of ``link``, or None when sessions are not reused."""
+    timeout = supervisor.timeouts.idle_chart_session
+    if keep <= 0 or timeout <= 0:
+        return None
+    pool = link.reclaim_idle
+    if not isinstance(pool, _IdleCharts):
+        pool = _IdleCharts(link, supervisor, keep, timeout)
+        link.reclaim_idle = pool
+    return pool
+
+
+async def close_idle_charts(supervisor: Supervisor) -> int:
+    """Delete the idle history sessions of the current socket (the feed is closing); returns
+    how many there were."""
+    link = supervisor.link
+    pool = link.reclaim_idle if link is not None else None
+    if not isinstance(pool, _IdleCharts):
+        return 0
+    count = len(pool.idle)
+    await pool.close()
+    return count
+
+
 class FailedLink(ConnectionLost):
     """A request failed because its socket died; carries that socket so the retry waits for
     the next one (the reader may not have noticed the death yet)."""
@@ -495,23 +686,32 @@ async def collect_history(
     *,
     page_quiet: float = 10.0,
     after: Link | None = None,
+    keep_idle: int = 0,
 ) -> CollectedHistory:
-    """Run one historical request on the current socket, up to the bars it received; the
-    chart session is closed when this returns. Arguments and errors as
+    """Run one historical request on the current socket, up to the bars it received; when
+    this returns the chart session is closed, or kept idle for the next request (see
+    :class:`_IdleCharts`; only when it ended cleanly). Arguments and errors as
     :func:`fetch_history`."""
     link = await supervisor.wait_link(after)
-    route = _ChartRoute(request.symbol.full, request.describe())
-    cut_short = False
+    pool = _idle_charts(link, supervisor, keep_idle)
+    idle = pool.take() if pool is not None and _may_reuse(request) else None
+    route = _ChartRoute(request.symbol.full, request.describe(), idle)
+    cut_short = clean = False
     try:
-        session = await _open_chart(link, supervisor, request, route)
+        if idle is None:
+            session = await _open_chart(link, supervisor, request, route)
+        else:
+            session = await _switch_chart(link, supervisor, request, route, idle.session)
         try:
             try:
                 exhausted = await route.run(link, history_job(request, bar_limit), page_quiet)
+                clean = True
             except _Quiet:
                 exhausted, cut_short = False, True
         finally:
             route.accepting = False
-            await _close_chart(link, supervisor, session)
+            if not (clean and pool is not None and pool.park(session, route)):
+                await _close_chart(link, supervisor, session)
     except ConnectionLost as error:
         raise FailedLink(error, link) from error
     return CollectedHistory(request, route, exhausted, cut_short)
@@ -524,6 +724,7 @@ async def fetch_history(
     *,
     page_quiet: float = 10.0,
     after: Link | None = None,
+    keep_idle: int = 0,
 ) -> HistoryResult:
     """Run one historical request on the current socket.
 
@@ -531,6 +732,9 @@ async def fetch_history(
         page_quiet: when a page (or the first answer, once some of it came) brings nothing
             for this many seconds, stop and return what arrived (``cut_short``).
         after: a socket an earlier attempt failed on: wait for a newer one.
+        keep_idle: keep up to this many chart sessions of cleanly ended requests idle on
+            the socket for later requests to reuse (for ``Timeouts.idle_chart_session``
+            seconds); 0 deletes each when its request ends.
 
     Raises:
         SymbolNotFound, EntitlementError, InvalidRequest, ProtocolError: from the server.
@@ -538,7 +742,7 @@ async def fetch_history(
         Cancellation: the chart session is deleted (best effort) and the route removed.
     """
     collected = await collect_history(
-        supervisor, request, bar_limit, page_quiet=page_quiet, after=after
+        supervisor, request, bar_limit, page_quiet=page_quiet, after=after, keep_idle=keep_idle
     )
     return collected.result()
 

@@ -108,6 +108,7 @@ class Link:
         "generation",
         "governor",
         "max_chart_sessions",
+        "reclaim_idle",
     )
 
     def __init__(
@@ -126,6 +127,9 @@ class Link:
         self.chart_sessions = 0
         self.max_chart_sessions = max_chart_sessions
         self._slot_freed = anyio.Event()
+        #: Deletes one idle chart session kept for reuse (tvfeed_async.history) to free a
+        #: slot; returns False when there is none. Set by whoever keeps idle sessions.
+        self.reclaim_idle: Callable[[], Awaitable[bool]] | None = None
 
     async def acquire_chart_session(self) -> None:
         """Wait until one more chart session fits on this socket, and count it.
@@ -140,6 +144,8 @@ class Link:
         while self.chart_sessions >= self.max_chart_sessions:
             if self.closed:
                 raise ConnectionLost("the connection was lost while waiting for a chart session")
+            if self.reclaim_idle is not None and await self.reclaim_idle():
+                continue
             logger.warning(
                 "%d chart sessions open on this socket (Limits.max_chart_sessions): a request "
                 "or stream waits for one to close",

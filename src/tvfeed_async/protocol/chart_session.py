@@ -226,6 +226,8 @@ class Series:
         requests: series requests sent (create/modify_series, request_more_data).
         stale: batches and completions dropped for carrying another turnaround.
         job: what walks the history of this series, if anything.
+        created: ``create_series`` was sent: the next request of the series (its job's
+            first, after :meth:`ChartSession.reuse`) is a ``modify_series``.
     """
 
     __slots__ = (
@@ -234,6 +236,7 @@ class Series:
         "bar_close_time",
         "chunks",
         "collect",
+        "created",
         "interval",
         "job",
         "requests",
@@ -258,6 +261,7 @@ class Series:
         self.requests = 0
         self.stale = 0
         self.job: CountJob | RangeJob | None = None
+        self.created = False
 
     def next_turnaround(self) -> str:
         """A new turnaround id for the next create/modify_series (``s2``, ``s3``...)."""
@@ -305,6 +309,7 @@ class ChartSession:
         self.series: dict[str, Series] = {}
         self.studies: dict[str, Study] = {}
         self.symbols: dict[str, str] = {}
+        self._symbol_refs = 0
         self.resolved: dict[str, dict[str, Any]] = {}
         self.events: list[Event] = []
         self.error: TvFeedError | None = None
@@ -334,7 +339,8 @@ class ChartSession:
         currency: str | None = None,
     ) -> tuple[str, list[ClientMessage]]:
         """Resolve ``symbol`` under a new alias; returns the alias and ``resolve_symbol``."""
-        ref = f"sds_sym_{len(self.symbols) + 1}"
+        self._symbol_refs += 1
+        ref = f"sds_sym_{self._symbol_refs}"
         self.symbols[ref] = symbol
         spec = symbol_spec(
             symbol,
@@ -355,6 +361,7 @@ class ChartSession:
     def create_series(self, series: Series, size: int | str | list[Any]) -> list[ClientMessage]:
         """``create_series`` of a declared series (turnaround ``s1``)."""
         series.turnaround = "s1"
+        series.created = True
         series.requests += 1
         return [
             create_series(
@@ -381,6 +388,56 @@ class ChartSession:
                 size,
             )
         ]
+
+    def load(self, series: Series, size: int | str | list[Any]) -> list[ClientMessage]:
+        """The first request of a job: ``create_series``, or ``modify_series`` (a new
+        turnaround) when the series exists on the server already (a reused session)."""
+        if series.created:
+            return self.modify_series(series, size)
+        return self.create_series(series, size)
+
+    def reuse(
+        self,
+        series: Series,
+        symbol: str,
+        name: str,
+        interval: str,
+        *,
+        adjustment: str = "splits",
+        trading_session: str | None = None,
+        back_adjusted: bool = False,
+    ) -> list[ClientMessage]:
+        """Switch an idle session, and its ``series``, to another request: ``resolve_symbol``
+        of ``symbol`` under a new alias (``sds_sym_2``, ``sds_sym_3``...), which the series
+        shows at ``interval`` from its next request (its job's :meth:`load`, a
+        ``modify_series`` with a new turnaround). What the series and the session got for
+        the previous request is forgotten; answers under its turnarounds count as stale.
+
+        Raises:
+            ValueError: the session ended with an error (it cannot be reused).
+        """
+        if self.error is not None:
+            raise ValueError(f"chart session {self.session_id} ended with {self.error!r}")
+        self.symbol = symbol
+        self.name = name or symbol
+        self.events = []
+        self.accepting = True
+        self.symbols.clear()  # the numbering goes on (self._symbol_refs)
+        self.resolved.clear()
+        ref, resolve = self.resolve(
+            symbol,
+            adjustment=adjustment,
+            trading_session=trading_session,
+            back_adjusted=back_adjusted,
+        )
+        series.symbol_ref = ref
+        series.interval = interval
+        series.chunks = []
+        series.bar_close_time = None
+        series.server_time = None
+        series.answers = series.requests = series.stale = 0
+        series.job = None
+        return resolve
 
     def request_more(self, series: Series, count: int) -> list[ClientMessage]:
         """``request_more_data``: ``count`` bars older than the oldest loaded (answered under
@@ -542,7 +599,7 @@ class CountJob:
         self._first = True
 
     def begin(self, session: ChartSession, series: Series) -> list[ClientMessage]:
-        return session.create_series(series, min(self.wanted, self.bar_limit))
+        return session.load(series, min(self.wanted, self.bar_limit))
 
     def answered(
         self, session: ChartSession, series: Series, completed: SeriesCompleted
@@ -615,7 +672,7 @@ class RangeJob:
         self._probing = True
 
     def begin(self, session: ChartSession, series: Series) -> list[ClientMessage]:
-        return session.create_series(series, 1)
+        return session.load(series, 1)
 
     def answered(
         self, session: ChartSession, series: Series, completed: SeriesCompleted
