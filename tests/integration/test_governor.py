@@ -23,6 +23,19 @@ SYMBOLS = [f"BINANCE:SIM{index:03d}USDT" for index in range(1, 41)]
 RETRY = RetryPolicy(initial=0.01, maximum=0.05, max_attempts=50, history_attempts=10)
 
 
+@contextlib.asynccontextmanager
+async def live(source, symbols):
+    """Partial streams of ``symbols`` (1-minute), each past its first forming bar."""
+    streams = [source.stream(symbol, interval="1", partial=True) for symbol in symbols]
+    async with contextlib.AsyncExitStack() as stack:
+        for stream in streams:
+            await stack.enter_async_context(contextlib.aclosing(stream))
+        with anyio.fail_after(30):
+            for stream in streams:
+                await first_forming(stream)
+        yield streams
+
+
 async def poll(condition) -> None:
     """Wait until ``condition()`` holds (the simulator's counters have no event to wait on)."""
     while not condition():  # noqa: ASYNC110
@@ -82,20 +95,14 @@ async def test_too_fast_a_setting_is_slowed_down_by_the_servers_answers(tv_simul
 async def test_streams_resubscribe_within_the_rate_after_a_restart(tv_simulator_factory):
     sim = await tv_simulator_factory(config=limited(10.0, 5))
     limits = Limits(chart_sessions_per_second=8.0, session_burst=5)
-    async with open_feed(sim, limits=limits, **FAST) as feed:
-        streams = [feed.stream(symbol, interval="1", partial=True) for symbol in SYMBOLS[:20]]
-        async with contextlib.AsyncExitStack() as stack:
-            for stream in streams:
-                await stack.enter_async_context(contextlib.aclosing(stream))
-            with anyio.fail_after(30):
-                for stream in streams:
-                    await first_forming(stream)
-                created = sim.stats.chart_sessions_created
-                assert await sim.restart() == 1
-                # Every stream makes its chart session again, paced: none is refused.
-                await poll(lambda: sim.stats.chart_sessions_created >= created + len(streams))
-                await poll(lambda: all(entry.live for entry in feed.health().streams))
-                health = feed.health()
+    async with open_feed(sim, limits=limits, **FAST) as feed, live(feed, SYMBOLS[:20]) as streams:
+        with anyio.fail_after(30):
+            created = sim.stats.chart_sessions_created
+            assert await sim.restart() == 1
+            # Every stream makes its chart session again, paced: none is refused.
+            await poll(lambda: sim.stats.chart_sessions_created >= created + len(streams))
+            await poll(lambda: all(entry.live for entry in feed.health().streams))
+            health = feed.health()
     assert sim.stats.sessions_rate_limited == 0
     assert len(health.streams) == 20
 
@@ -147,14 +154,8 @@ async def test_a_pool_stays_within_the_tokens_max_connections():
         accounts = [{"auth_token": _token(secret, 7, max_connections=2)}]
         limits = Limits(chart_sessions_per_second=8.0, session_burst=5, max_chart_sessions=200)
         async with pool_on(sim, accounts, series_per_socket=3, limits=limits) as pool:
-            streams = [pool.stream(symbol, interval="1", partial=True) for symbol in SYMBOLS[:6]]
-            async with contextlib.AsyncExitStack() as stack:
-                for stream in streams:
-                    await stack.enter_async_context(contextlib.aclosing(stream))
-                with anyio.fail_after(30):
-                    for stream in streams:
-                        await first_forming(stream)
-            assert pool.sockets == 2
+            async with live(pool, SYMBOLS[:6]):
+                assert pool.sockets == 2
             # Both sockets of the one account draw on one governor.
             assert pool.governors[0].stats.chart_sessions >= 6
         assert sim.stats.protocol_errors == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from tvfeed_async.metrics import FeedCollector, register, serve
 from tvfeed_async.pool import FeedPool
 
 from ..scripted import wait_for
-from ..support.feeds import open_feed
+from ..support.feeds import cli_env, open_feed
 
 pytestmark = pytest.mark.timeout(60)
 MINUTE = 60
@@ -307,14 +306,6 @@ def test_without_prometheus_client_the_import_error_says_what_to_install() -> No
     assert 'pip install "tvfeed-async[prometheus]"' in result.stdout
 
 
-def _cli_env(sim: Any, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TV_", "TVFEED_"))}
-    env["TVFEED_WS_URL"] = sim.endpoints.ws_url
-    env["TVFEED_WWW_URL"] = sim.endpoints.www_url
-    env["TVFEED_CACHE_DIR"] = str(tmp_path / "cache")
-    return env
-
-
 def _record(*options: str, root: Path) -> list[str]:
     return [
         sys.executable,
@@ -336,7 +327,7 @@ async def test_record_serves_its_feeds_metrics(tv_simulator, tmp_path: Path) -> 
     sim = tv_simulator
     process = await asyncio.create_subprocess_exec(
         *_record("--metrics-port", "0", root=tmp_path / "candles"),
-        env=_cli_env(sim, tmp_path),
+        env=cli_env(sim, tmp_path),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -375,7 +366,7 @@ async def test_record_says_when_the_metrics_port_is_taken(tv_simulator, tmp_path
         async with asyncio.timeout(60):
             result = await anyio.run_process(
                 _record("--metrics-port", str(port), root=tmp_path / "candles"),
-                env=_cli_env(tv_simulator, tmp_path),
+                env=cli_env(tv_simulator, tmp_path),
                 check=False,
             )
     error = result.stderr.decode()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,18 +14,11 @@ from tvfeed_async.cli import main
 from tvfeed_async.sinks import SeriesKey
 from tvfeed_async.testing import TvSimulator
 
+from ..support.feeds import cli_env
 from .helpers import MINUTE, assert_exactly_truth, wait_for_store
 from .stores import Row, parquet_rows
 
 BTC = SeriesKey("BINANCE:BTCUSDT", "5")
-
-
-def _env(sim: TvSimulator, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TV_", "TVFEED_"))}
-    env["TVFEED_WS_URL"] = sim.endpoints.ws_url
-    env["TVFEED_WWW_URL"] = sim.endpoints.www_url
-    env["TVFEED_CACHE_DIR"] = str(tmp_path / "cache")
-    return env
 
 
 def test_an_unknown_target_scheme_is_one_line_and_status_1(
@@ -77,7 +69,7 @@ async def test_sigterm_stops_cleanly_and_prints_the_metrics(
         "20",
         "--stats-every",
         "0.2",
-        env=_env(sim, tmp_path),
+        env=cli_env(sim, tmp_path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -115,7 +107,7 @@ async def test_an_unknown_symbol_fails_with_the_servers_reason(
                 "--to",
                 str(tmp_path / "candles"),
             ],
-            env=_env(tv_simulator, tmp_path),
+            env=cli_env(tv_simulator, tmp_path),
             check=False,
         )
     assert result.returncode == 1
