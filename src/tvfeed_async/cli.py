@@ -91,6 +91,16 @@ def _non_negative_seconds(text: str) -> float:
     return value
 
 
+def _positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number per second") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a rate above 0")
+    return value
+
+
 def _account(text: str) -> tuple[str, str, str | None]:
     username, _, rest = text.partition(":")
     password, _, secret = rest.partition(":")
@@ -188,6 +198,25 @@ def _parser() -> argparse.ArgumentParser:
         type=_account,
         metavar="USER:PASSWORD[:TOTP]",
         help="an account for sign-in (TOTP: a base32 secret; 2FA on when given); repeatable",
+    )
+    simulate.add_argument(
+        "--session-rate",
+        type=_positive_rate,
+        default=None,
+        metavar="PER_SECOND",
+        help='chart and quote sessions a socket may create per second before "max sessions '
+        'rate reached" closes it, as TradingView does (default: no limit)',
+    )
+    simulate.add_argument(
+        "--session-burst",
+        type=_positive_rate,
+        default=20,
+        help="sessions allowed at once with --session-rate (default 20)",
+    )
+    simulate.add_argument(
+        "--enforce-max-connections",
+        action="store_true",
+        help="refuse a socket past its token's max_connections claim",
     )
 
     demo = commands.add_parser("demo", help="history and live bars from the bundled simulator")
@@ -577,6 +606,7 @@ async def _login(args: argparse.Namespace, password: str, totp_code: str | None)
 
 async def _simulate(args: argparse.Namespace) -> int:
     from .testing import Account, serve_forever
+    from .testing.ws_server import ServerConfig
 
     accounts = [
         Account(username, password, 1_000 + number, totp_secret=secret)
@@ -585,8 +615,13 @@ async def _simulate(args: argparse.Namespace) -> int:
     for account in accounts:
         factor = "2FA with TOTP" if account.totp_secret else "no 2FA"
         print(f"account: {account.username} (plan {account.plan}, {factor})", flush=True)
+    config = ServerConfig(
+        session_rate=args.session_rate,
+        session_burst=int(args.session_burst),
+        enforce_max_connections=args.enforce_max_connections,
+    )
     await serve_forever(
-        port=args.port, http_port=args.http_port, speed=args.speed, accounts=accounts
+        port=args.port, http_port=args.http_port, speed=args.speed, accounts=accounts, config=config
     )
     return 0
 

@@ -612,3 +612,41 @@ async def test_demo_check_reports_missing_bars(tv_simulator):
     assert not same
     assert "9 of 10" in report
     assert not check_live_bars(bars + bars[-1:], truth)[0]
+
+
+async def test_simulate_with_a_session_rate_limits_a_client_that_does_not_pace(tmp_path):
+    """``simulate --session-rate`` makes the simulator answer as TradingView does when
+    sessions come too fast, for trying a service's pacing offline."""
+    from tvfeed_async import Endpoints, Limits, RetryPolicy, TvFeed
+
+    command = [*CLI, "simulate", "--port", "0", "--session-rate", "1", "--session-burst", "2"]
+    async with await anyio.open_process(command, env=_env(tmp_path)) as process:
+        assert process.stdout is not None
+        lines = await _read_lines(process.stdout, 1)
+        url = next(line for line in lines if "ws_url=" in line).split("ws_url=", 1)[1].split()[0]
+        unpaced = Limits(chart_sessions_per_second=None)
+        retry = RetryPolicy(initial=0.01, maximum=0.05, max_attempts=3, history_attempts=1)
+        try:
+            async with TvFeed(
+                endpoints=Endpoints(ws_url=url),
+                limits=unpaced,
+                retry=retry,
+                session_cache=False,
+                use_env=False,
+            ) as feed:
+                symbols = [f"BINANCE:SIM{index:03d}USDT" for index in range(1, 7)]
+                await feed.get_hist_many(symbols, interval="1", n_bars=5)
+                limited = feed.governor.stats.rate_limited
+        finally:
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(10):
+                await process.wait()
+    assert limited >= 1
+
+
+@pytest.mark.parametrize("option", [["--session-rate", "0"], ["--session-rate", "fast"]])
+async def test_simulate_rejects_a_bad_session_rate(tmp_path, option):
+    result = await run_cli("simulate", *option, env=_env(tmp_path))
+    assert result.returncode == 2
+    assert "--session-rate" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()

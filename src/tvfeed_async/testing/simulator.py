@@ -477,6 +477,7 @@ async def serve_forever(
     start: TimeLike | None = None,
     print_fn: Callable[[str], None] = print,
     accounts: Iterable[Account] = (),
+    config: ServerConfig | None = None,
 ) -> None:
     """Run a simulator until cancelled, printing its endpoints (``tvfeed-async simulate``).
 
@@ -490,6 +491,8 @@ async def serve_forever(
         start: initial virtual time (default: the fixed default instant).
         print_fn: where the endpoint lines go.
         accounts: accounts of the HTTP side (``tvfeed-async simulate --account``).
+        config: the WebSocket side's knobs, e.g. its session rate limit
+            (``tvfeed-async simulate --session-rate``).
     """
     simulator = TvSimulator(
         seed=seed,
@@ -500,6 +503,7 @@ async def serve_forever(
         port=port,
         http_port=http_port,
         accounts=accounts,
+        config=config,
     )
     async with simulator:
         endpoints = simulator.endpoints
