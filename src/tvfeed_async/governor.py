@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from .errors import InvalidRequest
+
 if TYPE_CHECKING:
     from .config import Limits
 
@@ -56,7 +58,10 @@ class TokenBucket:
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         if rate <= 0 or burst < 1:
-            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+            raise InvalidRequest(
+                f"a session or request rate must be above 0 and its burst at least 1 "
+                f"(got rate {rate!r}, burst {burst!r}); use None for no pacing"
+            )
         self.rate = rate
         self.burst = float(burst)
         self._tokens = float(burst)
@@ -135,7 +140,7 @@ class Governor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < backoff < 1:
-            raise ValueError("backoff must be between 0 and 1")
+            raise InvalidRequest(f"rate_limit_backoff must be between 0 and 1, not {backoff!r}")
         self._clock = clock
         now = clock()
         self._configured: dict[str, float | None] = {

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tvfeed_async import InvalidRequest, TvFeed
 from tvfeed_async.config import Limits
 from tvfeed_async.governor import MIN_FACTOR, Governor, TokenBucket
 
@@ -132,10 +133,13 @@ def test_from_limits_and_bad_settings() -> None:
     assert governor.rate("chart") == 3.0
     assert governor.rate("series") is None
     assert governor.rate("quote") == Limits().quote_sessions_per_second
-    with pytest.raises(ValueError, match="backoff"):
+    with pytest.raises(InvalidRequest, match="backoff"):
         Governor(backoff=1.0)
-    with pytest.raises(ValueError, match="rate"):
+    with pytest.raises(InvalidRequest, match="rate"):
         TokenBucket(0.0, 1, 0.0)
+    # A feed with such limits fails at construction, before any socket.
+    with pytest.raises(InvalidRequest, match="burst"):
+        TvFeed(limits=Limits(session_burst=0), use_env=False, session_cache=False)
 
 
 async def test_a_cancelled_waiter_gives_its_token_back() -> None:
