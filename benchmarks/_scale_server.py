@@ -6,7 +6,8 @@ Started by ``scale_soak.py`` (``python benchmarks/_scale_server.py --series-symb
 service's limits on (``ServerConfig(session_rate=R, session_burst=B,
 enforce_max_connections=True)``, the default 200 chart sessions per socket), prints one JSON
 line with the WebSocket URL and a paid-plan token, then answers JSON commands, one per line on
-stdin, with one JSON line on stdout (:func:`answer`; ``{"cmd": "quit"}`` stops it):
+stdin, with one JSON line on stdout (:func:`answer`; ``{"cmd": "quit"}`` stops it). Before it
+listens it builds the truth of every symbol (:func:`prime`).
 
 ``{"cmd": "advance", "seconds": S}``
     ``sim.clock.advance(S)``; answers the new virtual time.
@@ -35,12 +36,13 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
 from tvfeed_async.testing import TvSimulator
 from tvfeed_async.testing.catalogue import Catalogue, _crypto, default_catalogue
 from tvfeed_async.testing.clock import DEFAULT_START
-from tvfeed_async.testing.ws_server import ServerConfig
+from tvfeed_async.testing.ws_server import ServerConfig, quote_values
 
 #: Virtual start: the simulator's default, Monday 2026-01-05 14:00 UTC.
 START = DEFAULT_START
@@ -91,6 +93,25 @@ def make_simulator(
         # bars of history per series would only cost the server time and memory.
         history_bars=2_000,
     )
+
+
+def prime(sim: TvSimulator, series_symbols: int, quote_symbols: int) -> float:
+    """Build the truth every series and quote will read, before any client connects; the
+    seconds it took. Built on first use instead, 10,000 quote symbols cost the server about
+    4 ms each inside its event loop (a watchlist of 500 blocks it for some 2 s), and with
+    every watchlist on one socket the loop stopped long enough for every other socket's idle
+    timeout to fire: the figures would be the simulator's, not the client's."""
+    started = time.perf_counter()
+    now = sim.clock.now()
+    truth = sim.ground_truth
+    for n in range(series_symbols):
+        for interval in ("1", "5", "15", "60"):
+            truth.series(series_symbol(n), interval)
+    for n in range(quote_symbols):
+        info = sim.catalogue.get(quote_symbol(n))
+        assert info is not None
+        quote_values(truth, info, now, None)
+    return time.perf_counter() - started
 
 
 def live_counts(sim: TvSimulator) -> dict[str, Any]:
@@ -190,8 +211,13 @@ async def serve(arguments: argparse.Namespace) -> None:
         arguments.session_burst,
         arguments.heartbeat,
     )
+    primed = prime(sim, arguments.series_symbols, arguments.quote_symbols)
     async with sim:
-        hello = {"ws_url": sim.endpoints.ws_url, "token": sim.issue_token("pro_premium")}
+        hello = {
+            "ws_url": sim.endpoints.ws_url,
+            "token": sim.issue_token("pro_premium"),
+            "primed_seconds": primed,
+        }
         print(json.dumps(hello), flush=True)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=2**26)

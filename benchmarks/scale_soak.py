@@ -8,10 +8,12 @@ stdout) so that the client's CPU time and memory are measured apart from the ser
 * Series: ``--symbols`` generated crypto pairs (``BINANCE:SC0000USDT``...) times the intervals
   1, 5, 15 and 60 minutes, one ``pool.stream(symbol, interval=..., partial=True)`` consumer
   task each. The simulator allows its default 200 chart sessions per socket and a token's
-  ``max_connections`` (50), and closes a socket that creates sessions faster than
-  ``--session-rate`` per second (burst ``--session-burst``) with "max sessions rate reached";
-  the client's governor is set to 80% of that rate, so the pool spreads the series over
-  sockets of 184 and paces their subscriptions.
+  ``max_connections`` (50), and closes a socket that creates chart and quote sessions faster
+  than ``--session-rate`` per second (burst ``--session-burst``), both kinds counted
+  together, with "max sessions rate reached". The client's governor paces chart sessions at
+  70% of that rate and quote sessions at 10%, each with half the burst (its two buckets are
+  separate, so their sum must stay inside the server's one); the pool spreads the series
+  over sockets of 184.
 * Quotes: ``--quotes`` more generated pairs (``BINANCE:QT00000USDT``...), streamed with
   ``pool.stream_quotes`` in watchlists of ``--quote-chunk`` symbols each.
 * Virtual time: ``--virtual-seconds`` of simulator time (``sim.clock.advance``) in steps of
@@ -94,6 +96,7 @@ class RemoteSim:
         self.process = process
         self.ws_url: str = hello["ws_url"]
         self.token: str = hello["token"]
+        self.primed_seconds: float = hello.get("primed_seconds", 0.0)
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -110,7 +113,7 @@ class RemoteSim:
             limit=2**26,
         )
         assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 120)
+        line = await asyncio.wait_for(process.stdout.readline(), 600)
         return cls(process, json.loads(line))
 
     async def call(self, **command: Any) -> dict[str, Any]:
@@ -156,6 +159,7 @@ class LocalSim:
     @classmethod
     async def start(cls, symbols: int, quotes: int, rate: float, burst: int) -> LocalSim:
         sim = server_side.make_simulator(symbols, quotes, rate, burst, 2.0)
+        server_side.prime(sim, symbols, quotes)
         await sim.start()
         return cls(sim)
 
@@ -186,7 +190,7 @@ class Settings:
     quote_chunk: int = 500
     session_rate: float = 50.0
     session_burst: int = 40
-    idle: float = 8.0
+    idle: float = 30.0  # Timeouts.idle's default
     refuse_status: int = 503
     series_per_socket: int | None = None  # None: the pool's default (184)
     subscribe_timeout: float = 900.0
@@ -296,11 +300,13 @@ async def run_soak(sim: Any, settings: Settings, log: Any = print) -> dict[str, 
         for interval in settings.intervals
     ]
     quote_symbols = [server_side.quote_symbol(n) for n in range(settings.quotes)]
-    client_rate = settings.session_rate * 0.8
+    # The simulator counts chart and quote sessions in one bucket per socket, the governor
+    # in two buckets per account, each with session_burst saved: the client's chart and
+    # quote rates together stay at 80% of the server's, and their bursts together within it.
     limits = Limits(
-        chart_sessions_per_second=client_rate,
-        quote_sessions_per_second=client_rate,
-        session_burst=max(1, int(settings.session_burst * 0.8)),
+        chart_sessions_per_second=settings.session_rate * 0.7,
+        quote_sessions_per_second=settings.session_rate * 0.1,
+        session_burst=max(1, settings.session_burst // 2),
     )
     endpoints = Endpoints(ws_url=sim.ws_url, www_url="http://127.0.0.1:9", symbol_search_url="")
     pool = FeedPool(
@@ -385,6 +391,8 @@ async def run_soak(sim: Any, settings: Settings, log: Any = print) -> dict[str, 
                     took = time.perf_counter() - fault_wall
                     recoveries.append({"fault": name, "sockets": affected, "seconds": took})
                     log(f"step {step + 1}/{steps}: {name} on {affected} sockets, {took:.1f} s")
+                if (step + 1) % 10 == 0:
+                    log(f"step {step + 1}/{steps}: {time.perf_counter() - soak_wall:.0f} s")
                 await asyncio.sleep(0)
             end = int((await sim.call(cmd="now"))["now"])
             figures["soak_wall_seconds"] = time.perf_counter() - soak_wall
@@ -528,6 +536,7 @@ async def main_async(arguments: argparse.Namespace) -> dict[str, Any]:
         session_rate=arguments.session_rate,
         session_burst=arguments.session_burst,
         refuse_status=arguments.refuse_status,
+        idle=arguments.idle,
     )
     kind = LocalSim if arguments.in_process else RemoteSim
     sim = await kind.start(
@@ -541,6 +550,7 @@ async def main_async(arguments: argparse.Namespace) -> dict[str, Any]:
     figures["wall_seconds"] = time.perf_counter() - wall
     figures["settings"] = dataclasses.asdict(settings)
     figures["in_process"] = arguments.in_process
+    figures["server_primed_seconds"] = getattr(sim, "primed_seconds", None)
     figures["machine"] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
@@ -563,6 +573,7 @@ def main() -> None:
     parser.add_argument(
         "--refuse-status", type=int, default=503, help="HTTP status of refused upgrades"
     )
+    parser.add_argument("--idle", type=float, default=30.0, help="client's Timeouts.idle, s")
     parser.add_argument("--quick", action="store_true", help="50 x 4 series, 500 quotes, 10 min")
     parser.add_argument("--in-process", action="store_true", help="simulator in this process")
     parser.add_argument("--output", type=Path, default=RESULTS)
