@@ -410,8 +410,9 @@ async def run_soak(sim: Any, settings: Settings, log: Any = print) -> dict[str, 
                 # Every series that did not fail has a closed bar at or past its last truth bar.
                 for key, rows in wanted.items():
                     state = series[key]
-                    done = state.bars and state.bars[-1][0] >= rows[-1][0]
-                    if state.error is None and rows and not done:
+                    if not rows or state.error is not None:
+                        continue
+                    if not state.bars or state.bars[-1][0] < rows[-1][0]:
                         return False
                 return True
 

@@ -1,6 +1,6 @@
 """The scale soak's core (benchmarks/scale_soak.py) at a tiny size, in-process: series spread
 over two sockets of a FeedPool, quotes, the simulator's session rate and max_connections
-enforced, a dropped socket and a restart in 12 virtual minutes; every closed bar once, equal
+enforced, a dropped socket and a restart in 15 virtual minutes; every closed bar once, equal
 to the simulator's truth."""
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ async def test_tiny_scale_soak_loses_and_duplicates_nothing():
     settings = soak.Settings(
         symbols=5,
         quotes=20,
-        virtual_seconds=720.0,
+        virtual_seconds=900.0,
         step=60.0,
         faults=("drop", "restart"),
-        intervals=("1", "5"),
+        # A 15-minute series' one bar closes right at the end: its window is empty.
+        intervals=("1", "5", "15"),
         quote_chunk=10,
         session_rate=40.0,
         session_burst=10,
-        series_per_socket=6,  # the 10 series need two sockets
+        series_per_socket=8,  # the 15 series need two sockets
     )
     sim = await soak.LocalSim.start(
         settings.symbols, settings.quotes, settings.session_rate, settings.session_burst
@@ -68,6 +69,13 @@ async def test_tiny_scale_soak_loses_and_duplicates_nothing():
     assert figures["failed_series_count"] == 0
     for interval in ("1", "5"):
         assert bars["by_interval"][interval]["expected"] > 0
+    assert bars["by_interval"]["15"] == {
+        "lost": 0,
+        "duplicated": 0,
+        "wrong": 0,
+        "expected": 0,
+        "series": 5,
+    }
     assert figures["sockets"] == 2
     assert [entry["fault"] for entry in figures["recoveries"]] == ["drop", "restart"]
     assert all(entry["sockets"] >= 2 for entry in figures["recoveries"])
