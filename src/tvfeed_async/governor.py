@@ -5,7 +5,9 @@ TradingView rate-limits session creation: past some rate it answers ``protocol_e
 ["max sessions rate reached"]`` and closes the socket (TradingView-API issue #173; the
 rate itself is not documented anywhere). A feed that re-creates 2,000 streams after a
 reconnect, or runs a thousand history requests, must pace itself instead of finding the
-limit. The :class:`Governor` holds three buckets, each ``rate`` tokens per second up to
+limit. (An HTTP 429 on the WebSocket upgrade is about connections, not sessions: the
+reconnect back-off spaces those, and the governor does not slow down for it.) The
+:class:`Governor` holds three buckets, each ``rate`` tokens per second up to
 ``burst`` saved:
 
 * chart sessions (``chart_create_session``);

@@ -329,7 +329,7 @@ class Supervisor:
                 await self._run_once(refresh_token)
                 failures = 0  # not reached: _run_once only returns by raising
             except RateLimited as error:
-                if self.governor is not None:
+                if self.governor is not None and isinstance(error, _SessionsRateLimited):
                     self.governor.rate_limited()
                 self.events.emit("rate_limited", str(error))
                 self._note_failure(error)
@@ -615,12 +615,18 @@ class _TokenRejected(ConnectionLost):
         super().__init__(text)
 
 
+class _SessionsRateLimited(RateLimited):
+    """The server closed the protocol session for asking too fast ("max sessions rate
+    reached", "banned"): what the governor paces. An HTTP 429 on the upgrade is a plain
+    RateLimited: it is about connections, which the reconnect back-off already spaces."""
+
+
 def _protocol_error(text: str, after_refresh: bool) -> TvFeedError:
     lowered = text.lower()
     if "auth token" in lowered:
         return _TokenRejected(after_refresh)
     if "rate" in lowered or "banned" in lowered:
-        return RateLimited(
+        return _SessionsRateLimited(
             f"TradingView is throttling this client ({text!r}); slowing down before reconnecting"
         )
     return ConnectionLost(f"server closed the protocol session: {text}")

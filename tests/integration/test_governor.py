@@ -160,3 +160,23 @@ async def test_a_pool_stays_within_the_tokens_max_connections():
             assert pool.governors[0].stats.chart_sessions >= 6
         assert sim.stats.protocol_errors == 0
         assert sim.stats.sessions_rate_limited == 0
+
+
+async def test_a_refused_upgrade_does_not_slow_session_creation(tv_simulator_factory):
+    """HTTP 429 on the upgrade is about connections: the reconnect back-off handles it, and
+    the governor keeps its pace (only "max sessions rate reached" halves it)."""
+    sim = await tv_simulator_factory()
+    async with open_feed(sim, **FAST) as feed:
+        events = feed.events()
+        sim.faults.refuse_upgrades(2, status=429)
+        await sim.restart()
+        with anyio.fail_after(10):
+            kinds = []
+            while "reconnected" not in kinds:
+                kinds.append((await events.__anext__()).kind)
+        frame = await feed.get_hist("BINANCE:BTCUSDT", interval="1", n_bars=5)
+        governor = feed.governor
+    assert "rate_limited" in kinds
+    assert frame.height == 5
+    assert governor.stats.rate_limited == 0
+    assert governor.factor == 1.0
