@@ -164,7 +164,10 @@ class Limits:
     """Bounds on what one feed holds at once.
 
     Attributes:
-        max_in_flight: historical requests running on the socket at the same time.
+        max_in_flight: historical requests running on the socket at the same time. Each
+            holds a chart session; 32 and 50 were no faster than 16 against the benchmark's
+            independent server, at loopback or 50 ms (benchmarks/README.md), and more than
+            ``session_burst`` at once would be paced by the governor.
         bars_per_request: per-request cap used for paging when the token does not say
             (5,000 anonymous/free).
         stream_queue: per-subscription queue size (closed bars are never dropped; forming
