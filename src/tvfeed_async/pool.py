@@ -22,6 +22,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,8 @@ class _Socket:
         self.account = account
         self.feed = feed
         self.series: dict[_SeriesKey, int] = {}  # key -> streams using it
+        #: Quote streams placed here (weak: a stream dropped without closing still ends).
+        self.quotes: weakref.WeakSet[QuoteStream] = weakref.WeakSet()
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
         self.opener: asyncio.Task[None] | None = None
@@ -147,6 +150,11 @@ class _Socket:
     @property
     def open(self) -> bool:
         return self.ready.is_set() and self.error is None
+
+    @property
+    def quote_symbols(self) -> int:
+        """Symbols watched by the open quote streams placed here."""
+        return sum(len(stream.symbols) for stream in list(self.quotes) if not stream.closed)
 
     async def start(self) -> None:
         try:
@@ -388,12 +396,19 @@ class FeedPool:
         logger.info("opening socket %d on account %d", len(self._sockets), account)
         return self._new_socket(account)
 
-    def _history_socket(self) -> TvFeed:
+    def _open_sockets(self) -> list[_Socket]:
         self._check_open()
         open_sockets = [socket for socket in self._sockets if socket.open]
         if not open_sockets:
             raise RuntimeError("the pool has no open socket")
-        return min(open_sockets, key=lambda s: (len(s.series), s.number)).feed
+        return open_sockets
+
+    def _history_socket(self) -> TvFeed:
+        return min(self._open_sockets(), key=lambda s: (len(s.series), s.number)).feed
+
+    def _quote_socket(self) -> _Socket:
+        """The open socket watching the fewest quote symbols (then: the fewest series)."""
+        return min(self._open_sockets(), key=lambda s: (s.quote_symbols, len(s.series), s.number))
 
     def _release(self, socket: _Socket, key: _SeriesKey) -> None:
         count = socket.series.get(key, 0) - 1
@@ -768,10 +783,14 @@ class FeedPool:
         fields: Iterable[str] | str = (),
         extended_session: bool = False,
     ) -> QuoteStream:
-        """:meth:`TvFeed.stream_quotes` on the open socket with the fewest series."""
-        return self._history_socket().stream_quotes(
+        """:meth:`TvFeed.stream_quotes` on the open socket that watches the fewest quote
+        symbols (then: the fewest series), so that watchlists spread over the sockets."""
+        socket = self._quote_socket()
+        stream = socket.feed.stream_quotes(
             symbols, exchange, fields=fields, extended_session=extended_session
         )
+        socket.quotes.add(stream)
+        return stream
 
     async def get_quotes(
         self,
@@ -781,8 +800,8 @@ class FeedPool:
         fields: Iterable[str] | str = (),
         extended_session: bool = False,
     ) -> pl.DataFrame:
-        """:meth:`TvFeed.get_quotes` on the open socket with the fewest series."""
-        return await self._history_socket().get_quotes(
+        """:meth:`TvFeed.get_quotes` on the open socket that watches the fewest quotes."""
+        return await self._quote_socket().feed.get_quotes(
             symbols, exchange, fields=fields, extended_session=extended_session
         )
 
@@ -794,8 +813,8 @@ class FeedPool:
         fields: Iterable[str] | str = (),
         extended_session: bool = False,
     ) -> Quote:
-        """:meth:`TvFeed.get_quote` on the open socket with the fewest series."""
-        return await self._history_socket().get_quote(
+        """:meth:`TvFeed.get_quote` on the open socket that watches the fewest quotes."""
+        return await self._quote_socket().feed.get_quote(
             symbol, exchange, fields=fields, extended_session=extended_session
         )
 

@@ -486,6 +486,11 @@ class QuoteSubscription:
         """True while the session is open on a live socket."""
         return self._route is not None and not self._lost.is_set()
 
+    @property
+    def finished(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._finished
+
     def close(self) -> None:
         """End the stream now (synchronous; the session task deletes the server session)."""
         self._finished = True
@@ -538,6 +543,11 @@ class QuoteStream:
     def connected(self) -> bool:
         """True while the quote session is open on a live socket."""
         return self._subscription.connected
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream was closed (``close``, ``aclose``, leaving ``async with``)."""
+        return self._subscription.finished
 
     async def add(self, symbols: Iterable[SymbolLike] | str) -> None:
         """Watch more symbols; their snapshots follow. Symbols watched already are ignored.

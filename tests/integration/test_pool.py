@@ -450,3 +450,35 @@ def test_bad_arguments_fail_at_once():
         FeedPool([{"user": "x"}])
     with pytest.raises(InvalidRequest):
         FeedPool(series_per_socket=500)  # above limits.max_chart_sessions (200)
+
+
+async def test_quote_watchlists_spread_over_the_open_sockets(tv_simulator):
+    """Quote streams go to the socket watching the fewest quote symbols, not all to the one
+    with the fewest series (the scale soak found 10,000 quotes on one socket)."""
+    watchlists = [[f"BINANCE:SIM{10 + 5 * n + k:03d}USDT" for k in range(5)] for n in range(4)]
+    async with pool_on(tv_simulator, series_per_socket=1) as pool:
+        series = [pool.stream(symbol, interval="1", partial=True) for symbol in SYMBOLS[:2]]
+        async with contextlib.AsyncExitStack() as stack:
+            for stream in series:
+                await stack.enter_async_context(contextlib.aclosing(stream))
+                await first_forming(stream)
+            assert pool.sockets == 2
+            quotes = [pool.stream_quotes(symbols) for symbols in watchlists]
+            for stream in quotes:
+                await stack.enter_async_context(stream)
+                with anyio.fail_after(30):
+                    await stream.snapshot()
+            per_connection = sorted(
+                sum(len(quote.symbols) for quote in connection._quotes.values())
+                for connection in tv_simulator.hub.connections.values()
+            )
+            assert per_connection == [10, 10]
+            # A closed watchlist frees its place: the next one goes where it was.
+            await quotes[0].aclose()
+            assert quotes[0].closed
+            extra = pool.stream_quotes(["BINANCE:SIM040USDT"])
+            await stack.enter_async_context(extra)
+            with anyio.fail_after(30):
+                (quote,) = await extra.snapshot()
+            assert quote.symbol == "BINANCE:SIM040USDT"
+            assert [s.quote_symbols for s in pool._sockets] in ([6, 10], [10, 6])
