@@ -61,6 +61,7 @@ from typing import Any
 
 import orjson
 import polars as pl
+from _child import process_cpu
 from websockets.asyncio.client import connect
 
 from tvfeed_async import Endpoints, Limits, TvFeed
@@ -235,12 +236,6 @@ def run_tvkit(url: str, symbols: list[str], bars: int) -> tuple[float, float]:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["rows"] == [bars] * len(symbols), result["rows"]
     return float(result["seconds"]), float(result["cpu_seconds"])
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of another process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def timed(make: Callable[[], Awaitable[None]]) -> tuple[float, float]:

@@ -53,6 +53,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _child import JsonChild, rss_bytes
+
 from tvfeed_async import FeedPool, Limits, RetryPolicy, Timeouts
 from tvfeed_async.config import Endpoints
 
@@ -80,72 +82,38 @@ def _load_server_module() -> Any:
 server_side = _load_server_module()
 
 
-def rss_bytes() -> int:
-    """This process's resident set size now (Linux: /proc/self/statm)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 # ------------------------------------------------------------------ the simulator
 
 
-class RemoteSim:
+class RemoteSim(JsonChild):
     """The simulator in a process of its own (``_scale_server.py``)."""
 
+    quit_wait = 30.0
+
     def __init__(self, process: asyncio.subprocess.Process, hello: dict[str, Any]) -> None:
-        self.process = process
+        super().__init__(process, hello)
         self.ws_url: str = hello["ws_url"]
         self.token: str = hello["token"]
         self.primed_seconds: float = hello.get("primed_seconds", 0.0)
-        self._lock = asyncio.Lock()
 
     @classmethod
-    async def start(cls, symbols: int, quotes: int, rate: float, burst: int) -> RemoteSim:
-        process = await asyncio.create_subprocess_exec(
+    async def start(  # type: ignore[override]
+        cls, symbols: int, quotes: int, rate: float, burst: int
+    ) -> RemoteSim:
+        return await super().start(
             sys.executable,
             os.environ.get("SCALE_SERVER_SCRIPT", str(SERVER_SCRIPT)),
             f"--series-symbols={symbols}",
             f"--quote-symbols={quotes}",
             f"--session-rate={rate}",
             f"--session-burst={burst}",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+            ready_timeout=600,
             limit=2**26,
         )
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 600)
-        return cls(process, json.loads(line))
-
-    async def call(self, **command: Any) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        async with self._lock:
-            self.process.stdin.write(json.dumps(command).encode() + b"\n")
-            await self.process.stdin.drain()
-            reply: dict[str, Any] = json.loads(await self.process.stdout.readline())
-        if "error" in reply:
-            raise RuntimeError(f"simulator: {reply['error']}")
-        return reply
 
     def server_cpu(self) -> float | None:
-        """The server process's CPU seconds so far (Linux: /proc/<pid>/stat)."""
-        try:
-            with open(f"/proc/{self.process.pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    async def stop(self) -> None:
-        assert self.process.stdin is not None
-        with contextlib.suppress(ConnectionError):
-            self.process.stdin.write(b'{"cmd": "quit"}\n')
-            await self.process.stdin.drain()
-        try:
-            await asyncio.wait_for(self.process.wait(), 30)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+        """The server process's CPU seconds so far."""
+        return self.cpu_seconds()
 
 
 class LocalSim:

@@ -48,6 +48,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from _child import JsonChild, rss_bytes
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "stream_throughput.json"
 SERVER = HERE / "_stream_server.py"
@@ -76,47 +78,19 @@ def stream_keys(count: int) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------ the simulator process
 
 
-class Server:
+class Server(JsonChild):
     """The simulator process and its control channel."""
 
     def __init__(self, process: asyncio.subprocess.Process, hello: dict[str, Any]) -> None:
-        self.process = process
+        super().__init__(process, hello)
         self.ws_url: str = hello["ws_url"]
         self.token: str = hello["token"]
         self.control_port: int = hello["control_port"]
-        self._lock = asyncio.Lock()
 
     @classmethod
-    async def start(cls) -> Server:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            os.environ.get("STREAM_SERVER_SCRIPT", str(SERVER)),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 60)
-        return cls(process, json.loads(line))
-
-    async def call(self, **command: Any) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        async with self._lock:
-            self.process.stdin.write(json.dumps(command).encode() + b"\n")
-            await self.process.stdin.drain()
-            answer: dict[str, Any] = json.loads(await self.process.stdout.readline())
-        if "error" in answer:
-            raise RuntimeError(f"simulator: {answer['error']}")
-        return answer
-
-    async def stop(self) -> None:
-        with contextlib.suppress(RuntimeError, json.JSONDecodeError, TimeoutError, ConnectionError):
-            await asyncio.wait_for(self.call(cmd="quit"), 5)
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+    async def start(cls) -> Server:  # type: ignore[override]
+        script = os.environ.get("STREAM_SERVER_SCRIPT", str(SERVER))
+        return await super().start(sys.executable, script, ready_timeout=60)
 
 
 class Control:
@@ -373,8 +347,7 @@ async def memory_child(ws_url: str, token: str, count: int, traced: bool) -> dic
         gc.collect()
         if traced:
             return tracemalloc.get_traced_memory()[0]
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return rss_bytes()
 
     counters = Counters()
     keys = stream_keys(count + 1)

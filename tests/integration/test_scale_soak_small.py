@@ -20,6 +20,10 @@ def load_benchmark():
     name = "_tvfeed_scale_soak"
     if name in sys.modules:
         return sys.modules[name]
+    # The benchmark imports its folder's shared helpers (benchmarks/_child.py), as a
+    # script run from there finds them.
+    if str(BENCHMARK.parent) not in sys.path:
+        sys.path.insert(0, str(BENCHMARK.parent))
     spec = importlib.util.spec_from_file_location(name, BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
