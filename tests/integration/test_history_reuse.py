@@ -74,16 +74,20 @@ async def _run(feed: TvFeed, request: dict[str, Any]) -> pl.DataFrame:
     return await feed.get_hist(request["symbol"], **options)
 
 
+async def _run_all(feed: TvFeed, sim: TvSimulator, requests: list[dict[str, Any]]) -> None:
+    """Each request in turn: the unknown symbol raises, every other frame equals the truth."""
+    for request in requests:
+        if "NOSUCHTHING" in request["symbol"]:
+            with pytest.raises(SymbolNotFound):
+                await _run(feed, request)
+            continue
+        assert_same(await _run(feed, request), _truth(sim, request))
+
+
 async def test_a_long_mixed_sequence_reuses_one_session(tv_simulator: TvSimulator) -> None:
     requests = _mixed_requests(tv_simulator)
     async with open_feed(tv_simulator) as feed:
-        for request in requests:
-            if "NOSUCHTHING" in request["symbol"]:
-                with pytest.raises(SymbolNotFound):
-                    await _run(feed, request)
-                continue
-            assert_same(await _run(feed, request), _truth(tv_simulator, request))
-        methods = _methods(tv_simulator)
+        await _run_all(feed, tv_simulator, requests)
         # The first request and each date range open a session (ranges open their own); the
         # unknown symbol takes the newest idle one, which is then deleted; every other count
         # request takes an idle one.
@@ -104,12 +108,7 @@ async def test_date_ranges_on_reused_sessions_when_switched_on(
     monkeypatch.setattr(history, "_REUSE_FOR_RANGES", True)
     requests = _mixed_requests(tv_simulator)
     async with open_feed(tv_simulator) as feed:
-        for request in requests:
-            if "NOSUCHTHING" in request["symbol"]:
-                with pytest.raises(SymbolNotFound):
-                    await _run(feed, request)
-                continue
-            assert_same(await _run(feed, request), _truth(tv_simulator, request))
+        await _run_all(feed, tv_simulator, requests)
         await _eventually(lambda: tv_simulator.stats.methods["chart_delete_session"] == 1)
         # One session before the unknown symbol, whose session is deleted, one after.
         assert tv_simulator.stats.methods["chart_create_session"] == 2
