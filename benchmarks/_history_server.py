@@ -26,8 +26,9 @@ What it does (the habits of the real service that open clients and captured traf
   (5,000, the anonymous and free-plan cap) of the newest bars, with the per-bar ``changes``
   and ``marks`` tick-mark meta, and ``series_completed`` in the same WebSocket message;
   ``data_completed: "limit"`` when the count asked for more than the cap;
-* the newest bar is forming (its minute contains the server's frozen "now"), and a ``du``
-  revising it follows ``series_completed``, as live updates do after history;
+* the newest bar is forming (its minute contains the moment of the answer: the tables grow
+  by a bar as the clock enters the next one, as a live market's do), and a ``du`` revising
+  it follows ``series_completed``, as live updates do after history;
 * ``request_more_data``: the older bars, **plus the 3 oldest bars already sent**, re-sent
   with new indices (the service "sometimes sends already received candles" after paging,
   and re-bases indices when it prepends older bars), then ``series_completed``; a page
@@ -103,10 +104,14 @@ def _price(seed: int, t: int) -> float:
 
 def make_table(symbol: str, step: int, newest: int, depth: int) -> BarTable:
     """``depth`` bars of ``step`` seconds ending with the bar that opens at ``newest``."""
+    table = BarTable([], [], [])
+    extend_table(table, symbol, step, [newest - step * k for k in range(depth - 1, -1, -1)])
+    return table
+
+
+def extend_table(table: BarTable, symbol: str, step: int, times: list[int]) -> None:
+    """Append the bars opening at ``times`` (ascending, after the table's newest)."""
     seed = zlib.crc32(symbol.encode())
-    times = [newest - step * k for k in range(depth - 1, -1, -1)]
-    values = []
-    weights = []
     for t in times:
         open_ = _price(seed, t)
         close = _price(seed, t + step)
@@ -114,14 +119,14 @@ def make_table(symbol: str, step: int, newest: int, depth: int) -> BarTable:
         high = max(open_, close) + wiggle
         low = min(open_, close) - wiggle
         volume = 10.0 + (seed * 31 + t) % 997
-        values.append(
+        table.times.append(t)
+        table.values.append(
             f"[{t},{round(open_, 2)},{round(high, 2)},{round(low, 2)},{round(close, 2)},{volume}]"
         )
         # Tick-mark weights as the 2019 capture shows them (21/22/30 intraday, 40 for a day).
-        weights.append(
+        table.weights.append(
             40 if t % 86_400 == 0 else 30 if t % 3600 == 0 else 22 if t % 1800 == 0 else 21
         )
-    return BarTable(times, values, weights)
 
 
 def interval_seconds(interval: str) -> int | None:
@@ -154,17 +159,23 @@ class HistoryServer:
     def __init__(self, symbols: list[str], depth: int) -> None:
         self.symbols = set(symbols)
         self.depth = depth
-        # The frozen "now": the newest bar of every table is the one containing it.
-        self.now = int(time.time())
         self.tables: dict[tuple[str, int], BarTable] = {}
         for symbol in symbols:
             self.table(symbol, 60)
 
     def table(self, symbol: str, step: int) -> BarTable:
+        """The symbol's bars up to the one that contains this moment, which is forming: as
+        the clock enters a new bar, the table grows by it (a run longer than one bar must
+        not turn the newest bar into a closed one, as a frozen table would)."""
+        now = int(time.time())
+        newest = now - now % step
         key = (symbol, step)
-        if key not in self.tables:
-            self.tables[key] = make_table(symbol, step, self.now - self.now % step, self.depth)
-        return self.tables[key]
+        table = self.tables.get(key)
+        if table is None:
+            table = self.tables[key] = make_table(symbol, step, newest, self.depth)
+        elif table.times[-1] < newest:
+            extend_table(table, symbol, step, list(range(table.times[-1] + step, newest + 1, step)))
+        return table
 
     def hello(self) -> str:
         now = time.time()
