@@ -45,6 +45,7 @@ from .protocol.intervals import Interval, IntervalLike
 from .protocol.messages import ANONYMOUS_TOKEN
 from .protocol.symbols import Symbol, SymbolLike, parse_symbol
 from .quotes import Quote, QuoteStream, QuoteSubscription, check_fields, quote_fields, quotes_frame
+from .slots import InFlight
 from .stats import FeedStats
 from .stream import BarStream, Consumer, GapPolicy, StreamKey, StreamManager
 from .supervisor import Link, Supervisor
@@ -152,7 +153,7 @@ class TvFeed:
         self._background_ready = anyio.Event()
         self._closed = anyio.Event()
         self._last_refresh = -self.retry.token_retry_delay
-        self._limiter = anyio.CapacityLimiter(self.limits.max_in_flight)
+        self._in_flight = InFlight(self.limits.max_in_flight)
         #: Paces session creation and series requests on every socket of this feed.
         self.governor = governor if governor is not None else Governor.from_limits(self.limits)
         self._supervisor = Supervisor(
@@ -489,7 +490,7 @@ class TvFeed:
         failed: Link | None = None
         try:
             with anyio.fail_after(self.timeouts.request):
-                async with self._limiter:
+                async with self._in_flight.slot() as slot:
                     attempts = max(1, self.retry.history_attempts)
                     for attempt in range(attempts):
                         try:
@@ -500,6 +501,7 @@ class TvFeed:
                                 page_quiet=self.timeouts.page,
                                 after=failed,
                                 keep_idle=self.limits.max_in_flight,
+                                on_top_up=slot.top_up,
                             )
                             break
                         except FailedLink as error:
@@ -1279,7 +1281,7 @@ class TvFeed:
         from .studies import fetch_studies
 
         failed: Link | None = None
-        async with self._limiter:
+        async with self._in_flight.slot():
             for attempt in range(self.retry.history_attempts):
                 try:
                     return await fetch_studies(

@@ -69,6 +69,7 @@ from .protocol.messages import (
     chart_delete_session,
 )
 from .protocol.symbols import Symbol
+from .slots import TOP_UP_BARS
 from .supervisor import Link, Supervisor
 
 __all__ = [
@@ -345,9 +346,16 @@ class _ChartRoute:
         if self.chart.error is not None:
             raise self.chart.error
 
-    async def run(self, link: Link, job: CountJob | RangeJob, quiet: float) -> bool:
+    async def run(
+        self,
+        link: Link,
+        job: CountJob | RangeJob,
+        quiet: float,
+        on_top_up: Callable[[], None] | None = None,
+    ) -> bool:
         """Run ``job`` on the route's series: send what the session asks for, as it asks;
-        returns whether the history ran out.
+        returns whether the history ran out. ``on_top_up`` is called once the only page
+        left to come is a top-up (see :mod:`tvfeed_async.slots`).
 
         Raises:
             The error that ended the request; _Quiet (see :meth:`wait`).
@@ -362,18 +370,24 @@ class _ChartRoute:
                 pending, self.outgoing = self.outgoing, []
                 self.last_activity = time.monotonic()
                 await _send(link, pending)
+                asked = [m.params[2] for m in pending if m.method == "request_more_data"]
+                if on_top_up is not None and asked and _is_top_up(job, max(asked)):
+                    on_top_up()
                 if self.pages is not None:
                     # The answers so far are framed while the next page is on its way,
                     # unless that page is small: then they are framed with it at the end.
-                    page = max(
-                        (m.params[2] for m in pending if m.method == "request_more_data"),
-                        default=PageFrames.SMALL,
-                    )
+                    page = max(asked, default=PageFrames.SMALL)
                     self.pages.take(
                         self.series.chunks, self.answered_chunks, build=page >= PageFrames.SMALL
                     )
             elif job.done:
                 return job.exhausted
+
+
+def _is_top_up(job: CountJob | RangeJob, page: int) -> bool:
+    """Whether a page of ``page`` bars is a count request's small last one (CountJob asks
+    for the remaining bars when they fit a page, else for a full page)."""
+    return isinstance(job, CountJob) and page <= TOP_UP_BARS and page < job.bar_limit
 
 
 async def _send(link: Link, messages: list[ClientMessage]) -> None:
@@ -687,6 +701,7 @@ async def collect_history(
     page_quiet: float = 10.0,
     after: Link | None = None,
     keep_idle: int = 0,
+    on_top_up: Callable[[], None] | None = None,
 ) -> CollectedHistory:
     """Run one historical request on the current socket, up to the bars it received; when
     this returns the chart session is closed, or kept idle for the next request (see
@@ -704,7 +719,8 @@ async def collect_history(
             session = await _switch_chart(link, supervisor, request, route, idle.session)
         try:
             try:
-                exhausted = await route.run(link, history_job(request, bar_limit), page_quiet)
+                job = history_job(request, bar_limit)
+                exhausted = await route.run(link, job, page_quiet, on_top_up)
                 clean = True
             except _Quiet:
                 exhausted, cut_short = False, True
