@@ -317,3 +317,22 @@ async def test_bandwidth_paces_each_direction(proxy: ChaosProxy) -> None:
 def test_bandwidth_must_be_positive() -> None:
     with pytest.raises(ValueError, match="bandwidth"):
         ChaosProxy("127.0.0.1", 1, bandwidth=0)
+
+
+async def test_handshake_charges_a_new_connection_one_round_trip(target: Target) -> None:
+    """With ``handshake`` the first echo on a new connection takes two round trips (the TCP
+    handshake, then the echo); without it, one."""
+    loop = asyncio.get_running_loop()
+    for handshake, round_trips in ((False, 1), (True, 2)):
+        async with ChaosProxy("127.0.0.1", target.port, latency=0.1, handshake=handshake) as chaos:
+            started = loop.time()
+            async with connect(chaos) as (reader, writer):
+                writer.write(b"hello")
+                await writer.drain()
+                received = await asyncio.wait_for(
+                    reader.readexactly(len(GREETING) + len(b"hello")), 10
+                )
+                elapsed = loop.time() - started
+            assert received == GREETING + b"hello"
+            assert elapsed >= round_trips * 2 * 0.1, (handshake, elapsed)
+            assert chaos.handshake is handshake

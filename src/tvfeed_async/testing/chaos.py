@@ -13,6 +13,11 @@ open:
   link of that rate: a chunk is delivered ``len / bandwidth`` seconds after the one before
   it finished (or after it arrived, if the link was idle), plus ``latency``. Together with
   ``max_buffered`` the sender then feels the link's rate as back-pressure.
+* ``handshake``: each new connection costs a TCP handshake, as on a real link: nothing it
+  carries is delivered before one round trip (upstream plus downstream latency, as they
+  were when it was accepted) after it was accepted, plus the direction's latency. Off by
+  default: the client's connect itself is to the loopback listener, so without it opening
+  a connection through the proxy costs no round trip at all.
 * ``chunk_size``: writes are sliced into chunks of at most this many bytes, each written and
   drained separately (TCP_NODELAY is set on both sockets), with ``chunk_delay`` seconds between
   them, so the receiver sees small reads: frames split mid-packet, mid-UTF-8 sequence.
@@ -74,6 +79,8 @@ class _Direction:
         self.last_due = 0.0
         #: When the link (``ChaosProxy.bandwidth``) finishes sending what it was given.
         self.link_free = 0.0
+        #: Nothing read is sent on before this (``ChaosProxy.handshake``).
+        self.opens_at = 0.0
         self.changed = asyncio.Event()
 
 
@@ -121,6 +128,8 @@ class ChaosProxy:
         chunk_delay: seconds between two slices of one chunk when ``chunk_size`` is set.
         max_buffered: bytes held per direction of a connection before reading pauses.
         host: the address to listen on.
+        bandwidth: bytes per second per direction of a connection; None: unlimited.
+        handshake: charge each new connection one round trip before it carries data.
     """
 
     def __init__(
@@ -134,6 +143,7 @@ class ChaosProxy:
         max_buffered: int = 16 * 1024 * 1024,
         host: str = "127.0.0.1",
         bandwidth: float | None = None,
+        handshake: bool = False,
     ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -146,6 +156,7 @@ class ChaosProxy:
         self.upstream_latency: float | None = None
         self.downstream_latency: float | None = None
         self.bandwidth = bandwidth
+        self.handshake = handshake
         self.chunk_size = chunk_size
         self.chunk_delay = chunk_delay
         self.max_buffered = max_buffered
@@ -265,13 +276,18 @@ class ChaosProxy:
         _set_nodelay(upstream_writer)
         connection = _Connection(client_reader, client_writer, upstream_reader, upstream_writer)
         self._connections.add(connection)
+        opens_at = 0.0
+        if self.handshake:
+            round_trip = self._latency(upstream=True) + self._latency(upstream=False)
+            opens_at = asyncio.get_running_loop().time() + round_trip
+        forward = self._forward
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(
-                    self._forward(connection, client_reader, upstream_writer, upstream=True)
+                    forward(connection, client_reader, upstream_writer, True, opens_at)
                 )
                 group.create_task(
-                    self._forward(connection, upstream_reader, client_writer, upstream=False)
+                    forward(connection, upstream_reader, client_writer, False, opens_at)
                 )
         finally:
             self._connections.discard(connection)
@@ -287,10 +303,11 @@ class ChaosProxy:
         connection: _Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        *,
         upstream: bool,
+        opens_at: float,
     ) -> None:
         direction = _Direction()
+        direction.opens_at = opens_at
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read(connection, reader, direction, upstream=upstream))
@@ -327,7 +344,7 @@ class ChaosProxy:
                 if self._blackholed:
                     self.bytes_dropped += len(data)
                     continue
-                now = loop.time()
+                now = max(loop.time(), direction.opens_at)
                 if self.bandwidth is not None:
                     start = max(now, direction.link_free)
                     direction.link_free = start + len(data) / self.bandwidth
