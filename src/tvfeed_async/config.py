@@ -164,10 +164,12 @@ class Limits:
     """Bounds on what one feed holds at once.
 
     Attributes:
-        max_in_flight: historical requests running on the socket at the same time. Each
-            holds a chart session; 32 and 50 were no faster than 16 against the benchmark's
-            independent server, at loopback or 50 ms (benchmarks/README.md), and more than
-            ``session_burst`` at once would be paced by the governor.
+        max_in_flight: historical requests waiting for full answers on the socket at the
+            same time; as many more may be finishing with a small last page (a top-up: see
+            ``tvfeed_async.slots``). Each holds a chart session, and up to twice this many
+            are kept idle for reuse. 16 is as fast as the floor against the benchmark's
+            independent server at 50 ms (benchmarks/README.md); more than half of
+            ``session_burst`` at once is paced by the governor.
         bars_per_request: per-request cap used for paging when the token does not say
             (5,000 anonymous/free).
         stream_queue: per-subscription queue size (closed bars are never dropped; forming

@@ -500,7 +500,8 @@ class TvFeed:
                                 self.bar_limit,
                                 page_quiet=self.timeouts.page,
                                 after=failed,
-                                keep_idle=self.limits.max_in_flight,
+                                # As many as may be open at once (InFlight).
+                                keep_idle=2 * self.limits.max_in_flight,
                                 on_top_up=slot.top_up,
                             )
                             break

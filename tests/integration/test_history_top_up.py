@@ -91,3 +91,22 @@ async def test_a_large_page_keeps_the_slot(
     )
     assert "request_more_data" in order[1:first_request_of_second]
     assert all(name == "request_more_data" for name in order[1:first_request_of_second])
+
+
+async def test_every_session_a_burst_of_top_ups_opened_is_kept_for_reuse(
+    tv_simulator: TvSimulator,
+) -> None:
+    # Up to 2 x max_in_flight sessions are open at once (half of them topping up); all of
+    # them are kept idle, so later calls create none: without that, every call would open
+    # sessions again, paced by the governor's session rate.
+    symbols = [f"BINANCE:SIM{number:03d}USDT" for number in range(1, 9)]
+    limits = Limits(max_in_flight=2)
+    async with open_feed(tv_simulator, limits=limits) as feed:
+        for _ in range(3):
+            frames = await feed.get_hist_many(symbols, interval="1", n_bars=5_000)
+            for symbol in symbols:
+                truth = tv_simulator.truth(symbol, "1", n_bars=5_000)
+                assert_same(frames[symbol], truth)  # type: ignore[arg-type]
+    assert tv_simulator.stats.methods["request_more_data"] == 3 * len(symbols)
+    created = tv_simulator.stats.methods["chart_create_session"]
+    assert limits.max_in_flight < created <= 2 * limits.max_in_flight
