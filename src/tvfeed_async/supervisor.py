@@ -329,8 +329,6 @@ class Supervisor:
                 await self._run_once(refresh_token)
                 failures = 0  # not reached: _run_once only returns by raising
             except RateLimited as error:
-                if self.governor is not None and isinstance(error, _SessionsRateLimited):
-                    self.governor.rate_limited()
                 self.events.emit("rate_limited", str(error))
                 self._note_failure(error)
                 failures += 1
@@ -492,6 +490,10 @@ class Supervisor:
             await self._read(transport, protocol, link, refresh_token)
         except TvFeedError as exc:
             error = exc
+            if self.governor is not None and isinstance(exc, _SessionsRateLimited):
+                # Counted (and the pace halved) before the requests the socket carried are
+                # failed below: one that gives up and reads governor.stats finds it there.
+                self.governor.rate_limited()
             raise
         finally:
             link.closed = True

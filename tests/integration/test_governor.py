@@ -180,3 +180,18 @@ async def test_a_refused_upgrade_does_not_slow_session_creation(tv_simulator_fac
     assert frame.height == 5
     assert governor.stats.rate_limited == 0
     assert governor.factor == 1.0
+
+
+async def test_a_request_failed_by_a_rate_limit_finds_it_counted(tv_simulator_factory):
+    """The governor hears of a rate limit before the requests it failed do: a caller that
+    sees its request fail and then reads ``governor.stats`` finds the limit counted (it
+    used to be counted only after the socket's close handshake, when the request had gone)."""
+    sim = await tv_simulator_factory(config=limited(0.01, 0))  # no session allowed
+    retry = RetryPolicy(initial=0.01, maximum=0.05, max_attempts=50, history_attempts=1)
+    limits = Limits(chart_sessions_per_second=None)
+    async with open_feed(sim, limits=limits, retry=retry) as feed:
+        with pytest.raises(TvFeedError):
+            await feed.get_hist(SYMBOLS[0], interval="1", n_bars=5)
+        counted = feed.governor.stats.rate_limited
+    assert sim.stats.sessions_rate_limited >= 1
+    assert counted >= 1
