@@ -830,6 +830,13 @@ class _Part:
         assert self.times is not None
         return self.times
 
+    def times_from(self, time_of: int) -> list[int]:
+        """The part's open times at or after ``time_of``, in order."""
+        if self.values is not None:
+            index = bisect.bisect_left(self.values, time_of, key=_BAR_TIME)
+            return [value.timestamp for value in self.values[index:]]
+        return self._times[bisect.bisect_left(self._times, time_of) :]
+
     def holds(self, time_of: int) -> bool:
         """Whether the part has a bar opening at ``time_of`` (which is within its span)."""
         if self.values is not None:
@@ -849,13 +856,16 @@ class PageFrames:
     built, so the request's frame is the framed answers end to end, with no sort and no
     de-duplication over the whole request. Small answers (and an answer followed by a small
     page) are kept as values and framed together by :meth:`finish`: a frame has a fixed
-    cost of about 0.1 ms, whatever its size. Anything else (an answer, or a live update
-    after the last one, that does not start before what is framed; a re-sent time that the
-    framed part lacks; an answer out of order) makes :meth:`finish` return None, and the
-    caller builds the reference frame instead.
+    cost of about 0.1 ms, whatever its size. Live updates (a batch that starts at the
+    newest bar received, or after it: the forming bar revised, or the next one opened) are
+    set aside and laid over the head by :meth:`finish`, replacing the newest rows they
+    revise. Anything else (a batch that starts inside what is framed; a re-sent time that
+    the framed part lacks; live updates that revise rows they do not all replace; an answer
+    out of order) makes :meth:`finish` return None, and the caller builds the reference
+    frame instead.
     """
 
-    __slots__ = ("_parts", "_taken", "failed", "symbol")
+    __slots__ = ("_live", "_parts", "_taken", "failed", "symbol")
 
     #: Answers with fewer kept bars than this are framed together at the end (a frame costs
     #: about 0.1 ms however few rows it has; a page often brings a single bar).
@@ -867,6 +877,8 @@ class PageFrames:
         # small answer still to frame; and the part's open times, sorted (its values, or the
         # times themselves), where re-sent bars are looked up.
         self._parts: list[_Part] = []
+        # Live updates in the order the reference sorts them (by first open time, stably).
+        self._live: list[list[Row]] = []
         self._taken = 0
         self.failed = False
 
@@ -884,8 +896,10 @@ class PageFrames:
         """
         if self.failed or end <= self._taken:
             return
-        answer = sorted(chunks[self._taken : end], key=_chunk_start)
+        answer = self._set_aside_live(sorted(chunks[self._taken : end], key=_chunk_start))
         self._taken = end
+        if not answer:
+            return
         oldest = self._oldest
         if oldest is not None and _chunk_start(answer[-1]) >= oldest:
             self.failed = True  # a batch that is not older than what is framed
@@ -927,6 +941,46 @@ class PageFrames:
         else:
             self._take_unordered(values, oldest)
 
+    def _set_aside_live(self, answer: list[list[Row]]) -> list[list[Row]]:
+        """The batches of ``answer`` (sorted by first open time) that page, after moving the
+        live ones to ``_live``: those starting at or after the newest framed bar, and, within
+        an answer, one starting at the newest bar of the batches before it (a revision of
+        the forming bar that came with the answer)."""
+        framed = self._parts[0].last if self._parts else None
+        newest: int | None = None
+        paged: list[list[Row]] = []
+        for batch in answer:
+            start = _chunk_start(batch)
+            if (framed is not None and start >= framed) or start == newest:
+                self._live.append(batch)
+                continue
+            paged.append(batch)
+            last = batch[-1].v.timestamp
+            newest = last if newest is None else max(newest, last)
+        return paged
+
+    def _overlay(self) -> tuple[int, list[BarValues]] | None:
+        """The live updates as laid over the head: how many of the newest part's rows they
+        replace, and their bars (one per open time, the last given winning, in time order);
+        None when they revise rows they do not all replace (the reference rules then)."""
+        if not self._live:
+            return 0, []
+        latest: dict[int, BarValues] = {}
+        for batch in sorted(self._live, key=_chunk_start):
+            for row in batch:
+                latest[row.v.timestamp] = row.v
+        times = sorted(latest)
+        bars = [latest[time_of] for time_of in times]
+        if not self._parts:
+            return 0, bars
+        head = self._parts[0]
+        if times[0] < head.first:
+            return None
+        replaced = head.times_from(times[0])
+        if replaced != times[: len(replaced)]:
+            return None
+        return len(replaced), bars
+
     def _take_unordered(self, values: list[BarValues], oldest: int | None) -> None:
         """An answer with re-sent or revised bars inside it: the reference rules on it."""
         frame = finalize(frame_from_wire_bars(values, self.symbol))
@@ -953,19 +1007,24 @@ class PageFrames:
         """The frame of every batch in ``chunks`` (those after the last answer included), or
         None when the reference frame must be built."""
         self.take(chunks, len(chunks))
-        if self.failed:
+        overlay = None if self.failed else self._overlay()
+        if overlay is None:
             return None
+        replaced, live = overlay
         frames: list[pl.DataFrame] = []
         small: list[BarValues] = []  # consecutive small answers, oldest first
-        for part in reversed(self._parts):  # oldest first
+        for index in range(len(self._parts) - 1, -1, -1):  # oldest first
+            part = self._parts[index]
+            cut = replaced if index == 0 else 0  # the newest part's rows the live ones replace
             if part.frame is None:
                 assert part.values is not None
-                small += part.values
+                small += part.values[: len(part.values) - cut]
                 continue
             if small:
                 frames.append(frame_from_wire_bars(small, self.symbol))
                 small = []
-            frames.append(part.frame)
+            frames.append(part.frame.slice(0, part.frame.height - cut))
+        small += live
         if small or not frames:
             frames.append(frame_from_wire_bars(small, self.symbol))
         frame = frames[0] if len(frames) == 1 else pl.concat(frames)

@@ -23,8 +23,9 @@ def rows(times: list[int], price: float) -> list[Row]:
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[list[list[Row]], list[tuple[int, bool]], bool]:
     """Batches in arrival order, the batch counts at each answer (with whether it is framed
-    then), and whether the batches are what count mode produces (each answer older than the
-    ones before)."""
+    then), and whether the batches are what count mode produces from a live market (each
+    answer older than the ones before; live updates of the newest bar, or of a bar after it,
+    with an answer or between answers)."""
     total = draw(st.integers(min_value=1, max_value=60))
     times = [T0 + MINUTE * k for k in range(total)]
     answers = draw(st.integers(min_value=1, max_value=4))
@@ -33,7 +34,18 @@ def requests(draw: st.DrawFn) -> tuple[list[list[Row]], list[tuple[int, bool]], 
     chunks: list[list[Row]] = []
     ends: list[tuple[int, bool]] = []
     newer: list[int] = []
+    live = 0.0  # live updates' prices: 7.0, 8.0, ... in arrival order
+
+    def live_update(times_of: list[int]) -> None:
+        nonlocal live
+        live += 1.0
+        chunks.append(rows(times_of, 6.0 + live))
+
+    next_bar = times[-1] + MINUTE
     for n in range(len(bounds) - 1):
+        if n > 0 and draw(st.booleans()):
+            # A du between answers: it arrives with the next page's batches.
+            live_update(draw(st.sampled_from([[times[-1]], [next_bar], [times[-1], next_bar]])))
         low, high = bounds[n + 1], bounds[n]
         part = times[low:high]
         resend = newer[: draw(st.integers(0, min(3, len(newer))))]
@@ -46,13 +58,16 @@ def requests(draw: st.DrawFn) -> tuple[list[list[Row]], list[tuple[int, bool]], 
                 packet = packet + resend  # re-sent bars (other prices) end a page's last packet
             chunks.append(rows(packet, 100.0 + n))
         if n == 0 and part and draw(st.booleans()):
-            chunks.append(rows([part[-1]], 7.0))  # a live revision of the newest bar
+            live_update([part[-1]])  # a live revision of the newest bar, with its answer
         if part:
             ends.append((len(chunks), draw(st.booleans())))
         newer = times[low:high] + newer
     clean = True
     if draw(st.booleans()):
-        chunks.append(rows([times[-1]], 9.0))  # a live update after the last answer
+        live_update([times[-1]])  # a live update after the last answer
+    if total > 1 and draw(st.booleans()):
+        # A batch revising a bar before the newest: no count-mode answer sends one.
+        chunks.append(rows([times[-2]], 20.0))
         clean = False
     return [chunk for chunk in chunks if chunk], ends, clean
 

@@ -40,8 +40,43 @@ def test_a_page_is_framed_without_a_tracked_object_per_bar() -> None:
     assert frame["close"][5_000:5_003].to_list() == [1.0, 1.0, 1.0]
 
 
-def test_a_batch_newer_than_the_framed_part_leaves_the_frame_to_the_reference() -> None:
-    chunks = [rows(10, 5, 1.0), rows(0, 10, 2.0), rows(14, 1, 3.0)]  # a live update at the end
+def test_live_updates_between_answers_are_laid_over_the_head() -> None:
+    """What a count request gets from a live market: the first answer, a ``du`` revising its
+    forming bar (after that answer, so it comes with the next page's batches), then the
+    page. They are framed without the reference's sort and de-duplication (which cost 1.5-2
+    ms a request), the revision and a new bar replacing and following the head."""
+    chunks = [rows(10, 5, 1.0), rows(14, 1, 3.0), rows(0, 13, 2.0), rows(15, 1, 4.0)]
+    pages = PageFrames(SYMBOL)
+    pages.take(chunks, 1)
+    pages.take(chunks, 3)
+    frame = pages.finish(chunks)
+    assert frame is not None
+    assert frame.equals(reference_frame(chunks, SYMBOL))
+    assert frame["close"][-3:].to_list() == [1.0, 3.0, 4.0]
+
+
+def test_a_revision_that_came_with_its_answer_is_laid_over_the_head() -> None:
+    chunks = [rows(10, 5, 1.0), rows(14, 1, 3.0), rows(0, 13, 2.0)]
+    pages = PageFrames(SYMBOL)
+    pages.take(chunks, 2)
+    frame = pages.finish(chunks)
+    assert frame is not None
+    assert frame.equals(reference_frame(chunks, SYMBOL))
+
+
+def test_a_live_batch_reaching_into_the_framed_part_leaves_the_frame_to_the_reference() -> None:
+    # It starts at the newest bar (14) but also revises 12, and not 13 between them.
+    revision = [
+        Row(BarValues(T0 + 60 * t, 5.0, 5.0, 5.0, 5.0, 1.0), n) for n, t in enumerate((14, 12))
+    ]
+    chunks = [rows(10, 5, 1.0), revision]
+    pages = PageFrames(SYMBOL)
+    pages.take(chunks, 1)
+    assert pages.finish(chunks) is None
+
+
+def test_a_batch_inside_the_framed_part_leaves_the_frame_to_the_reference() -> None:
+    chunks = [rows(10, 5, 1.0), rows(0, 10, 2.0), rows(12, 1, 3.0)]  # revises a framed bar
     pages = PageFrames(SYMBOL)
     pages.take(chunks, 1)
     pages.take(chunks, 2)
