@@ -6,8 +6,11 @@ real service is documented to have, not those of the simulator it was developed 
 Started by ``history_throughput.py --server independent`` in its own process; by hand::
 
     python benchmarks/_history_server.py [--port 0] [--symbols 50] [--depth 20000]
+        [--tls-cert CERT.pem --tls-key KEY.pem]
 
-prints ``ws_url=ws://127.0.0.1:<port>/socket.io/websocket`` once it listens.
+prints ``ws_url=ws://127.0.0.1:<port>/socket.io/websocket`` once it listens. With a
+certificate and key it also serves ``wss://`` (TLS, as the real service only does) on a
+second port of the same process, printed as ``wss_url=`` on the same line.
 
 What it does (the habits of the real service that open clients and captured traffic show):
 
@@ -48,6 +51,7 @@ import argparse
 import asyncio
 import json
 import math
+import ssl
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -402,19 +406,28 @@ class HistoryServer:
         return packet(_envelope("du", [session, {series_id: body}]))
 
 
-async def main(port: int, symbols: list[str], depth: int) -> None:
+async def main(
+    port: int, symbols: list[str], depth: int, tls: tuple[str, str] | None = None
+) -> None:
     server = HistoryServer(symbols, depth)
-    async with serve(
-        server.handle,
-        "127.0.0.1",
-        port,
-        max_size=MAX_MESSAGE,
-        compression="deflate",
-        ping_interval=None,
-    ) as listening:
+    options: dict[str, Any] = {
+        "max_size": MAX_MESSAGE,
+        "compression": "deflate",
+        "ping_interval": None,
+    }
+    async with serve(server.handle, "127.0.0.1", port, **options) as listening:
         bound = next(iter(listening.sockets)).getsockname()[1]
-        print(f"ws_url=ws://127.0.0.1:{bound}{PATH}", flush=True)
-        await asyncio.Event().wait()
+        line = f"ws_url=ws://127.0.0.1:{bound}{PATH}"
+        if tls is None:
+            print(line, flush=True)
+            await asyncio.Event().wait()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        # The same tables behind both ports: one store, reached with or without TLS.
+        async with serve(server.handle, "127.0.0.1", 0, ssl=context, **options) as secure:
+            secure_port = next(iter(secure.sockets)).getsockname()[1]
+            print(f"{line} wss_url=wss://127.0.0.1:{secure_port}{PATH}", flush=True)
+            await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
@@ -422,6 +435,9 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--depth", type=int, default=20_000, help="bars kept per symbol")
+    parser.add_argument("--tls-cert", help="PEM certificate: also serve wss:// on a second port")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     arguments = parser.parse_args()
     names = [f"BINANCE:SIM{index:03d}USDT" for index in range(1, arguments.symbols + 1)]
-    asyncio.run(main(arguments.port, names, arguments.depth))
+    tls = (arguments.tls_cert, arguments.tls_key) if arguments.tls_cert else None
+    asyncio.run(main(arguments.port, names, arguments.depth, tls))

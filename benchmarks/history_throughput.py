@@ -7,10 +7,15 @@ answer is serialised and deflated when it is asked for. ``--server simulator`` m
 against the bundled simulator instead (``python -m tvfeed_async.testing --virtual``: frozen
 virtual time); both may be given. For each server three conditions: plain loopback; a 50 ms
 round trip through a ``ChaosProxy`` process (25 ms per direction) that charges every new
-connection one round trip for its TCP handshake (``handshake=True``), as a real link does
-(TLS, which the real service's ``wss://`` adds per connection, is not modelled); and the same
-round trip with connecting free (``rtt50_free_connect``: the model of the runs before
-2026-12-03, which priced a new socket per request one round trip too low). ``--compression``
+connection one round trip for its TCP handshake (``handshake=True``), as a real link does;
+the same round trip with connecting free (``rtt50_free_connect``: the model of the runs before
+2026-12-03, which priced a new socket per request one round trip too low); and, with ``--tls``
+(independent server only), the handshake link to the server's ``wss://`` port
+(``rtt50_tls``): real TLS end to end through the proxy, so every new connection also pays the
+TLS handshake's round trip and both sides pay TLS's CPU, as with the real service, which serves
+``wss://`` only. The certificate is a throwaway self-signed one made with the ``openssl``
+command; the benchmark re-executes itself with ``SSL_CERT_FILE`` naming it, so every client
+(aiohttp, ``websockets``, tvkit's subprocess) trusts it as it trusts a public CA. ``--compression``
 adds the 50 ms proxy with limited bandwidth (``--bandwidth-mbit``; every approach runs there
 too) and ``tvfeed_async`` with deflate forced on and off, to weigh permessage-deflate.
 
@@ -41,7 +46,7 @@ repeat (then its median and spread are reported):
    interpreter start excluded). See ``benchmarks/_tvkit_runner.py``.
 
 Run: ``python benchmarks/history_throughput.py [--repeats 5] [--quick] [--server S]
-[--in-flight 16,32,50] [--compression] [--profile]``. Prints a table and writes
+[--in-flight 16,32,50] [--compression] [--tls] [--profile]``. Prints a table and writes
 ``benchmarks/results/history_throughput.json``.
 """
 
@@ -58,6 +63,7 @@ import pstats
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -92,6 +98,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "history_throughput.json"
 TVKIT_RUNNER = HERE / "_tvkit_runner.py"
 HISTORY_SERVER = HERE / "_history_server.py"
+TLS_DIRECTORY = Path(tempfile.gettempdir()) / "tvfeed-history-benchmark-tls"
 TVKIT_PYTHON = "/tmp/tvkit-venv/bin/python"
 FLOOR_TARGET_RATIO = 1.2
 BASELINE_TARGET_RATIO = 12.0
@@ -117,14 +124,33 @@ def _start(command: list[str], marker: str) -> tuple[subprocess.Popen[str], str]
     raise RuntimeError(f"{command[:4]} exited without printing {marker!r}")
 
 
-def start_server(kind: str, symbols: int) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    kind: str, symbols: int, tls: tuple[Path, Path] | None = None
+) -> tuple[subprocess.Popen[str], str, str | None]:
+    """The server process, its ``ws://`` URL and (given a certificate) its ``wss://`` URL."""
     if kind == "independent":
         command = [sys.executable, "-u", str(HISTORY_SERVER), "--symbols", str(symbols)]
+        if tls is not None:
+            command += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     else:
         command = [sys.executable, "-u", "-m", "tvfeed_async.testing"]
         command += ["--port", "0", "--virtual", "--no-http"]
     process, line = _start(command, "ws_url=")
-    return process, line.split("ws_url=", 1)[1].split()[0]
+    secure = line.split("wss_url=", 1)[1].split()[0] if "wss_url=" in line else None
+    return process, line.split("ws_url=", 1)[1].split()[0], secure
+
+
+def make_certificate() -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (ECDSA P-256, one day) and its key."""
+    TLS_DIRECTORY.mkdir(mode=0o700, exist_ok=True)
+    certificate, key = TLS_DIRECTORY / "cert.pem", TLS_DIRECTORY / "key.pem"
+    if not certificate.exists() or not key.exists():
+        command = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt"]
+        command += ["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj"]
+        command += ["/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        command += ["-keyout", str(key), "-out", str(certificate)]
+        subprocess.run(command, check=True, capture_output=True)
+    return certificate, key
 
 
 def start_proxy(
@@ -485,6 +511,9 @@ def main() -> None:
         default=[100.0, 20.0],
         help="link rates for --compression (megabits per second, comma-separated)",
     )
+    parser.add_argument(
+        "--tls", action="store_true", help="also the 50 ms link to the server's wss:// port"
+    )
     parser.add_argument("--no-tvkit", dest="tvkit", action="store_false")
     parser.add_argument("--profile", action="store_true", help="cProfile tvfeed_async (loopback)")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -497,6 +526,12 @@ def main() -> None:
         asyncio.run(serve_proxy(int(port), float(latency), float(rate), handshake == "1"))
         return
     servers = arguments.server or ["independent"]
+    tls = make_certificate() if arguments.tls else None
+    if tls is not None and os.environ.get("SSL_CERT_FILE") != str(tls[0]):
+        # aiohttp builds its default SSL context when it is imported, so the certificate
+        # must be trusted before this process starts: run again with it in the environment.
+        os.environ["SSL_CERT_FILE"] = str(tls[0])
+        os.execv(sys.executable, [sys.executable, __file__, *sys.argv[1:]])
     if arguments.quick:
         arguments.symbols, arguments.bars, arguments.repeats = 10, 1_000, 1
     version = tvkit_version() if arguments.tvkit else None
@@ -508,17 +543,25 @@ def main() -> None:
     conditions: dict[str, Condition] = {}
     try:
         for kind in servers:
-            process, url = start_server(kind, arguments.symbols)
+            process, url, secure_url = start_server(
+                kind, arguments.symbols, tls if kind == "independent" else None
+            )
             helpers.append(process)
             port = int(url.split(":")[2].split("/")[0])
             path = url.split(str(port), 1)[1]
 
             def proxied(
-                latency: float, bandwidth: float | None = None, *, handshake: bool = True
+                latency: float,
+                bandwidth: float | None = None,
+                *,
+                handshake: bool = True,
+                target: int = port,
+                scheme: str = "ws",
+                base: str = path,
             ) -> str:
-                proxy, proxy_port = start_proxy(port, latency, bandwidth, handshake=handshake)  # noqa: B023
+                proxy, proxy_port = start_proxy(target, latency, bandwidth, handshake=handshake)
                 helpers.append(proxy)
-                return f"ws://127.0.0.1:{proxy_port}{path}"  # noqa: B023
+                return f"{scheme}://127.0.0.1:{proxy_port}{base}"
 
             conditions[kind] = Condition(kind, url, process.pid)
             conditions[f"{kind}_proxy0"] = Condition(kind, proxied(0.0), process.pid, proxy0=True)
@@ -528,6 +571,14 @@ def main() -> None:
             conditions[f"{kind}_rtt50_free_connect"] = Condition(
                 kind, proxied(LATENCY, handshake=False), process.pid, remote=True
             )
+            if secure_url is not None:
+                secure_port = int(secure_url.split(":")[2].split("/")[0])
+                conditions[f"{kind}_rtt50_tls"] = Condition(
+                    kind,
+                    proxied(LATENCY, target=secure_port, scheme="wss"),
+                    process.pid,
+                    remote=True,
+                )
             if arguments.compression:
                 for mbit in arguments.bandwidth_mbit:
                     rate = mbit * 1e6 / 8
@@ -587,7 +638,12 @@ def main() -> None:
                 f"{FLOOR_TARGET_RATIO}: {'met' if met['floor'] else 'MISSED'})"
             )
         for other in ("socket_per_request", "tvkit"):
-            for suffix, link in (("", "50 ms"), ("_free_connect", "50 ms, free connect")):
+            links = (
+                ("", "50 ms"),
+                ("_free_connect", "50 ms, free connect"),
+                ("_tls", "50 ms, TLS"),
+            )
+            for suffix, link in links:
                 value = found.get(f"{other}_over_tvfeed_async_rtt50{suffix}")
                 if value is None:
                     continue
@@ -613,6 +669,7 @@ def main() -> None:
         "repeats": arguments.repeats,
         "statistic": "median over repeats, with min and max; ratios taken within each repeat",
         "latency_per_direction_s": LATENCY,
+        "tls": arguments.tls,
         "bandwidth_mbit": arguments.bandwidth_mbit if arguments.compression else None,
         "tvkit_version": version,
         "tvkit_mode": "sequential, one OHLCV client, a new socket per request"
