@@ -100,9 +100,9 @@ class Timeouts:
         idle_chart_session: a history request's chart session is kept open this long after
             the request ended cleanly, for the next count request on the socket to reuse
             (a new symbol and series in the same session: fewer sessions created, which the
-            server rate-limits); 0 deletes each at once, as before. At most
-            ``Limits.max_in_flight`` are kept per socket; a stream that needs a slot closes
-            one.
+            server rate-limits); 0 deletes each at once, as before. At most twice
+            ``Limits.max_in_flight`` are kept per socket (as many as top-ups may have open);
+            a stream that needs a slot closes one.
     """
 
     connect: float = 15.0
