@@ -5,7 +5,7 @@ independently written server with the real service's habits (``--server independ
 newest bar is forming, one answer holds at most 5,000 bars, pages re-send a few bars, every
 answer is serialised and deflated when it is asked for. ``--server simulator`` measures
 against the bundled simulator instead (``python -m tvfeed_async.testing --virtual``: frozen
-virtual time); both may be given. For each server three conditions: plain loopback; a 50 ms
+virtual time); both may be given. For each server these conditions: plain loopback; a 50 ms
 round trip through a ``ChaosProxy`` process (25 ms per direction) that charges every new
 connection one round trip for its TCP handshake (``handshake=True``), as a real link does;
 the same round trip with connecting free (``rtt50_free_connect``: the model of the runs before
@@ -141,10 +141,12 @@ def start_server(
 
 
 def make_certificate() -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (ECDSA P-256, one day) and its key."""
+    """A self-signed certificate for 127.0.0.1 (ECDSA P-256, valid a day) and its key; one
+    made in the last hour is used again (by the run this one re-executes as)."""
     TLS_DIRECTORY.mkdir(mode=0o700, exist_ok=True)
     certificate, key = TLS_DIRECTORY / "cert.pem", TLS_DIRECTORY / "key.pem"
-    if not certificate.exists() or not key.exists():
+    present = certificate.exists() and key.exists()
+    if not present or time.time() - certificate.stat().st_mtime > 3600:
         command = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt"]
         command += ["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj"]
         command += ["/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]

@@ -877,7 +877,8 @@ class PageFrames:
         # small answer still to frame; and the part's open times, sorted (its values, or the
         # times themselves), where re-sent bars are looked up.
         self._parts: list[_Part] = []
-        # Live updates in the order the reference sorts them (by first open time, stably).
+        # Live updates, as they arrived (finish() sorts them by first open time, stably, as
+        # the reference does).
         self._live: list[list[Row]] = []
         self._taken = 0
         self.failed = False
