@@ -9,8 +9,8 @@ virtual time); both may be given. For each server these conditions: plain loopba
 round trip through a ``ChaosProxy`` process (25 ms per direction) that charges every new
 connection one round trip for its TCP handshake (``handshake=True``), as a real link does;
 the same round trip with connecting free (``rtt50_free_connect``: the model of the runs before
-2026-12-03, which priced a new socket per request one round trip too low); and, with ``--tls``
-(independent server only), the handshake link to the server's ``wss://`` port
+2026-12-03, which priced a new socket per request one round trip too low); and (unless ``--no-tls``;
+independent server only) the handshake link to the server's ``wss://`` port
 (``rtt50_tls``): real TLS end to end through the proxy, so every new connection also pays the
 TLS handshake's round trip and both sides pay TLS's CPU, as with the real service, which serves
 ``wss://`` only. The certificate is a throwaway self-signed one made with the ``openssl``
@@ -46,7 +46,7 @@ repeat (then its median and spread are reported):
    interpreter start excluded). See ``benchmarks/_tvkit_runner.py``.
 
 Run: ``python benchmarks/history_throughput.py [--repeats 5] [--quick] [--server S]
-[--in-flight 16,32,50] [--compression] [--tls] [--profile]``. Prints a table and writes
+[--in-flight 16,32,50] [--compression] [--no-tls] [--profile]``. Prints a table and writes
 ``benchmarks/results/history_throughput.json``.
 """
 
@@ -60,6 +60,7 @@ import json
 import os
 import platform
 import pstats
+import shutil
 import statistics
 import subprocess
 import sys
@@ -514,7 +515,10 @@ def main() -> None:
         help="link rates for --compression (megabits per second, comma-separated)",
     )
     parser.add_argument(
-        "--tls", action="store_true", help="also the 50 ms link to the server's wss:// port"
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the 50 ms link to the server's wss:// port (default; needs openssl)",
     )
     parser.add_argument("--no-tvkit", dest="tvkit", action="store_false")
     parser.add_argument("--profile", action="store_true", help="cProfile tvfeed_async (loopback)")
@@ -528,6 +532,11 @@ def main() -> None:
         asyncio.run(serve_proxy(int(port), float(latency), float(rate), handshake == "1"))
         return
     servers = arguments.server or ["independent"]
+    if arguments.tls and shutil.which("openssl") is None:
+        print("openssl not found: the TLS link is skipped", file=sys.stderr)
+        arguments.tls = False
+    if "independent" not in servers:
+        arguments.tls = False
     tls = make_certificate() if arguments.tls else None
     if tls is not None and os.environ.get("SSL_CERT_FILE") != str(tls[0]):
         # aiohttp builds its default SSL context when it is imported, so the certificate
