@@ -35,17 +35,20 @@ def requests(draw: st.DrawFn) -> tuple[list[list[Row]], list[tuple[int, bool]], 
     ends: list[tuple[int, bool]] = []
     newer: list[int] = []
     live = 0.0  # live updates' prices: 7.0, 8.0, ... in arrival order
+    head = times[-1]  # the market's newest bar: the only one a live update revises
 
     def live_update(times_of: list[int]) -> None:
-        nonlocal live
+        nonlocal live, head
         live += 1.0
         chunks.append(rows(times_of, 6.0 + live))
+        head = max(head, *times_of)
 
-    next_bar = times[-1] + MINUTE
     for n in range(len(bounds) - 1):
-        if n > 0 and draw(st.booleans()):
-            # A du between answers: it arrives with the next page's batches.
-            live_update(draw(st.sampled_from([[times[-1]], [next_bar], [times[-1], next_bar]])))
+        if newer and draw(st.booleans()):
+            # A du between answers, once history has bars (it arrives with the next page's
+            # batches): the newest bar revised, the next one opened, or both.
+            opened = head + MINUTE
+            live_update(draw(st.sampled_from([[head], [opened], [head, opened]])))
         low, high = bounds[n + 1], bounds[n]
         part = times[low:high]
         resend = newer[: draw(st.integers(0, min(3, len(newer))))]
@@ -64,7 +67,7 @@ def requests(draw: st.DrawFn) -> tuple[list[list[Row]], list[tuple[int, bool]], 
         newer = times[low:high] + newer
     clean = True
     if draw(st.booleans()):
-        live_update([times[-1]])  # a live update after the last answer
+        live_update([head])  # a live update after the last answer
     if total > 1 and draw(st.booleans()):
         # A batch revising a bar before the newest: no count-mode answer sends one.
         chunks.append(rows([times[-2]], 20.0))
