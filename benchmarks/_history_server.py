@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import ssl
@@ -415,19 +416,22 @@ async def main(
         "compression": "deflate",
         "ping_interval": None,
     }
-    async with serve(server.handle, "127.0.0.1", port, **options) as listening:
-        bound = next(iter(listening.sockets)).getsockname()[1]
-        line = f"ws_url=ws://127.0.0.1:{bound}{PATH}"
-        if tls is None:
-            print(line, flush=True)
-            await asyncio.Event().wait()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*tls)
-        # The same tables behind both ports: one store, reached with or without TLS.
-        async with serve(server.handle, "127.0.0.1", 0, ssl=context, **options) as secure:
+    async with contextlib.AsyncExitStack() as stack:
+        listening = await stack.enter_async_context(
+            serve(server.handle, "127.0.0.1", port, **options)
+        )
+        line = f"ws_url=ws://127.0.0.1:{next(iter(listening.sockets)).getsockname()[1]}{PATH}"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            # The same tables behind both ports: one store, reached with or without TLS.
+            secure = await stack.enter_async_context(
+                serve(server.handle, "127.0.0.1", 0, ssl=context, **options)
+            )
             secure_port = next(iter(secure.sockets)).getsockname()[1]
-            print(f"{line} wss_url=wss://127.0.0.1:{secure_port}{PATH}", flush=True)
-            await asyncio.Event().wait()
+            line += f" wss_url=wss://127.0.0.1:{secure_port}{PATH}"
+        print(line, flush=True)
+        await asyncio.Event().wait()
 
 
 if __name__ == "__main__":

@@ -141,6 +141,11 @@ def start_server(
     return process, line.split("ws_url=", 1)[1].split()[0], secure
 
 
+def _port(url: str) -> int:
+    """The port of a ``ws://`` or ``wss://`` URL with an explicit one."""
+    return int(url.split(":")[2].split("/")[0])
+
+
 def make_certificate() -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (ECDSA P-256, valid a day) and its key; one
     made in the last hour is used again (by the run this one re-executes as)."""
@@ -558,7 +563,7 @@ def main() -> None:
                 kind, arguments.symbols, tls if kind == "independent" else None
             )
             helpers.append(process)
-            port = int(url.split(":")[2].split("/")[0])
+            port = _port(url)
             path = url.split(str(port), 1)[1]
 
             def proxied(
@@ -583,10 +588,9 @@ def main() -> None:
                 kind, proxied(LATENCY, handshake=False), process.pid, remote=True
             )
             if secure_url is not None:
-                secure_port = int(secure_url.split(":")[2].split("/")[0])
                 conditions[f"{kind}_rtt50_tls"] = Condition(
                     kind,
-                    proxied(LATENCY, target=secure_port, scheme="wss"),
+                    proxied(LATENCY, target=_port(secure_url), scheme="wss"),
                     process.pid,
                     remote=True,
                 )

@@ -1014,9 +1014,9 @@ class PageFrames:
         replaced, live = overlay
         frames: list[pl.DataFrame] = []
         small: list[BarValues] = []  # consecutive small answers, oldest first
-        for index in range(len(self._parts) - 1, -1, -1):  # oldest first
-            part = self._parts[index]
-            cut = replaced if index == 0 else 0  # the newest part's rows the live ones replace
+        head = self._parts[0] if self._parts else None
+        for part in reversed(self._parts):  # oldest first
+            cut = replaced if part is head else 0  # the head's rows the live ones replace
             if part.frame is None:
                 assert part.values is not None
                 small += part.values[: len(part.values) - cut]
